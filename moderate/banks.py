@@ -1,0 +1,358 @@
+"""Banks: named sets of flagged references, each with a purpose and a default action.
+
+A bank holds *references*: signals computed from a flagged image (or imported from an industry
+hash list) plus metadata (source URL, note, who added it and when, size, original file name).
+Never the image. Every change goes to Chroma first and then to the derived index, under one lock,
+so the next process (another CLI call, a worker, a server) sees it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, TextIO
+
+import numpy as np
+
+from . import hashlist
+from .errors import BankError, HashListError, MediaError
+from .index import Catalog, references_by_bank
+from .media import Budgets, decode
+from .signals import PDQ
+from .store import Store, record_id, split_record_id
+
+ACTIONS = ("block", "review")
+_BANK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
+
+
+@dataclass(frozen=True)
+class Bank:
+    name: str
+    action: str
+    description: str
+    enabled: bool
+    created_at: str
+    references: int = 0
+    hashes: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "action": self.action, "description": self.description, "enabled": self.enabled,
+            "created_at": self.created_at, "references": self.references, "hashes": self.hashes,
+        }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One flagged item: its id within its bank, its PDQ hashes, and its metadata."""
+
+    bank: str
+    id: str
+    pdq: tuple[str, ...]
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An input a bank operation could not use, and why."""
+
+    source: str
+    message: str
+
+
+@dataclass(frozen=True)
+class AddReport:
+    added: tuple[Reference, ...]
+    skipped: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    imported: int
+    already_present: int
+    skipped: tuple[Problem, ...] = ()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def image_files(paths: Iterable[str | os.PathLike], recursive: bool = False) -> list[tuple[Path, str]]:
+    """Expand files and folders into (file, reference id) pairs.
+
+    A file's id is its path relative to the folder given, without extension; for a file named
+    directly, just its stem. Hidden files are skipped in folders.
+    """
+    out: list[tuple[Path, str]] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            candidates = path.rglob("*") if recursive else path.iterdir()
+            for file in sorted(c for c in candidates if c.is_file()):
+                rel = file.relative_to(path)
+                if any(part.startswith(".") for part in rel.parts):
+                    continue
+                out.append((file, rel.with_suffix("").as_posix()))
+        else:
+            out.append((path, path.stem))
+    return out
+
+
+class Banks:
+    """Bank operations over a store and its derived index (`engine.banks`)."""
+
+    def __init__(self, store: Store, catalog: Catalog, budgets: Budgets = Budgets()):
+        self.store = store
+        self.catalog = catalog
+        self.budgets = budgets
+
+    # -- banks -------------------------------------------------------------------------------
+
+    def create(self, name: str, action: str = "block", description: str = "") -> Bank:
+        if not _BANK_NAME.fullmatch(name or ""):
+            raise BankError(f"bank name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        if action not in ACTIONS:
+            raise BankError(f"bank {name}: action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        record = {"action": action, "description": description, "enabled": True, "created_at": now()}
+        with self.catalog.writing() as write:
+            if name in write.snapshot.banks:
+                raise BankError(f"bank {name} already exists")
+            write.touch()
+            self.store.put_bank(name, record)
+            write.update(replace(write.snapshot, banks={**write.snapshot.banks, name: record}))
+        return self.get(name)
+
+    def list(self) -> list[Bank]:
+        snapshot = self.catalog.current()
+        refs = references_by_bank(snapshot.pdq)
+        hashes: dict[str, int] = {}
+        for rid in snapshot.pdq.ids():
+            bank = rid.split("::", 1)[0]
+            hashes[bank] = hashes.get(bank, 0) + 1
+        return [
+            _bank(name, record, len(refs.get(name, ())), hashes.get(name, 0))
+            for name, record in sorted(snapshot.banks.items())
+        ]
+
+    def get(self, name: str) -> Bank:
+        for bank in self.list():
+            if bank.name == name:
+                return bank
+        raise BankError(f"no bank named {name!r} (see `moderate bank list`)")
+
+    def enable(self, name: str) -> Bank:
+        return self._set(name, enabled=True)
+
+    def disable(self, name: str) -> Bank:
+        return self._set(name, enabled=False)
+
+    def _set(self, name: str, **changes) -> Bank:
+        with self.catalog.writing() as write:
+            record = {**self._record(write.snapshot, name), **changes}
+            write.touch()
+            self.store.put_bank(name, record)
+            write.update(replace(write.snapshot, banks={**write.snapshot.banks, name: record}))
+        return self.get(name)
+
+    def delete(self, name: str) -> int:
+        """Delete a bank and all its references; returns how many hashes went with it."""
+        with self.catalog.writing() as write:
+            self._record(write.snapshot, name)
+            ids = [rid for rid, _, _ in self.store.pdq_records(where={"bank": name})]
+            write.touch()
+            self.store.delete_pdq(ids)
+            self.store.delete_bank(name)
+            banks = {k: v for k, v in write.snapshot.banks.items() if k != name}
+            write.update(replace(write.snapshot, banks=banks, pdq=write.snapshot.pdq.without(set(ids))))
+        return len(ids)
+
+    @staticmethod
+    def _record(snapshot, name: str) -> dict:
+        if name not in snapshot.banks:
+            raise BankError(f"no bank named {name!r} (see `moderate bank list`)")
+        return snapshot.banks[name]
+
+    # -- references ------------------------------------------------------------------------------
+
+    def add(
+        self,
+        bank: str,
+        paths: Iterable[str | os.PathLike],
+        *,
+        recursive: bool = False,
+        reference_id: str | None = None,
+        metadata: dict | None = None,
+        skip_invalid: bool = False,
+    ) -> AddReport:
+        """Hash image files and add each as a reference; all or nothing unless `skip_invalid`."""
+        files = image_files(paths, recursive)
+        if not files:
+            raise BankError(f"bank {bank}: no image files to add")
+        if reference_id is not None:
+            if len(files) != 1:
+                raise BankError(f"--id {reference_id!r} names one reference, but {len(files)} files were given")
+            files = [(files[0][0], reference_id)]
+        _refuse_duplicate_ids(files)
+        base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
+        references: list[Reference] = []
+        problems: list[Problem] = []
+        for path, ref_id in files:
+            try:
+                references.append(self._reference_from_file(bank, path, ref_id, base))
+            except (MediaError, BankError) as exc:
+                problems.append(Problem(str(path), str(exc)))
+        if problems and not skip_invalid:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise BankError(f"{problems[0].message}{more}; nothing added (--skip-invalid adds the rest)")
+        self._write_references(bank, references)
+        return AddReport(tuple(references), tuple(problems))
+
+    def _reference_from_file(self, bank: str, path: Path, ref_id: str, base: dict) -> Reference:
+        _check_reference_id(ref_id)
+        media = decode(path, self.budgets)
+        hashes = []
+        for frame in media.frames:
+            (value,) = PDQ.compute(frame.pixels)
+            if value.quality >= MIN_REFERENCE_QUALITY:
+                hashes.append(value.hex)
+        if not hashes:
+            raise BankError(
+                f"{path}: PDQ quality below {MIN_REFERENCE_QUALITY} in every frame: too flat to match reliably"
+            )
+        metadata = {
+            **base, "width": media.width, "height": media.height, "filename": str(path), "format": media.format,
+            "sha256": media.sha256,
+        }
+        return Reference(bank, ref_id, tuple(dict.fromkeys(hashes)), metadata)
+
+    def _write_references(self, bank: str, references: list[Reference]) -> None:
+        with self.catalog.writing() as write:
+            self._record(write.snapshot, bank)
+            wanted = [record_id(bank, ref.id, 0) for ref in references]
+            taken = self.store.existing_ids(wanted)
+            if taken:
+                first = split_record_id(sorted(taken)[0])[1]
+                raise BankError(
+                    f"bank {bank}: reference id {first!r} is already used"
+                    f"{f' (and {len(taken) - 1} more)' if len(taken) > 1 else ''}; remove it first or pass --id"
+                )
+            records = [
+                (record_id(bank, ref.id, n), hx, {"bank": bank, "reference_id": ref.id, **ref.metadata})
+                for ref in references
+                for n, hx in enumerate(ref.pdq)
+            ]
+            self._add_records(write, records)
+
+    def _add_records(self, write, records: list[tuple[str, str, dict]]) -> None:
+        write.touch()
+        self.store.add_pdq(records)
+        codes = np.frombuffer(b"".join(bytes.fromhex(hx) for _, hx, _ in records), dtype=np.uint8)
+        write.update(replace(write.snapshot, pdq=write.snapshot.pdq.appended(codes, [rid for rid, _, _ in records])))
+
+    def remove(self, bank: str, reference_id: str) -> int:
+        """Remove one reference (all its hashes); returns how many hashes were removed."""
+        with self.catalog.writing() as write:
+            self._record(write.snapshot, bank)
+            where = {"$and": [{"bank": bank}, {"reference_id": reference_id}]}
+            ids = [rid for rid, _, _ in self.store.pdq_records(where=where)]
+            if not ids:
+                raise BankError(f"bank {bank} has no reference {reference_id!r}")
+            write.touch()
+            self.store.delete_pdq(ids)
+            write.update(replace(write.snapshot, pdq=write.snapshot.pdq.without(set(ids))))
+        return len(ids)
+
+    def references(self, bank: str) -> Iterator[Reference]:
+        """Every reference of a bank, read from Chroma (the system of record)."""
+        self._record(self.catalog.current(), bank)
+        grouped: dict[str, Reference] = {}
+        for _, hx, md in self.store.pdq_records(where={"bank": bank}):
+            ref_id = md.pop("reference_id")
+            md.pop("bank", None)
+            if ref_id in grouped:
+                grouped[ref_id] = replace(grouped[ref_id], pdq=grouped[ref_id].pdq + (hx,))
+            else:
+                grouped[ref_id] = Reference(bank, ref_id, (hx,), md)
+        return iter(grouped.values())
+
+    # -- hash lists ------------------------------------------------------------------------------
+
+    def import_hashes(self, bank: str, text: str, *, source: str = "<hash list>", fmt: str | None = None,
+                      skip_invalid: bool = False, metadata: dict | None = None) -> ImportReport:
+        """Import a hash list (csv or txt, detected); idempotent: a hash already in the bank is skipped."""
+        try:
+            listed, bad = hashlist.parse(text, fmt)
+        except ValueError as exc:
+            raise BankError(f"{source}: {exc}") from None
+        if bad and not skip_invalid:
+            raise HashListError(source, bad)
+        if not listed and not bad:
+            raise BankError(f"{source}: no hashes found")
+        base = {"added_at": now(), "added_by": default_actor(), "imported_from": source, **(metadata or {})}
+        with self.catalog.writing() as write:
+            self._record(write.snapshot, bank)
+            present = self._bank_codes(write.snapshot, bank)
+            ids_in_bank = references_by_bank(write.snapshot.pdq).get(bank, set())
+            records = []
+            for item in listed:
+                ref_id = item.reference_id or item.value
+                if item.value in present or ref_id in ids_in_bank:
+                    continue
+                present.add(item.value)
+                ids_in_bank.add(ref_id)
+                md = {**base, **item.metadata, "bank": bank, "reference_id": ref_id}
+                records.append((record_id(bank, ref_id, 0), item.value, md))
+            if records:
+                self._add_records(write, records)
+        skipped = tuple(Problem(f"{source}:{line}", message) for line, message in bad)
+        return ImportReport(len(records), len(listed) - len(records), skipped)
+
+    @staticmethod
+    def _bank_codes(snapshot, bank: str) -> set[str]:
+        prefix = f"{bank}::"
+        index = snapshot.pdq
+        return {bytes(index.codes[i]).hex() for i, rid in enumerate(index.ids()) if rid.startswith(prefix)}
+
+    def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
+        rows = (
+            {"signal_type": PDQ.name, "signal_str": hx, "bank": bank, "reference_id": ref.id, **ref.metadata}
+            for ref in self.references(bank)
+            for hx in ref.pdq
+        )
+        try:
+            return hashlist.write(rows, out, fmt)
+        except ValueError as exc:
+            raise BankError(str(exc)) from None
+
+
+def _bank(name: str, record: dict, references: int, hashes: int) -> Bank:
+    return Bank(
+        name=name, action=record.get("action", "block"), description=record.get("description", ""),
+        enabled=bool(record.get("enabled", True)), created_at=record.get("created_at", ""),
+        references=references, hashes=hashes,
+    )
+
+
+def _check_reference_id(ref_id: str) -> None:
+    if not ref_id or len(ref_id) > 512 or any(ord(c) < 32 for c in ref_id):
+        raise BankError(f"reference id {ref_id!r}: use 1-512 printable characters")
+
+
+def _refuse_duplicate_ids(files: list[tuple[Path, str]]) -> None:
+    seen: dict[str, Path] = {}
+    for path, ref_id in files:
+        if ref_id in seen:
+            raise BankError(f"{path} and {seen[ref_id]} would both get reference id {ref_id!r}; add them separately with --id")
+        seen[ref_id] = path

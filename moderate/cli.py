@@ -1,0 +1,289 @@
+"""The `moderate` command: a thin layer over `moderate.Engine`.
+
+Exit codes (README.md): 0 all allowed, 3 at least one review and no block, 4 at least one block,
+1 the command itself failed (bad policy, store unreachable, bad bank arguments), 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import ModerateError
+from .verdict import EXIT_CODES, Verdict, worst
+
+app = typer.Typer(
+    help="Allow, block or review incoming images against banks of flagged references.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+bank_app = typer.Typer(help="Create banks of flagged references and fill them.", no_args_is_help=True)
+app.add_typer(bank_app, name="bank")
+
+COLORS = {"allow": "green", "review": "yellow", "block": "bold red"}
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", envvar="MODERATE_HOME", help="Data folder (default: the XDG data folder).",
+    ),
+    chroma_url: Optional[str] = typer.Option(
+        None, "--chroma-url", envvar="MODERATE_CHROMA_URL",
+        help="A Chroma server, http://HOST:PORT (default: embedded Chroma in the data folder).",
+    ),
+):
+    ctx.obj = {"data_dir": data_dir, "chroma_url": chroma_url}
+
+
+def _engine(ctx: typer.Context, policy: Optional[Path] = None):
+    from .engine import Engine
+
+    return Engine(ctx.obj["data_dir"], ctx.obj["chroma_url"], policy)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+# -- hash and check -----------------------------------------------------------------------------
+
+
+@app.command("hash")
+def hash_cmd(
+    ctx: typer.Context,
+    images: List[str] = typer.Argument(..., help="Image files, or - for standard input."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per frame."),
+    dihedral: bool = typer.Option(False, "--dihedral", help="Also the 8 rotations and flips."),
+):
+    """Print the signals of images (no store needed)."""
+    engine = _engine(ctx)
+    for image in images:
+        for signals in engine.hash(image, dihedral=dihedral):
+            if as_json:
+                _out(json.dumps(signals.to_dict()))
+            else:
+                for value in signals.pdq:
+                    variant = "" if value.variant == "original" else f" {value.variant}"
+                    _out(f"pdq {value.hex} quality={value.quality}{variant} {signals.source}#{signals.frame}")
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    inputs: List[str] = typer.Argument(..., help="Image files, folders, or - for standard input."),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per checked frame (JSON lines)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Parallel workers (default: cores)."),
+):
+    """Check images: exit 0 allow, 3 review, 4 block."""
+    from .engine import expand_inputs
+
+    engine = _engine(ctx, policy)
+    sources = expand_inputs(inputs, recursive)
+    if not sources:
+        raise ModerateError(f"{', '.join(inputs)}: no files to check")
+    verdicts: list[str] = []
+    with _progress(len(sources), as_json) as (console, advance):
+        for frame_verdicts in engine.check_many(sources, workers):
+            for verdict in frame_verdicts:
+                verdicts.append(verdict.verdict)
+                if as_json:
+                    _out(verdict.to_json())
+                else:
+                    _print_verdict(console, verdict)
+            advance()
+    raise typer.Exit(EXIT_CODES[worst(verdicts)])
+
+
+def _progress(total: int, as_json: bool):
+    """A progress bar on a terminal for batches; never mixed into JSON on stdout."""
+    from rich.console import Console
+
+    stdout_tty, stderr_tty = sys.stdout.isatty(), sys.stderr.isatty()
+    if total < 2 or not (stdout_tty or stderr_tty) or (as_json and not stderr_tty):
+        return nullcontext((Console(highlight=False, soft_wrap=True), lambda: None))
+    return _Bar(total, to_stdout=stdout_tty and not as_json)
+
+
+class _Bar:
+    def __init__(self, total: int, to_stdout: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=not to_stdout, highlight=False, soft_wrap=True)
+        self.progress = Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.task = self.progress.add_task("check", total=total)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self.progress.console, lambda: self.progress.advance(self.task)
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+
+def _print_verdict(console, verdict: Verdict) -> None:
+    from rich.text import Text
+
+    frame = f"#{verdict.frame}" if verdict.frames > 1 else ""
+    line = Text(f"{verdict.verdict.upper():<6} ", style=COLORS[verdict.verdict])
+    line.append(f"{verdict.source}{frame}")
+    if verdict.error:
+        line.append(f"  error: {verdict.error}", style="dim")
+    for reason in verdict.reasons[:5]:
+        if reason.bank:
+            variant = f" ({reason.variant})" if reason.variant else ""
+            line.append(f"  {reason.rule} {reason.bank}/{reason.reference_id} d={reason.distance}{variant}")
+        elif reason.detail and not verdict.error:
+            line.append(f"  {reason.rule}: {reason.detail}", style="dim")
+    if len(verdict.reasons) > 5:
+        line.append(f"  (+{len(verdict.reasons) - 5} more; --json for all)", style="dim")
+    console.print(line)
+
+
+# -- banks --------------------------------------------------------------------------------------
+
+
+@bank_app.command("create")
+def bank_create(
+    ctx: typer.Context,
+    name: str,
+    action: str = typer.Option("block", "--action", help="Default action for matches: block or review."),
+    description: str = typer.Option("", "--description", help="What the bank holds and why."),
+):
+    """Create a bank."""
+    bank = _engine(ctx).banks.create(name, action, description)
+    _out(f"created bank {bank.name} (action {bank.action})")
+
+
+@bank_app.command("add")
+def bank_add(
+    ctx: typer.Context,
+    bank: str,
+    paths: List[Path] = typer.Argument(..., help="Image files or folders."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
+    reference_id: Optional[str] = typer.Option(None, "--id", help="Reference id for a single file."),
+    source_url: Optional[str] = typer.Option(None, "--source-url", help="Where the flagged item was found."),
+    note: Optional[str] = typer.Option(None, "--note", help="Free text kept with the references."),
+    added_by: Optional[str] = typer.Option(None, "--added-by", help="Who adds them (default: your user name)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Add the readable files, report the others."),
+    as_json: bool = typer.Option(False, "--json", help="Report as JSON."),
+):
+    """Hash images and add them as references (the images themselves are not stored)."""
+    metadata = {"source_url": source_url, "note": note}
+    if added_by:
+        metadata["added_by"] = added_by
+    report = _engine(ctx).banks.add(bank, paths, recursive=recursive, reference_id=reference_id,
+                                    metadata=metadata, skip_invalid=skip_invalid)
+    for problem in report.skipped:
+        _err(f"skipped: {problem.message}")
+    if as_json:
+        _out(json.dumps({"bank": bank, "added": [r.id for r in report.added],
+                         "skipped": [p.message for p in report.skipped]}))
+    else:
+        _out(f"added {len(report.added)} references to {bank}" + (f", skipped {len(report.skipped)}" if report.skipped else ""))
+
+
+@bank_app.command("import")
+def bank_import(
+    ctx: typer.Context,
+    bank: str,
+    hash_list: str = typer.Argument(..., metavar="FILE", help="Hash list file, or - for standard input."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv (ThreatExchange dataset) or txt ('pdq HEX' lines); default: detected."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the valid lines, report the others."),
+    note: Optional[str] = typer.Option(None, "--note", help="Free text kept with the imported references."),
+):
+    """Import hashes without images (industry hash lists)."""
+    if hash_list == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            text, source = Path(hash_list).read_text(encoding="utf-8"), hash_list
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModerateError(f"{hash_list}: cannot read hash list: {getattr(exc, 'strerror', None) or exc}") from None
+    report = _engine(ctx).banks.import_hashes(bank, text, source=source, fmt=fmt, skip_invalid=skip_invalid,
+                                              metadata={"note": note})
+    for problem in report.skipped:
+        _err(f"skipped {problem.source}: {problem.message}")
+    _out(f"imported {report.imported} hashes into {bank}; {report.already_present} already present"
+         + (f"; skipped {len(report.skipped)} invalid lines" if report.skipped else ""))
+
+
+@bank_app.command("export")
+def bank_export(
+    ctx: typer.Context,
+    bank: str,
+    fmt: str = typer.Option("csv", "--format", help="csv (with metadata) or txt ('pdq HEX' lines)."),
+):
+    """Write a bank's hashes to standard output."""
+    _engine(ctx).banks.export(bank, sys.stdout, fmt)
+
+
+@bank_app.command("list")
+def bank_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """List banks with their action, state and size."""
+    banks = _engine(ctx).banks.list()
+    if as_json:
+        _out(json.dumps([b.to_dict() for b in banks]))
+        return
+    for b in banks:
+        state = "enabled" if b.enabled else "disabled"
+        _out(f"{b.name:<20} {b.action:<7} {state:<9} {b.references:>8} refs {b.hashes:>8} hashes  {b.description}")
+
+
+@bank_app.command("enable")
+def bank_enable(ctx: typer.Context, name: str):
+    """Use a bank in checks again."""
+    _engine(ctx).banks.enable(name)
+    _out(f"enabled bank {name}")
+
+
+@bank_app.command("disable")
+def bank_disable(ctx: typer.Context, name: str):
+    """Stop using a bank in checks (its references are kept)."""
+    _engine(ctx).banks.disable(name)
+    _out(f"disabled bank {name}")
+
+
+@bank_app.command("remove")
+def bank_remove(ctx: typer.Context, bank: str, reference_id: str = typer.Argument(..., metavar="REF_ID")):
+    """Remove one reference from a bank."""
+    removed = _engine(ctx).banks.remove(bank, reference_id)
+    _out(f"removed {reference_id} ({removed} hashes) from {bank}")
+
+
+@bank_app.command("delete")
+def bank_delete(
+    ctx: typer.Context,
+    name: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+):
+    """Delete a bank and all its references."""
+    engine = _engine(ctx)
+    bank = engine.banks.get(name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ModerateError(f"bank {name}: deleting {bank.references} references needs --yes when not on a terminal")
+        typer.confirm(f"Delete bank {name} and its {bank.references} references?", abort=True)
+    removed = engine.banks.delete(name)
+    _out(f"deleted bank {name} ({removed} hashes)")
+
+
+def main() -> None:
+    try:
+        app(prog_name="moderate")
+    except ModerateError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)

@@ -1,0 +1,200 @@
+"""The engine: one pass from an input to a verdict.
+
+    source -> media (decode within budgets) -> regions -> signals -> match (exact index)
+           -> policy (reasons, verdict)
+
+The CLI, hooks and servers are thin front ends over `Engine`; everything they can do, a Python
+caller can do with the same objects.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .banks import Banks, image_files
+from .errors import MediaError
+from .index import Catalog, Snapshot
+from .match import match_pdq
+from .media import Frame, Source, decode, describe
+from .policy import Policy
+from .regions import Region
+from .signals import PDQ, PdqHash
+from .store import Store
+from .verdict import Reason, Verdict, severity, worst
+
+PDQ_WORKING_SIZE = 512  # PDQ downsamples to 64x64 anyway; larger decodes only cost time
+
+
+def default_data_dir() -> Path:
+    """`MODERATE_HOME`, else the XDG data folder (`~/.local/share/moderate`)."""
+    if os.environ.get("MODERATE_HOME"):
+        return Path(os.environ["MODERATE_HOME"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "moderate"
+
+
+@dataclass(frozen=True)
+class FrameSignals:
+    """The signals of one region of one frame (what `moderate hash` prints)."""
+
+    source: str
+    frame: int
+    region: Region
+    pdq: tuple[PdqHash, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "frame": self.frame, "region": self.region.to_dict(),
+            "signals": [h.to_dict() for h in self.pdq],
+        }
+
+
+class Engine:
+    """Checks inputs against banks under a policy.
+
+    `Engine(data_dir=None, chroma_url=None, policy=None)`: the data folder holds embedded Chroma and
+    the derived index; `chroma_url` names a Chroma server instead; `policy` is a `Policy`, a path to
+    a policy file, or None for the built-in default.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike | None = None, chroma_url: str | None = None,
+                 policy: Policy | str | os.PathLike | None = None):
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.chroma_url = chroma_url or None
+        if policy is None:
+            policy = Policy()
+        elif not isinstance(policy, Policy):
+            policy = Policy.load(policy)
+        self.policy = policy
+        self.store = Store(self.data_dir, self.chroma_url)
+        self.catalog = Catalog(self.store)
+        self.banks = Banks(self.store, self.catalog, policy.limits)
+
+    # -- signals ----------------------------------------------------------------------------------
+
+    def hash(self, source: Source, dihedral: bool = False, name: str | None = None) -> list[FrameSignals]:
+        """The signals of every frame of an input; needs no store."""
+        media = decode(source, self.policy.limits, PDQ_WORKING_SIZE, name)
+        return [self._signals(media.source, frame, dihedral) for frame in media.frames]
+
+    @staticmethod
+    def _signals(source: str, frame: Frame, dihedral: bool) -> FrameSignals:
+        return FrameSignals(source, frame.index, Region.whole(frame), PDQ.compute(frame.pixels, dihedral))
+
+    # -- checking ---------------------------------------------------------------------------------
+
+    def check(self, source: Source, name: str | None = None) -> Verdict:
+        """One verdict for an input: the most severe of its frames', with every frame's reasons."""
+        verdicts = self.check_frames(source, name)
+        if len(verdicts) == 1:
+            return verdicts[0]
+        deciding = max(verdicts, key=lambda v: severity(v.verdict))
+        reasons = tuple(r for v in verdicts for r in v.reasons)
+        return Verdict(**{**deciding.__dict__, "reasons": reasons})
+
+    def check_frames(self, source: Source, name: str | None = None) -> list[Verdict]:
+        """A verdict per frame of an input (one for a still image)."""
+        start = time.perf_counter()
+        name = name or describe(source)
+        policy = self.policy
+        snapshot = self.catalog.current()  # a store that is down fails the command, not the input
+        try:
+            media = decode(source, policy.limits, PDQ_WORKING_SIZE, name)
+        except MediaError as exc:
+            reason = Reason("on_error", policy.on_error, detail=exc.detail)
+            return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
+                            elapsed_ms=_ms(start), policy=policy.name)]
+        per_frame = [self._judge(snapshot, self._signals(name, frame, policy.pdq.dihedral)) for frame in media.frames]
+        elapsed = _ms(start)
+        return [
+            Verdict(name, policy.verdict_for(reasons), frame=signals.frame, reasons=tuple(reasons),
+                    elapsed_ms=elapsed, policy=policy.name, sha256=media.sha256, width=media.width,
+                    height=media.height, frames=len(media.frames), signals=signals.pdq[:1])
+            for signals, reasons in per_frame
+        ]
+
+    def _judge(self, snapshot: Snapshot, signals: FrameSignals) -> tuple[FrameSignals, list[Reason]]:
+        rules = self.policy.pdq
+        quality = signals.pdq[0].quality
+        if quality < rules.min_quality:
+            detail = f"PDQ quality {quality} is below {rules.min_quality}: the hash is not used for matching"
+            return signals, [Reason("pdq.low_quality", rules.on_low_quality, signal="pdq", score=quality,
+                                    region=signals.region, detail=detail)]
+        banks = {b for b, record in snapshot.banks.items() if self.policy.bank_action(b, record)}
+        queries = [(signals.region, h) for h in signals.pdq]
+        matches = match_pdq(snapshot, queries, rules.max_distance, banks)
+        return signals, self.policy.reasons_for(matches, snapshot.banks)
+
+    def check_many(self, sources: Iterable[Source], workers: int | None = None) -> Iterator[list[Verdict]]:
+        """Check many inputs, yielding each input's frame verdicts as soon as it is done.
+
+        With more than one worker, inputs are checked in worker processes (each loads the index
+        once); results come in completion order. Standard input is always read here.
+        """
+        sources = list(sources)
+        workers = max(1, workers or os.cpu_count() or 1)
+        local = [s for s in sources if _is_stdin(s) or not isinstance(s, (str, os.PathLike))]
+        remote = [s for s in sources if s not in local]
+        for source in local:
+            yield self.check_frames(source)
+        if workers == 1 or len(remote) <= 1:
+            for source in remote:
+                yield self.check_frames(source)
+            return
+        self.catalog.current()  # publish a current snapshot so that workers load it, not rebuild it
+        context = get_context("spawn")  # never fork a process that may hold Chroma's threads
+        init = (str(self.data_dir), self.chroma_url, self.policy)
+        with ProcessPoolExecutor(min(workers, len(remote)), mp_context=context, initializer=_worker_init,
+                                 initargs=init) as pool:
+            pending = set()
+            queue = iter(remote)
+            for source in queue:
+                pending.add(pool.submit(_worker_check, os.fspath(source)))
+                if len(pending) >= workers * 4:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from (f.result() for f in done)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+
+
+def expand_inputs(inputs: Iterable[str], recursive: bool = False) -> list[str]:
+    """Files named, and the files in folders named (all levels with `recursive`); '-' is stdin."""
+    out: list[str] = []
+    for given in inputs:
+        if given == "-" or not Path(given).is_dir():
+            out.append(given)
+        else:
+            out.extend(str(path) for path, _ in image_files([given], recursive))
+    return out
+
+
+def overall(verdicts: Iterable[Verdict]) -> str:
+    return worst(v.verdict for v in verdicts)
+
+
+def _is_stdin(source: Source) -> bool:
+    return isinstance(source, str) and source == "-"
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+_WORKER: Engine | None = None
+
+
+def _worker_init(data_dir: str, chroma_url: str | None, policy: Policy) -> None:
+    global _WORKER
+    _WORKER = Engine(data_dir, chroma_url, policy)
+
+
+def _worker_check(source: str) -> list[Verdict]:
+    assert _WORKER is not None
+    return _WORKER.check_frames(source)

@@ -1,0 +1,119 @@
+"""Hash lists: how hashes without images travel between platforms.
+
+Industry programs share hashes, not images. Two formats are read, detected from the content:
+- `csv`: python-threatexchange's dataset CSV (`threatexchange dataset -P --csv`), a header naming
+  at least `signal_type` and `signal_str`; optional `reference_id`, `source_url`, `note`, `collab`,
+  `category` and `tags` columns are kept as reference metadata.
+- `txt`: one `SIGNAL_TYPE HASH` per line (`pdq 3b1e...`), `#` comments and blank lines ignored,
+  which is what `threatexchange dataset -P -S` prints.
+
+Every line is validated; a bad one is reported with its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Iterable, TextIO
+
+from .signals import SIGNALS
+
+FORMATS = ("csv", "txt")
+CSV_METADATA = ("source_url", "note", "collab", "category", "tags")
+
+
+@dataclass(frozen=True)
+class ListedHash:
+    """One valid hash from a list, with the line it came from and the metadata given beside it."""
+
+    line: int
+    signal: str
+    value: str
+    reference_id: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def detect_format(text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+    header = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
+    return "csv" if "signal_type" in header and "signal_str" in header else "txt"
+
+
+def parse(text: str, fmt: str | None = None) -> tuple[list[ListedHash], list[tuple[int, str]]]:
+    """Parse a hash list: (valid hashes, [(line number, problem)])."""
+    fmt = fmt or detect_format(text)
+    if fmt == "csv":
+        return _collect(_csv_rows(text))
+    if fmt == "txt":
+        return _collect(_txt_rows(text))
+    raise ValueError(f"unknown hash list format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+def _collect(rows: Iterable[tuple]):
+    """Rows are (line, signal type, value, reference id, metadata), or (line, problem) for a bad shape."""
+    good: list[ListedHash] = []
+    bad: list[tuple[int, str]] = []
+    for row in rows:
+        if len(row) == 2:
+            bad.append(row)
+            continue
+        line, signal_name, value, reference_id, metadata = row
+        signal = SIGNALS.get(signal_name.strip().lower())
+        if signal is None:
+            bad.append((line, f"unknown signal type {signal_name.strip()!r} (supported: {', '.join(SIGNALS)})"))
+            continue
+        try:
+            good.append(ListedHash(line, signal.name, signal.parse(value), reference_id or None, metadata))
+        except ValueError as exc:
+            bad.append((line, str(exc)))
+    return good, bad
+
+
+def _txt_rows(text: str):
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            yield number, f"expected 'SIGNAL_TYPE HASH', got {len(parts)} fields"
+            continue
+        yield number, parts[0], parts[1], None, {}
+
+
+def _csv_rows(text: str):
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    for row in reader:
+        number = reader.line_num
+        if not row or not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
+            continue
+        if header is None:
+            header = [cell.strip().lower() for cell in row]
+            continue
+        if len(row) != len(header):
+            yield number, f"expected {len(header)} columns as in the header, got {len(row)}"
+            continue
+        record = dict(zip(header, (cell.strip() for cell in row)))
+        metadata = {key: record[key] for key in CSV_METADATA if record.get(key)}
+        yield number, record["signal_type"], record["signal_str"], record.get("reference_id"), metadata
+
+
+def write(rows: Iterable[dict], out: TextIO, fmt: str = "csv") -> int:
+    """Write references as a hash list; rows carry signal_type, signal_str, bank, reference_id, ..."""
+    count = 0
+    if fmt == "csv":
+        columns = ["signal_type", "signal_str", "bank", "reference_id", "quality", "source_url", "note", "added_at", "added_by"]
+        writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    elif fmt == "txt":
+        for row in rows:
+            out.write(f"{row['signal_type']} {row['signal_str']}\n")
+            count += 1
+    else:
+        raise ValueError(f"unknown hash list format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    return count

@@ -1,0 +1,214 @@
+"""Decoding inputs into frames, within budgets.
+
+Uploads are hostile: a 40 kB PNG can declare a gigapixel canvas, a small GIF can hold thousands of
+frames. Every input goes through `decode`, which reads at most `max_bytes`, lets Pillow open only
+the formats on the allow-list (never EPS or other formats that shell out), checks the declared size
+before any pixel is decoded, and stops at the frame and total-pixel budgets. Anything refused raises
+`MediaError` with a stable code; the caller applies the policy's `on_error` verdict.
+
+Signals do not need full resolution (PDQ works on <= 512 px), so frames are decoded at a working size:
+JPEGs use DCT-domain scaling (Pillow's `draft`), which skips most of the decoding work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import MediaError
+
+# Formats Pillow may open. Routing is by content (Pillow sniffs magic bytes), never by file extension.
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+
+Source = Union[str, os.PathLike, bytes, BinaryIO]
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits on one input; exceeding any of them refuses the input with the budget named."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 64_000_000  # per frame, as declared in the header
+    max_frames: int = 500
+    max_total_pixels: int = 512_000_000  # summed over all frames of one input
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded picture of an input: its index, its original size, and pixels at working size."""
+
+    index: int
+    width: int  # original size, after EXIF orientation
+    height: int
+    pixels: np.ndarray = field(repr=False)  # RGB uint8, longest side <= the working size
+
+    @property
+    def scale(self) -> float:
+        """Working size over original size, to map boxes between the two."""
+        return self.pixels.shape[1] / self.width
+
+
+@dataclass(frozen=True, eq=False)
+class Media:
+    """A decoded input: where it came from, what it is, and its frames."""
+
+    source: str
+    format: str
+    width: int
+    height: int
+    sha256: str
+    size_bytes: int
+    frames: tuple[Frame, ...]
+    data: bytes = field(repr=False)
+
+
+def describe(source: Source) -> str:
+    """The name an input goes by in verdicts and error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        return "<stdin>" if name == "-" else name
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return getattr(source, "name", None) or "<stream>"
+
+
+def read_bytes(source: Source, budgets: Budgets, name: str | None = None) -> bytes:
+    """Read a source's bytes, refusing anything larger than `max_bytes` without reading it all."""
+    name = name or describe(source)
+    limit = budgets.max_bytes
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)) and os.fspath(source) == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            if path.is_dir():
+                raise MediaError(name, "not_a_file", "is a directory (use --recursive or name the files)")
+            size = path.stat().st_size
+            if size > limit:
+                raise MediaError(name, "too_large", f"file is {size} bytes, over the max_bytes budget of {limit}")
+            with path.open("rb") as fh:
+                data = fh.read(limit + 1)
+        except FileNotFoundError:
+            raise MediaError(name, "not_found", "no such file") from None
+        except PermissionError:
+            raise MediaError(name, "unreadable", "permission denied") from None
+        except IsADirectoryError:
+            raise MediaError(name, "not_a_file", "is a directory") from None
+    else:
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise MediaError(name, "too_large", f"input is over the max_bytes budget of {limit} bytes")
+    if not data:
+        raise MediaError(name, "empty", "input is empty")
+    return data
+
+
+def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 512, name: str | None = None) -> Media:
+    """Read and decode `source` into frames whose longest side is at most `working_size`."""
+    name = name or describe(source)
+    data = read_bytes(source, budgets, name)
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel budget decides; Pillow's bomb check stays as a backstop above it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                return _decode_open(image, data, budgets, working_size, name)
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise MediaError(name, "too_many_pixels", f"decompression bomb refused by the decoder ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise MediaError(name, "unsupported_format", f"not an image in an allowed format ({', '.join(ALLOWED_FORMATS)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        code = "truncated" if "truncated" in detail or isinstance(exc, EOFError) else "corrupt"
+        raise MediaError(name, code, f"cannot decode: {detail}") from None
+    except MemoryError:
+        raise MediaError(name, "too_many_pixels", "decoder ran out of memory") from None
+
+
+def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size: int, name: str) -> Media:
+    fmt = image.format or "UNKNOWN"
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise MediaError(name, "corrupt", f"declares an empty {width}x{height} image")
+    if width * height > budgets.max_pixels:
+        raise MediaError(
+            name, "too_many_pixels",
+            f"declares {width}x{height} = {width * height} pixels, over the max_pixels budget of {budgets.max_pixels}",
+        )
+    frames: list[Frame] = []
+    total_pixels = 0
+    index = 0
+    while True:
+        if index >= budgets.max_frames:
+            raise MediaError(name, "too_many_frames", f"has more than the max_frames budget of {budgets.max_frames} frames")
+        frame_pixels = image.size[0] * image.size[1]
+        total_pixels += frame_pixels
+        if frame_pixels > budgets.max_pixels:
+            raise MediaError(name, "too_many_pixels", f"frame {index} is over the max_pixels budget of {budgets.max_pixels}")
+        if total_pixels > budgets.max_total_pixels:
+            raise MediaError(
+                name, "too_many_pixels", f"frames add up to over the max_total_pixels budget of {budgets.max_total_pixels}"
+            )
+        frames.append(_working_frame(image, index, working_size))
+        index += 1
+        try:
+            image.seek(index)
+        except EOFError:
+            break
+    first = frames[0]
+    return Media(
+        source=name,
+        format=fmt,
+        width=first.width,
+        height=first.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        frames=tuple(frames),
+        data=data,
+    )
+
+
+def _working_frame(image: Image.Image, index: int, working_size: int) -> Frame:
+    declared = image.size
+    if image.format == "JPEG":
+        # DCT scaling: decode directly at 1/2, 1/4 or 1/8 while staying >= working_size.
+        image.draft(None, (working_size, working_size))
+    image.load()
+    oriented = ImageOps.exif_transpose(image)
+    turned = oriented.size != image.size
+    width, height = (declared[1], declared[0]) if turned else declared
+    rgb = _to_rgb(oriented)
+    rgb.thumbnail((working_size, working_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return Frame(index=index, width=width, height=height, pixels=np.asarray(rgb, dtype=np.uint8))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for hashing; transparency is flattened onto white, as most viewers show it."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,232 @@
+"""Policies: which banks to use, how close counts as a match, and what each match means.
+
+A policy is a YAML file (see `policies/`), validated on load: any mistake is refused with one line
+naming the file, the field and the problem, because a silently ignored typo in a threshold is a
+hole in moderation. `Policy()` with no arguments is the built-in default, identical to
+`policies/default.yaml`.
+
+Evidence is turned into a verdict here: each PDQ match falls into the first threshold band whose
+`max_distance` it is within, and the band's action applies (`bank` meaning the bank's own action,
+or the one this policy sets for that bank). The verdict is the most severe action among the
+reasons, or the policy's `default` when nothing matched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PolicyError
+from .match import Match
+from .media import Budgets
+from .verdict import VERDICTS, Reason, severity, worst
+
+BAND_ACTIONS = VERDICTS + ("bank",)
+
+
+@dataclass(frozen=True)
+class Band:
+    """Matches within `max_distance` get `action` ("bank": the bank's action)."""
+
+    max_distance: int
+    action: str
+    name: str
+
+    @classmethod
+    def of(cls, max_distance: int, action: str, name: str | None = None) -> "Band":
+        return cls(max_distance, action, name or f"pdq.distance<={max_distance}")
+
+
+@dataclass(frozen=True)
+class PdqRules:
+    min_quality: int = 50
+    on_low_quality: str = "allow"
+    dihedral: bool = False
+    bands: tuple[Band, ...] = (Band.of(31, "bank"), Band.of(52, "review"))
+
+    @property
+    def max_distance(self) -> int:
+        return max(b.max_distance for b in self.bands)
+
+    def band(self, distance: int) -> Band | None:
+        return next((b for b in self.bands if distance <= b.max_distance), None)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str = "default"
+    default: str = "allow"
+    on_error: str = "review"
+    banks: dict | None = None  # None: every enabled bank, with its own action
+    pdq: PdqRules = PdqRules()
+    limits: Budgets = Budgets()
+    source: str = "<built-in default>"
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Policy":
+        import yaml
+
+        origin = os.fspath(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise PolicyError(f"{origin}: cannot read policy: {exc.strerror or exc}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise PolicyError(f"{origin}: not valid YAML{where}: {problem}") from None
+        return cls.from_mapping(data, origin)
+
+    @classmethod
+    def from_mapping(cls, data: Any, origin: str = "<policy>") -> "Policy":
+        top = _Fields(data, origin, "")
+        name = top.text("name", Path(origin).stem if origin.endswith((".yaml", ".yml")) else "policy")
+        default = top.choice("default", "allow", VERDICTS)
+        on_error = top.choice("on_error", "review", VERDICTS)
+        banks = top.banks("banks")
+        pdq_fields = top.section("pdq")
+        pdq = PdqRules(
+            min_quality=pdq_fields.integer("min_quality", 50, 0, 100),
+            on_low_quality=pdq_fields.choice("on_low_quality", "allow", VERDICTS),
+            dihedral=pdq_fields.boolean("dihedral", False),
+            bands=pdq_fields.bands("thresholds"),
+        )
+        pdq_fields.done()
+        limits_fields = top.section("limits")
+        defaults = Budgets()
+        limits = Budgets(
+            **{
+                key: limits_fields.integer(key, getattr(defaults, key), 1, 1 << 40)
+                for key in ("max_bytes", "max_pixels", "max_frames", "max_total_pixels")
+            }
+        )
+        limits_fields.done()
+        top.done()
+        return cls(name, default, on_error, banks, pdq, limits, origin)
+
+    # -- deciding --------------------------------------------------------------------------------
+
+    def bank_action(self, bank: str, bank_record: dict) -> str | None:
+        """The action for matches in `bank`, or None when this policy does not use it."""
+        if not bank_record.get("enabled", True):
+            return None
+        if self.banks is None:
+            return bank_record.get("action", "block")
+        if bank not in self.banks:
+            return None
+        chosen = self.banks[bank]
+        return bank_record.get("action", "block") if chosen == "bank" else chosen
+
+    def reasons_for(self, matches: list[Match], banks: dict) -> list[Reason]:
+        """One reason per matched reference (its closest match), most severe and closest first."""
+        best: dict[tuple[str, str], Match] = {}
+        for m in matches:
+            key = (m.bank, m.reference_id)
+            if key not in best or m.distance < best[key].distance:
+                best[key] = m
+        reasons = []
+        for m in best.values():
+            bank_action = self.bank_action(m.bank, banks.get(m.bank, {}))
+            band = self.pdq.band(m.distance)
+            if bank_action is None or band is None:
+                continue
+            action = bank_action if band.action == "bank" else band.action
+            reasons.append(
+                Reason(band.name, action, m.bank, m.reference_id, m.signal, m.distance, None, m.region,
+                       m.variant if m.variant != "original" else None)
+            )
+        reasons.sort(key=lambda r: (-severity(r.action), r.distance, r.bank, r.reference_id))
+        return reasons
+
+    def verdict_for(self, reasons: list[Reason]) -> str:
+        return worst([self.default] + [r.action for r in reasons])
+
+
+class _Fields:
+    """Reads one mapping of a policy, naming `file: field: problem` on any mistake."""
+
+    def __init__(self, data: Any, origin: str, prefix: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise PolicyError(f"{origin}: {prefix or 'policy'}: must be a mapping, got {type(data).__name__}")
+        self.data, self.origin, self.prefix, self.seen = data, origin, prefix, set()
+
+    def fail(self, key: str, problem: str):
+        raise PolicyError(f"{self.origin}: {self.prefix}{key}: {problem}")
+
+    def get(self, key: str, default: Any) -> Any:
+        self.seen.add(key)
+        return self.data.get(key, default)
+
+    def text(self, key: str, default: str) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key, default)
+        if value not in choices:
+            self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(key, f"must be an integer from {low} to {high}, got {value!r}")
+        return value
+
+    def section(self, key: str) -> "_Fields":
+        return _Fields(self.get(key, {}), self.origin, f"{self.prefix}{key}.")
+
+    def banks(self, key: str) -> dict | None:
+        value = self.get(key, "all")
+        if value == "all":
+            return None
+        if not isinstance(value, dict) or not value:
+            self.fail(key, f"must be 'all' or a mapping of bank name to action, got {value!r}")
+        for bank, action in value.items():
+            if action not in BAND_ACTIONS:
+                self.fail(f"{key}.{bank}", f"must be one of {', '.join(BAND_ACTIONS)}, got {action!r}")
+        return dict(value)
+
+    def bands(self, key: str) -> tuple[Band, ...]:
+        value = self.get(key, None)
+        if value is None:
+            return PdqRules().bands
+        if not isinstance(value, list) or not value:
+            self.fail(key, f"must be a non-empty list of {{max_distance, action}}, got {value!r}")
+        bands = []
+        for i, item in enumerate(value):
+            fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
+            band = Band.of(
+                fields.integer("max_distance", None, 0, 256),
+                fields.choice("action", None, BAND_ACTIONS),
+                fields.get("name", None),
+            )
+            if not isinstance(band.name, str) or not band.name:
+                fields.fail("name", f"must be a non-empty string, got {band.name!r}")
+            fields.done()
+            if bands and band.max_distance <= bands[-1].max_distance:
+                fields.fail("max_distance", f"must be larger than the previous band's {bands[-1].max_distance}")
+            bands.append(band)
+        return tuple(bands)
+
+    def done(self) -> None:
+        unknown = [k for k in self.data if k not in self.seen]
+        if unknown:
+            self.fail(str(unknown[0]), "unknown field (check the spelling; see policies/default.yaml)")

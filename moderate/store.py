@@ -1,0 +1,202 @@
+"""Chroma, the system of record for banks and references.
+
+Embedded (`chromadb.PersistentClient` in the data folder) by default, or a Chroma server
+(`chromadb.HttpClient`) when a URL is given: the scale-out path is Chroma's, not ours.
+
+What lives here:
+- `moderate-banks`: one record per bank (action, description, enabled, created_at), plus a state
+  record whose `generation` changes with every write, so any process can tell whether the
+  indexes it derived are current.
+- `moderate-pdq`: one record per PDQ hash of a reference, with the bank and reference id as
+  metadata. Record ids are `BANK::REFERENCE_ID::N`, N counting the hashes of that reference.
+
+Never the images. Chroma is only imported when a store is touched: it costs over a second.
+We always pass our own vectors (Chroma's default embedding function would download a model) and
+turn its telemetry off.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+from .errors import ModerateError, StoreError
+from .signals import PDQ
+
+BANKS_COLLECTION = "moderate-banks"
+PDQ_COLLECTION = "moderate-pdq"
+STATE_ID = "@state"  # bank names cannot start with "@"
+PAGE = 5000  # records per Chroma round trip; under Chroma's max batch size
+
+
+def record_id(bank: str, reference_id: str, n: int) -> str:
+    return f"{bank}::{reference_id}::{n}"
+
+
+def split_record_id(rid: str) -> tuple[str, str]:
+    """(bank, reference_id) of a record id; reference ids may contain '::' themselves."""
+    bank, rest = rid.split("::", 1)
+    return bank, rest.rsplit("::", 1)[0]
+
+
+class Store:
+    """Typed access to the Chroma collections; every Chroma failure becomes one-line `StoreError`."""
+
+    def __init__(self, data_dir: Path, chroma_url: str | None = None):
+        self.data_dir = Path(data_dir)
+        self.chroma_url = chroma_url or None
+        self._client_obj = None
+        self._collections: dict[str, object] = {}
+
+    @property
+    def location(self) -> str:
+        return self.chroma_url or f"embedded Chroma in {self.chroma_path}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    # -- connection -----------------------------------------------------------------------
+
+    @contextmanager
+    def _calling(self, what: str):
+        try:
+            yield
+        except ModerateError:
+            raise
+        except Exception as exc:  # chromadb raises many types (httpx, ValueError, its own errors)
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise StoreError(f"{self.location}: {what} failed: {text}") from None
+
+    def _client(self):
+        if self._client_obj is None:
+            with self._calling("connecting"):
+                os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+                import chromadb
+                from chromadb.config import Settings
+
+                settings = Settings(anonymized_telemetry=False)
+                if self.chroma_url:
+                    url = urlparse(self.chroma_url if "://" in self.chroma_url else f"http://{self.chroma_url}")
+                    if not url.hostname:
+                        raise StoreError(f"--chroma-url {self.chroma_url!r}: expected http(s)://HOST:PORT")
+                    https = url.scheme == "https"
+                    client = chromadb.HttpClient(
+                        host=url.hostname, port=url.port or (443 if https else 8000), ssl=https, settings=settings
+                    )
+                    client.heartbeat()
+                else:
+                    self.chroma_path.mkdir(parents=True, exist_ok=True)
+                    client = chromadb.PersistentClient(path=str(self.chroma_path), settings=settings)
+            self._client_obj = client
+        return self._client_obj
+
+    def _collection(self, name: str):
+        if name not in self._collections:
+            client = self._client()
+            with self._calling(f"opening collection {name}"):
+                self._collections[name] = client.get_or_create_collection(
+                    name, embedding_function=None, metadata={"created_by": "moderate"}
+                )
+        return self._collections[name]
+
+    def stamp(self) -> list | None:
+        """Size and mtime of the embedded database files: unchanged means no one wrote since.
+
+        Lets a check trust its derived index without importing Chroma at all. None for a server,
+        whose writers we cannot see.
+        """
+        if self.chroma_url:
+            return None
+        out = []
+        for name in ("chroma.sqlite3", "chroma.sqlite3-wal"):
+            try:
+                st = (self.chroma_path / name).stat()
+            except FileNotFoundError:
+                continue
+            out.append([name, st.st_size, st.st_mtime_ns])
+        return out
+
+    # -- banks and state --------------------------------------------------------------------
+
+    def bank_records(self) -> dict[str, dict]:
+        col = self._collection(BANKS_COLLECTION)
+        with self._calling("listing banks"):
+            got = col.get(include=["metadatas"])
+        return {rid: dict(md or {}) for rid, md in zip(got["ids"], got["metadatas"]) if rid != STATE_ID}
+
+    def put_bank(self, name: str, metadata: dict) -> None:
+        col = self._collection(BANKS_COLLECTION)
+        with self._calling(f"writing bank {name}"):
+            col.upsert(ids=[name], embeddings=[[1.0]], metadatas=[_clean(metadata)])
+
+    def delete_bank(self, name: str) -> None:
+        col = self._collection(BANKS_COLLECTION)
+        with self._calling(f"deleting bank {name}"):
+            col.delete(ids=[name])
+
+    def generation(self) -> str:
+        col = self._collection(BANKS_COLLECTION)
+        with self._calling("reading state"):
+            got = col.get(ids=[STATE_ID], include=["metadatas"])
+        if got["ids"]:
+            return str(got["metadatas"][0].get("generation"))
+        return "empty"
+
+    def bump(self) -> str:
+        """Mark that references or banks changed; derived indexes at another generation are stale."""
+        generation = uuid.uuid4().hex
+        col = self._collection(BANKS_COLLECTION)
+        with self._calling("writing state"):
+            col.upsert(ids=[STATE_ID], embeddings=[[1.0]], metadatas=[{"generation": generation}])
+        return generation
+
+    # -- PDQ records --------------------------------------------------------------------------
+
+    def existing_ids(self, ids: list[str]) -> set[str]:
+        col = self._collection(PDQ_COLLECTION)
+        found: set[str] = set()
+        for start in range(0, len(ids), PAGE):
+            with self._calling("looking up references"):
+                found.update(col.get(ids=ids[start : start + PAGE], include=[])["ids"])
+        return found
+
+    def add_pdq(self, records: list[tuple[str, str, dict]]) -> None:
+        """Add (record id, pdq hex, metadata) records, in pages."""
+        col = self._collection(PDQ_COLLECTION)
+        for start in range(0, len(records), PAGE):
+            page = records[start : start + PAGE]
+            with self._calling("adding references"):
+                col.add(
+                    ids=[rid for rid, _, _ in page],
+                    embeddings=[PDQ.to_vector(hx) for _, hx, _ in page],
+                    metadatas=[_clean(md) for _, _, md in page],
+                )
+
+    def pdq_records(self, where: dict | None = None) -> Iterator[tuple[str, str, dict]]:
+        """Yield (record id, pdq hex, metadata), optionally filtered by metadata, page by page."""
+        col = self._collection(PDQ_COLLECTION)
+        offset = 0
+        while True:
+            with self._calling("reading references"):
+                got = col.get(where=where, include=["embeddings", "metadatas"], limit=PAGE, offset=offset)
+            for rid, vector, md in zip(got["ids"], got["embeddings"], got["metadatas"]):
+                yield rid, PDQ.from_vector(vector), dict(md or {})
+            if len(got["ids"]) < PAGE:
+                return
+            offset += PAGE
+
+    def delete_pdq(self, ids: list[str]) -> None:
+        col = self._collection(PDQ_COLLECTION)
+        for start in range(0, len(ids), PAGE):
+            with self._calling("deleting references"):
+                col.delete(ids=ids[start : start + PAGE])
+
+
+def _clean(metadata: dict) -> dict:
+    """Chroma metadata holds no None values."""
+    return {k: v for k, v in metadata.items() if v is not None}
