@@ -197,6 +197,7 @@ class Banks:
         skip_invalid: bool = False,
     ) -> AddReport:
         """Hash image files and add each as a reference; all or nothing unless `skip_invalid`."""
+        self._record(self.catalog.current(), bank)  # before hashing what could not be added
         files = image_files(paths, recursive)
         if not files:
             raise BankError(f"bank {bank}: no image files to add")

@@ -127,8 +127,11 @@ def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 512
                 return _decode_open(image, data, budgets, working_size, name)
     except MediaError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise MediaError(name, "too_many_pixels", f"decompression bomb refused by the decoder ({exc})") from None
+    except Image.DecompressionBombError:
+        raise MediaError(
+            name, "too_many_pixels",
+            f"declares over {2 * Image.MAX_IMAGE_PIXELS} pixels (decompression bomb), over the max_pixels budget of {budgets.max_pixels}",
+        ) from None
     except Image.UnidentifiedImageError:
         raise MediaError(name, "unsupported_format", f"not an image in an allowed format ({', '.join(ALLOWED_FORMATS)})") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:

@@ -1,0 +1,192 @@
+"""Banks in Chroma: references, ids, hash-list import and export, and what a change leaves behind."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from moderate import BankError, Engine, HashListError
+from moderate.signals import PDQ
+
+from .conftest import FLAGGED
+
+
+def random_hashes(n: int, seed: int = 7) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [bytes(row).hex() for row in rng.integers(0, 256, size=(n, 32), dtype=np.uint8)]
+
+
+def test_folder_add_ids_metadata_and_no_image_stored(banked, flagged_folder):
+    refs = {r.id: r for r in banked.banks.references("TERROR")}
+    assert set(refs) == {"astronaut", "set2/coffee", "rocket", "set2/motorcycle"}
+    astronaut = refs["astronaut"]
+    assert astronaut.metadata["note"] == "case 17"
+    assert (astronaut.metadata["width"], astronaut.metadata["height"]) == (512, 512)
+    assert astronaut.metadata["filename"].endswith("astronaut.png")
+    assert astronaut.metadata["added_at"] and astronaut.metadata["added_by"]
+    assert len(astronaut.pdq) == 1 and len(astronaut.pdq[0]) == 64
+    # Privacy: nothing in the data folder holds the image bytes.
+    raw = (flagged_folder / "astronaut.png").read_bytes()
+    probe = raw[len(raw) // 2 : len(raw) // 2 + 64]
+    for file in banked.data_dir.rglob("*"):
+        if file.is_file():
+            assert probe not in file.read_bytes(), file
+
+
+def test_bank_list_counts_and_single_file_id(banked, photos):
+    banked.banks.add("TERROR", [photos["chelsea"]], reference_id="cat-17")
+    (bank,) = banked.banks.list()
+    assert (bank.name, bank.action, bank.enabled, bank.references, bank.hashes) == ("TERROR", "block", True, 5, 5)
+    assert "cat-17" in {r.id for r in banked.banks.references("TERROR")}
+    banked.banks.add("TERROR", [photos["moon"]])
+    assert "moon" in {r.id for r in banked.banks.references("TERROR")}
+
+
+def test_duplicate_reference_id_is_refused_and_nothing_overwritten(banked, photos):
+    before = {r.id: r.pdq for r in banked.banks.references("TERROR")}
+    with pytest.raises(BankError, match="'astronaut' is already used"):
+        banked.banks.add("TERROR", [photos["chelsea"]], reference_id="astronaut")
+    assert {r.id: r.pdq for r in banked.banks.references("TERROR")} == before
+    assert banked.check(photos["chelsea"]).verdict == "allow"
+
+
+def test_same_id_twice_in_one_add_is_refused(engine, tmp_path, photos):
+    engine.banks.create("B")
+    shutil.copy(photos["astronaut"], tmp_path / "x.png")
+    Image.open(photos["coffee"]).save(tmp_path / "x.jpg")
+    with pytest.raises(BankError, match="would both get reference id 'x'"):
+        engine.banks.add("B", [tmp_path], reference_id=None)
+
+
+def test_add_is_all_or_nothing_unless_skip_invalid(engine, tmp_path, photos):
+    engine.banks.create("B")
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(photos["astronaut"], folder / "good.png")
+    (folder / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all")
+    with pytest.raises(BankError, match=r"bad\.jpg.*nothing added"):
+        engine.banks.add("B", [folder])
+    assert engine.banks.get("B").references == 0
+    report = engine.banks.add("B", [folder], skip_invalid=True)
+    assert [r.id for r in report.added] == ["good"]
+    assert "bad.jpg" in report.skipped[0].message
+
+
+def test_flat_reference_is_refused(engine, tmp_path):
+    engine.banks.create("B")
+    Image.new("RGB", (200, 200), "white").save(tmp_path / "blank.png")
+    with pytest.raises(BankError, match="quality below 50"):
+        engine.banks.add("B", [tmp_path / "blank.png"])
+
+
+@pytest.mark.parametrize("name", ["", "has space", "-dash-first", "@state", "x" * 65, "semi;colon"])
+def test_bad_bank_names(engine, name):
+    with pytest.raises(BankError, match="bank name"):
+        engine.banks.create(name)
+
+
+def test_bank_errors_name_the_problem(engine):
+    with pytest.raises(BankError, match="action must be one of block, review"):
+        engine.banks.create("X", action="delete")
+    engine.banks.create("X")
+    with pytest.raises(BankError, match="already exists"):
+        engine.banks.create("X")
+    with pytest.raises(BankError, match="no bank named 'NOPE'"):
+        engine.banks.add("NOPE", [])
+    with pytest.raises(BankError, match="no bank named 'NOPE'"):
+        engine.banks.remove("NOPE", "x")
+    with pytest.raises(BankError, match="has no reference 'ghost'"):
+        engine.banks.remove("X", "ghost")
+
+
+def test_remove_and_delete(banked, photos):
+    assert banked.check(photos["astronaut"]).verdict == "block"
+    assert banked.banks.remove("TERROR", "astronaut") == 1
+    assert banked.check(photos["astronaut"]).verdict == "allow"
+    assert banked.check(photos["rocket"]).verdict == "block"
+    assert banked.banks.delete("TERROR") == 3
+    assert banked.banks.list() == []
+    assert banked.check(photos["rocket"]).verdict == "allow"
+    # A fresh process (new engine, rebuilt from Chroma) agrees.
+    assert Engine(banked.data_dir).banks.list() == []
+
+
+def test_import_txt_then_match_and_idempotent(engine, photos):
+    engine.banks.create("SPAM", action="review")
+    astronaut = PDQ.compute(np.asarray(Image.open(photos["astronaut"]).convert("RGB")))[0].hex
+    text = "# industry list\n\n" + "".join(f"pdq {h}\n" for h in random_hashes(50)) + f"pdq {astronaut.upper()}\n"
+    report = engine.banks.import_hashes("SPAM", text, source="list.txt")
+    assert (report.imported, report.already_present) == (51, 0)
+    verdict = engine.check(photos["astronaut"])
+    assert verdict.verdict == "review" and verdict.reasons[0].reference_id == astronaut
+    again = engine.banks.import_hashes("SPAM", text + f"pdq {astronaut}\n", source="list.txt")
+    assert (again.imported, again.already_present) == (0, 52)
+    assert engine.banks.get("SPAM").hashes == 51
+
+
+def test_import_threatexchange_csv_with_metadata(engine):
+    engine.banks.create("TX")
+    hashes = random_hashes(3)
+    text = "collab,signal_type,signal_str,category,tags\n" + "".join(
+        f"Sample Collab,pdq,{h},ADVERSARIAL,tag1 tag2\n" for h in hashes
+    )
+    assert engine.banks.import_hashes("TX", text, source="tx.csv").imported == 3
+    refs = {r.id: r for r in engine.banks.references("TX")}
+    assert set(refs) == set(hashes)
+    assert refs[hashes[0]].metadata["collab"] == "Sample Collab"
+    assert refs[hashes[0]].metadata["tags"] == "tag1 tag2"
+
+
+BAD_LINES = [
+    ("pdq abc", "must be 64 hex characters, got 3"),
+    ("pdq " + "g" * 64, "non-hex"),
+    ("pdq " + "0" * 64, "all zeros"),
+    ("md5 " + "a" * 32, "unknown signal type 'md5'"),
+    ("pdq", "expected 'SIGNAL_TYPE HASH'"),
+]
+
+
+@pytest.mark.parametrize("line, problem", BAD_LINES)
+def test_bad_line_reported_with_line_number_and_nothing_imported(engine, line, problem):
+    engine.banks.create("SPAM")
+    good = random_hashes(2)
+    text = f"pdq {good[0]}\n{line}\npdq {good[1]}\n"
+    with pytest.raises(HashListError) as info:
+        engine.banks.import_hashes("SPAM", text, source="hashes.txt")
+    assert str(info.value).startswith("hashes.txt:2: ") and problem in str(info.value)
+    assert engine.banks.get("SPAM").hashes == 0
+    report = engine.banks.import_hashes("SPAM", text, source="hashes.txt", skip_invalid=True)
+    assert report.imported == 2
+    assert [p.source for p in report.skipped] == ["hashes.txt:2"]
+
+
+def test_bad_csv_lines_are_numbered(engine):
+    engine.banks.create("TX")
+    h = random_hashes(1)[0]
+    text = f"signal_type,signal_str\npdq,{h}\npdq,{h[:-1]}\npdq,{h},extra\n"
+    with pytest.raises(HashListError) as info:
+        engine.banks.import_hashes("TX", text, source="tx.csv")
+    assert "tx.csv:3: " in str(info.value) and "and 1 more" in str(info.value)
+    assert [line for line, _ in info.value.problems] == [3, 4]
+
+
+def test_export_round_trip(engine):
+    engine.banks.create("A")
+    engine.banks.create("B")
+    hashes = random_hashes(20)
+    engine.banks.import_hashes("A", "\n".join(f"pdq {h}" for h in hashes))
+    for fmt in ("csv", "txt"):
+        out = io.StringIO()
+        assert engine.banks.export("A", out, fmt) == 20
+        report = engine.banks.import_hashes("B", out.getvalue(), fmt=None)
+        assert report.imported + report.already_present == 20
+    assert sorted(r.pdq[0] for r in engine.banks.references("B")) == sorted(hashes)
+
+
+def test_flagged_ids_keep_their_folder(banked):
+    ids = {r.id for r in banked.banks.references("TERROR")}
+    assert {f"set2/{n}" for i, n in enumerate(FLAGGED) if i % 2} <= ids
