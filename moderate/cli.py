@@ -287,3 +287,7 @@ def main() -> None:
     except ModerateError as exc:
         _err(f"error: {exc}")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

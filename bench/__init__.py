@@ -1,0 +1,15 @@
+"""Benchmarks of `moderate`, each measured against a baseline in the same run on the same inputs.
+
+    python -m bench            # full run (< 15 min on 2 cores)
+    python -m bench --quick    # smaller sizes (< 2 min), for a smoke test
+
+Sections, one module each:
+- `throughput`: images/s of `Engine.check_frames` (DCT-scaled decode + PDQ + lookup + policy) and of
+  `moderate check DIR` as a subprocess, against bare full-decode PDQ and `imagehash.phash`.
+- `lookup`: latency of the exact PDQ index (`PdqIndex.search`) against numpy brute force.
+- `bank_import`: hashes/s of `banks.import_hashes` against Chroma's own `collection.add`.
+- `startup`: wall time of `moderate --help` and of a one-image check, and which heavy modules a check
+  imports (none of torch, transformers, onnxruntime, chromadb is expected).
+
+Ratios are printed as a table and written with every raw number to `bench/out/results.json`.
+"""
