@@ -304,27 +304,28 @@ class Banks:
         base = {"added_at": now(), "added_by": default_actor(), "imported_from": source, **(metadata or {})}
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            present = self._bank_codes(write.snapshot, bank)
-            ids_in_bank = references_by_bank(write.snapshot.pdq).get(bank, set())
+            index = write.snapshot.pdq
+            codes = np.frombuffer(b"".join(bytes.fromhex(item.value) for item in listed), dtype=np.uint8)
+            in_bank = {
+                item.value
+                for item, positions in zip(listed, index.positions_of(codes))
+                if any(split_record_id(index.id_at(p))[0] == bank for p in positions)
+            }
+            named = [record_id(bank, item.reference_id, 0) for item in listed if item.reference_id]
+            taken = {split_record_id(rid)[1] for rid in self.store.existing_ids(named)} if named else set()
             records = []
             for item in listed:
                 ref_id = item.reference_id or item.value
-                if item.value in present or ref_id in ids_in_bank:
+                if item.value in in_bank or ref_id in taken:
                     continue
-                present.add(item.value)
-                ids_in_bank.add(ref_id)
+                in_bank.add(item.value)
+                taken.add(ref_id)
                 md = {**base, **item.metadata, "bank": bank, "reference_id": ref_id}
                 records.append((record_id(bank, ref_id, 0), item.value, md))
             if records:
                 self._add_records(write, records)
         skipped = tuple(Problem(f"{source}:{line}", message) for line, message in bad)
         return ImportReport(len(records), len(listed) - len(records), skipped)
-
-    @staticmethod
-    def _bank_codes(snapshot, bank: str) -> set[str]:
-        prefix = f"{bank}::"
-        index = snapshot.pdq
-        return {bytes(index.codes[i]).hex() for i, rid in enumerate(index.ids()) if rid.startswith(prefix)}
 
     def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
         rows = (

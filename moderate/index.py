@@ -61,7 +61,22 @@ class PdqIndex:
         return (self.id_at(i) for i in range(len(self)))
 
     def appended(self, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
-        return PdqIndex.build(np.concatenate([self.codes, codes.reshape(-1, CODE_BYTES)]), list(self.ids()) + ids)
+        extra = PdqIndex.build(codes, ids)  # only the new ids are encoded; the rest is copied as arrays
+        offsets = np.concatenate([self.offsets, extra.offsets[1:] + self.offsets[-1]])
+        return PdqIndex(np.concatenate([self.codes, extra.codes]), offsets, bytes(self.blob) + extra.blob)
+
+    def positions_of(self, codes: np.ndarray) -> list[list[int]]:
+        """For each code, the positions holding exactly that code (a sorted search, no popcount)."""
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES)
+        if len(self) == 0:
+            return [[] for _ in range(len(codes))]
+        keys = np.ascontiguousarray(self.codes).view(f"V{CODE_BYTES}").ravel()
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        wanted = codes.view(f"V{CODE_BYTES}").ravel()
+        lo = np.searchsorted(ordered, wanted, side="left")
+        hi = np.searchsorted(ordered, wanted, side="right")
+        return [order[a:b].tolist() for a, b in zip(lo, hi)]
 
     def without(self, ids: set[str]) -> "PdqIndex":
         keep = [i for i, rid in enumerate(self.ids()) if rid not in ids]

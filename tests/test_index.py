@@ -77,3 +77,13 @@ def test_parse_refuses_bad_hashes(text, problem):
     with pytest.raises(ValueError, match=problem):
         PDQ.parse(text)
     assert PDQ.parse(" " + "AB" * 32 + "\n") == "ab" * 32
+
+
+def test_positions_of_finds_exact_codes_only():
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, size=(300, 32), dtype=np.uint8)
+    codes[17] = codes[5]  # the same hash twice
+    index = PdqIndex.build(codes, [f"B::{i}::0" for i in range(300)])
+    other = near_copies(codes[:1], rng, 1)
+    found = index.positions_of(np.concatenate([codes[5:6], codes[9:10], other]))
+    assert [sorted(p) for p in found] == [[5, 17], [9], []]
