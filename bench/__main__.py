@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 
 from . import bank_import, lookup, startup, throughput
-from .common import FULL, OUT, QUICK, Row, Scale, Section
+from .common import FULL, OUT, QUICK, Row, Scale, Section, load_average
 
 SECTIONS = {
     "throughput": throughput.run_section,
@@ -23,6 +23,8 @@ SECTIONS = {
     "bank_import": bank_import.run_section,
     "startup": startup.run_section,
 }
+RATIO_NOTE = ("ratio: moderate against the baseline, > 1x is better for moderate (rates: moderate/baseline, "
+              "times: baseline/moderate); startup: time over bare Python start-up.")
 COLUMNS = (("measure", "measure"), ("moderate", "value"), ("baseline", "baseline"), ("ratio", "ratio"),
            ("target", "target"), ("met", "met"))
 
@@ -31,13 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     scale = QUICK if args.quick else FULL
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    load = {"start": load_average()}
     started = time.perf_counter()
     sections = [_run(name, scale) for name in args.only]
     elapsed = time.perf_counter() - started
+    load["end"] = load_average()
     print()
     print(table([row for s in sections for row in s.rows]))
-    path = _write(sections, scale, elapsed)
-    print(f"\n{scale.name} run in {elapsed:.0f} s; results in {path}")
+    print(RATIO_NOTE)
+    path = _write(sections, scale, elapsed, load)
+    print(f"{scale.name} run in {elapsed:.0f} s on {os.cpu_count()} cpus, load average {load['start']} -> {load['end']}; "
+          f"results in {path}")
     return 0
 
 
@@ -87,7 +93,7 @@ def _cell(row: Row, attr: str) -> str:
     return getattr(row, attr)
 
 
-def _write(sections: list[Section], scale: Scale, elapsed: float):
+def _write(sections: list[Section], scale: Scale, elapsed: float, load: dict):
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "results.json"
     results = {
@@ -95,7 +101,8 @@ def _write(sections: list[Section], scale: Scale, elapsed: float):
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": elapsed,
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "load_average": load},
         "sections": {s.name: s.to_dict() for s in sections},
     }
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")

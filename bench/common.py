@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -123,3 +124,23 @@ def fmt_ratio(value: float) -> str:
 
 def fmt_ms(value: float) -> str:
     return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+@contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """`count` processes spinning on a core each, as other workers of a batch would; ended on exit."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(0, count))]
+    try:
+        time.sleep(0.3)  # let them get scheduled
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

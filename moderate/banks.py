@@ -26,6 +26,9 @@ from .signals import PDQ
 from .store import Store, record_id, split_record_id
 
 ACTIONS = ("block", "review")
+# `flagged`: matches are the bank's action. `originals`: signed originals; a match that is not the
+# verified original itself is a modified copy, and gets the bank's action.
+KINDS = ("flagged", "originals")
 _BANK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 
@@ -37,13 +40,14 @@ class Bank:
     description: str
     enabled: bool
     created_at: str
+    kind: str = "flagged"
     references: int = 0
     hashes: int = 0
 
     def to_dict(self) -> dict:
         return {
             "name": self.name, "action": self.action, "description": self.description, "enabled": self.enabled,
-            "created_at": self.created_at, "references": self.references, "hashes": self.hashes,
+            "created_at": self.created_at, "kind": self.kind, "references": self.references, "hashes": self.hashes,
         }
 
 
@@ -120,12 +124,14 @@ class Banks:
 
     # -- banks -------------------------------------------------------------------------------
 
-    def create(self, name: str, action: str = "block", description: str = "") -> Bank:
+    def create(self, name: str, action: str = "block", description: str = "", kind: str = "flagged") -> Bank:
         if not _BANK_NAME.fullmatch(name or ""):
             raise BankError(f"bank name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
         if action not in ACTIONS:
             raise BankError(f"bank {name}: action must be one of {', '.join(ACTIONS)}, got {action!r}")
-        record = {"action": action, "description": description, "enabled": True, "created_at": now()}
+        if kind not in KINDS:
+            raise BankError(f"bank {name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        record = {"action": action, "description": description, "enabled": True, "created_at": now(), "kind": kind}
         with self.catalog.writing() as write:
             if name in write.snapshot.banks:
                 raise BankError(f"bank {name} already exists")
@@ -278,15 +284,20 @@ class Banks:
     def references(self, bank: str) -> Iterator[Reference]:
         """Every reference of a bank, read from Chroma (the system of record)."""
         self._record(self.catalog.current(), bank)
-        grouped: dict[str, Reference] = {}
-        for _, hx, md in self.store.pdq_records(where={"bank": bank}):
-            ref_id = md.pop("reference_id")
-            md.pop("bank", None)
-            if ref_id in grouped:
-                grouped[ref_id] = replace(grouped[ref_id], pdq=grouped[ref_id].pdq + (hx,))
-            else:
-                grouped[ref_id] = Reference(bank, ref_id, (hx,), md)
-        return iter(grouped.values())
+        return iter(_grouped(self.store.pdq_records(where={"bank": bank})))
+
+    def signed_originals(self, digests: list[str]) -> list[Reference]:
+        """Registered signed originals whose signed content digest is one of `digests`."""
+        if not digests:
+            return []
+        return _grouped(self.store.pdq_records(where={"signed_digest": {"$in": list(digests)}}))
+
+    def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Reference]:
+        """References by (bank, reference id), for the few that matched a query."""
+        ids = [record_id(bank, ref, 0) for bank, ref in set(keys)]
+        if not ids:
+            return {}
+        return {(r.bank, r.id): r for r in _grouped(self.store.pdq_records(ids=ids))}
 
     # -- hash lists ------------------------------------------------------------------------------
 
@@ -339,10 +350,23 @@ class Banks:
             raise BankError(str(exc)) from None
 
 
+def _grouped(records: Iterable[tuple[str, str, dict]]) -> list[Reference]:
+    """Chroma records (one per hash) grouped into references."""
+    grouped: dict[tuple[str, str], Reference] = {}
+    for _, hx, md in records:
+        key = (md.pop("bank"), md.pop("reference_id"))
+        if key in grouped:
+            grouped[key] = replace(grouped[key], pdq=grouped[key].pdq + (hx,))
+        else:
+            grouped[key] = Reference(key[0], key[1], (hx,), md)
+    return list(grouped.values())
+
+
 def _bank(name: str, record: dict, references: int, hashes: int) -> Bank:
     return Bank(
         name=name, action=record.get("action", "block"), description=record.get("description", ""),
         enabled=bool(record.get("enabled", True)), created_at=record.get("created_at", ""),
+        kind=record.get("kind", "flagged"),
         references=references, hashes=hashes,
     )
 

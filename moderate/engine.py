@@ -9,20 +9,22 @@ caller can do with the same objects.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .banks import Banks, image_files
 from .errors import MediaError
 from .index import Catalog, Snapshot
-from .match import match_pdq
+from .match import Match, match_pdq
 from .media import Frame, Source, decode, describe
-from .policy import Policy
+from .policy import VERIFIED_ORIGINAL, Policy
+from .provenance import Keys, Provenance, Signatures, digests
 from .regions import Region
 from .signals import PDQ, PdqHash
 from .store import Store
@@ -75,6 +77,12 @@ class Engine:
         self.store = Store(self.data_dir, self.chroma_url)
         self.catalog = Catalog(self.store)
         self.banks = Banks(self.store, self.catalog, policy.limits)
+        self.keys = Keys(self.data_dir)
+        self.signatures = Signatures(self.keys, self.banks, policy.limits)
+
+    def verify(self, source: Source, signature_file: str | os.PathLike | None = None) -> Provenance:
+        """Who signed an input and whether it is unchanged (see `moderate.provenance`)."""
+        return self.signatures.verify(source, signature_file)
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -110,26 +118,67 @@ class Engine:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)
             return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
                             elapsed_ms=_ms(start), policy=policy.name)]
-        per_frame = [self._judge(snapshot, self._signals(name, frame, policy.pdq.dihedral)) for frame in media.frames]
+        provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
+        digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
+        per_frame = [
+            self._judge(snapshot, self._signals(name, frame, policy.pdq.dihedral), provenance, digest_of)
+            for frame in media.frames
+        ]
         elapsed = _ms(start)
         return [
             Verdict(name, policy.verdict_for(reasons), frame=signals.frame, reasons=tuple(reasons),
                     elapsed_ms=elapsed, policy=policy.name, sha256=media.sha256, width=media.width,
-                    height=media.height, frames=len(media.frames), signals=signals.pdq[:1])
+                    height=media.height, frames=len(media.frames), signals=signals.pdq[:1], provenance=provenance)
             for signals, reasons in per_frame
         ]
 
-    def _judge(self, snapshot: Snapshot, signals: FrameSignals) -> tuple[FrameSignals, list[Reason]]:
-        rules = self.policy.pdq
+    def _judge(self, snapshot: Snapshot, signals: FrameSignals, provenance: Provenance,
+               digest_of: Callable[[str], str]) -> tuple[FrameSignals, list[Reason]]:
+        policy = self.policy
+        rules = policy.pdq
+        reasons = []
+        if provenance.state == "verified" and policy.provenance.allow_verified_originals:
+            reasons.append(Reason(VERIFIED_ORIGINAL, "allow", signer=provenance.signer,
+                                  detail=f"verified original signed by {provenance.signer}; the policy allows verified originals"))
         quality = signals.pdq[0].quality
         if quality < rules.min_quality:
             detail = f"PDQ quality {quality} is below {rules.min_quality}: the hash is not used for matching"
-            return signals, [Reason("pdq.low_quality", rules.on_low_quality, signal="pdq", score=quality,
-                                    region=signals.region, detail=detail)]
-        banks = {b for b, record in snapshot.banks.items() if self.policy.bank_action(b, record)}
+            return signals, reasons + [Reason("pdq.low_quality", rules.on_low_quality, signal="pdq", score=quality,
+                                              region=signals.region, detail=detail)]
+        banks = {b for b, record in snapshot.banks.items() if policy.uses(b, record)}
         queries = [(signals.region, h) for h in signals.pdq]
         matches = match_pdq(snapshot, queries, rules.max_distance, banks)
-        return signals, self.policy.reasons_for(matches, snapshot.banks)
+        reasons += policy.reasons_for(matches, snapshot.banks)
+        originals = [m for m in matches if snapshot.banks[m.bank].get("kind") == "originals"]
+        reasons += self._originals(originals, provenance, digest_of)
+        reasons.sort(key=lambda r: -severity(r.action))
+        return signals, reasons
+
+    def _originals(self, matches: list[Match], provenance: Provenance, digest_of: Callable[[str], str]) -> list[Reason]:
+        """A match with a registered signed original: the original itself, or a modified copy of it."""
+        best: dict[tuple[str, str], Match] = {}
+        for m in matches:
+            if self.policy.pdq.band(m.distance) and ((m.bank, m.reference_id) not in best or m.distance < best[(m.bank, m.reference_id)].distance):
+                best[(m.bank, m.reference_id)] = m
+        references = self.banks.lookup(best) if best else {}
+        reasons = []
+        for key, m in sorted(best.items(), key=lambda item: item[1].distance):
+            reference = references.get(key)
+            if reference is None or "signed_digest" not in reference.metadata:
+                continue
+            signer = reference.metadata.get("signer")
+            try:
+                same = digest_of(reference.metadata["digest_type"]) == reference.metadata["signed_digest"]
+            except (MediaError, ValueError):
+                same = False
+            if same:
+                rule, action, detail = "provenance.original", "allow", f"the registered original signed by {signer}"
+            else:
+                rule, action = "provenance.modified_copy", self.policy.provenance.modified_copy
+                detail = f"modified copy of {signer}'s original {m.reference_id}"
+            reasons.append(Reason(rule, action, m.bank, m.reference_id, m.signal, m.distance, None, m.region,
+                                  m.variant if m.variant != "original" else None, detail, signer))
+        return reasons
 
     def check_many(self, sources: Iterable[Source], workers: int | None = None) -> Iterator[list[Verdict]]:
         """Check many inputs, yielding each input's frame verdicts as soon as it is done.

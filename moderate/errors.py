@@ -38,6 +38,10 @@ class BankError(ModerateError):
     """A bank operation was refused: unknown bank, duplicate reference id, bad name, ..."""
 
 
+class ProvenanceError(ModerateError):
+    """A key, signing or provenance operation was refused (unknown key, wrong passphrase, ...)."""
+
+
 class HashListError(ModerateError):
     """An imported hash list has malformed lines; `problems` lists each as (line number, message)."""
 

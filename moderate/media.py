@@ -18,9 +18,10 @@ import os
 import struct
 import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -119,12 +120,28 @@ def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 512
     """Read and decode `source` into frames whose longest side is at most `working_size`."""
     name = name or describe(source)
     data = read_bytes(source, budgets, name)
+    with opened(data, budgets, name) as image:
+        return _decode_open(image, data, budgets, working_size, name)
+
+
+@contextmanager
+def opened(data: bytes, budgets: Budgets, name: str) -> Iterator[Image.Image]:
+    """A Pillow image of `data` whose declared size is within budget; decoder failures inside the
+    block become `MediaError`s naming `name`."""
     try:
         with warnings.catch_warnings():
             # Our own pixel budget decides; Pillow's bomb check stays as a backstop above it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                return _decode_open(image, data, budgets, working_size, name)
+                width, height = image.size
+                if width <= 0 or height <= 0:
+                    raise MediaError(name, "corrupt", f"declares an empty {width}x{height} image")
+                if width * height > budgets.max_pixels:
+                    raise MediaError(
+                        name, "too_many_pixels",
+                        f"declares {width}x{height} = {width * height} pixels, over the max_pixels budget of {budgets.max_pixels}",
+                    )
+                yield image
     except MediaError:
         raise
     except Image.DecompressionBombError:
@@ -142,17 +159,8 @@ def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 512
         raise MediaError(name, "too_many_pixels", "decoder ran out of memory") from None
 
 
-def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size: int, name: str) -> Media:
-    fmt = image.format or "UNKNOWN"
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise MediaError(name, "corrupt", f"declares an empty {width}x{height} image")
-    if width * height > budgets.max_pixels:
-        raise MediaError(
-            name, "too_many_pixels",
-            f"declares {width}x{height} = {width * height} pixels, over the max_pixels budget of {budgets.max_pixels}",
-        )
-    frames: list[Frame] = []
+def frames_of(image: Image.Image, budgets: Budgets, name: str) -> Iterator[int]:
+    """Seek through an image's frames, enforcing the frame and total-pixel budgets; yields indexes."""
     total_pixels = 0
     index = 0
     while True:
@@ -166,21 +174,24 @@ def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size
             raise MediaError(
                 name, "too_many_pixels", f"frames add up to over the max_total_pixels budget of {budgets.max_total_pixels}"
             )
-        frames.append(_working_frame(image, index, working_size))
+        yield index
         index += 1
         try:
             image.seek(index)
         except EOFError:
-            break
-    first = frames[0]
+            return
+
+
+def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size: int, name: str) -> Media:
+    frames = tuple(_working_frame(image, index, working_size) for index in frames_of(image, budgets, name))
     return Media(
         source=name,
-        format=fmt,
-        width=first.width,
-        height=first.height,
+        format=image.format or "UNKNOWN",
+        width=frames[0].width,
+        height=frames[0].height,
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
-        frames=tuple(frames),
+        frames=frames,
         data=data,
     )
 

@@ -24,6 +24,7 @@ from .media import Budgets
 from .verdict import VERDICTS, Reason, severity, worst
 
 BAND_ACTIONS = VERDICTS + ("bank",)
+VERIFIED_ORIGINAL = "provenance.verified_original"
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,21 @@ class PdqRules:
 
 
 @dataclass(frozen=True)
+class ProvenanceRules:
+    """What signed originals mean for a verdict."""
+
+    modified_copy: str = "review"  # an input that matches a registered signed original but is not it
+    allow_verified_originals: bool = False  # a verified original is allowed even if a flagged bank matches
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str = "default"
     default: str = "allow"
     on_error: str = "review"
     banks: dict | None = None  # None: every enabled bank, with its own action
     pdq: PdqRules = PdqRules()
+    provenance: ProvenanceRules = ProvenanceRules()
     limits: Budgets = Budgets()
     source: str = "<built-in default>"
 
@@ -99,6 +109,12 @@ class Policy:
             bands=pdq_fields.bands("thresholds"),
         )
         pdq_fields.done()
+        provenance_fields = top.section("provenance")
+        provenance = ProvenanceRules(
+            modified_copy=provenance_fields.choice("modified_copy", "review", VERDICTS),
+            allow_verified_originals=provenance_fields.boolean("allow_verified_originals", False),
+        )
+        provenance_fields.done()
         limits_fields = top.section("limits")
         defaults = Budgets()
         limits = Budgets(
@@ -109,19 +125,18 @@ class Policy:
         )
         limits_fields.done()
         top.done()
-        return cls(name, default, on_error, banks, pdq, limits, origin)
+        return cls(name, default, on_error, banks, pdq, provenance, limits, origin)
 
     # -- deciding --------------------------------------------------------------------------------
 
+    def uses(self, bank: str, bank_record: dict) -> bool:
+        return bool(bank_record.get("enabled", True)) and (self.banks is None or bank in self.banks)
+
     def bank_action(self, bank: str, bank_record: dict) -> str | None:
-        """The action for matches in `bank`, or None when this policy does not use it."""
-        if not bank_record.get("enabled", True):
+        """The action for matches in a flagged bank, or None when this policy does not use it."""
+        if not self.uses(bank, bank_record) or bank_record.get("kind", "flagged") != "flagged":
             return None
-        if self.banks is None:
-            return bank_record.get("action", "block")
-        if bank not in self.banks:
-            return None
-        chosen = self.banks[bank]
+        chosen = "bank" if self.banks is None else self.banks[bank]
         return bank_record.get("action", "block") if chosen == "bank" else chosen
 
     def reasons_for(self, matches: list[Match], banks: dict) -> list[Reason]:
@@ -146,6 +161,8 @@ class Policy:
         return reasons
 
     def verdict_for(self, reasons: list[Reason]) -> str:
+        if self.provenance.allow_verified_originals and any(r.rule == VERIFIED_ORIGINAL for r in reasons):
+            return "allow"
         return worst([self.default] + [r.action for r in reasons])
 
 

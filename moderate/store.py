@@ -177,13 +177,13 @@ class Store:
                     metadatas=[_clean(md) for _, _, md in page],
                 )
 
-    def pdq_records(self, where: dict | None = None) -> Iterator[tuple[str, str, dict]]:
-        """Yield (record id, pdq hex, metadata), optionally filtered by metadata, page by page."""
+    def pdq_records(self, where: dict | None = None, ids: list[str] | None = None) -> Iterator[tuple[str, str, dict]]:
+        """Yield (record id, pdq hex, metadata), optionally filtered by metadata or ids, page by page."""
         col = self._collection(PDQ_COLLECTION)
         offset = 0
         while True:
             with self._calling("reading references"):
-                got = col.get(where=where, include=["embeddings", "metadatas"], limit=PAGE, offset=offset)
+                got = col.get(ids=ids, where=where, include=["embeddings", "metadatas"], limit=PAGE, offset=offset)
             for rid, vector, md in zip(got["ids"], got["embeddings"], got["metadatas"]):
                 yield rid, PDQ.from_vector(vector), dict(md or {})
             if len(got["ids"]) < PAGE:

@@ -36,6 +36,7 @@ class Reason:
     region: Region | None = None
     variant: str | None = None  # the transform of the query that matched (dihedral PDQ)
     detail: str | None = None
+    signer: str | None = None  # for registered signed originals: who signed the original
 
     def to_dict(self) -> dict:
         out = {
@@ -47,6 +48,8 @@ class Reason:
             out["variant"] = self.variant
         if self.detail:
             out["detail"] = self.detail
+        if self.signer:
+            out["signer"] = self.signer
         return out
 
 
@@ -67,6 +70,7 @@ class Verdict:
     height: int | None = None
     frames: int = 1
     signals: tuple = field(default=(), repr=False)
+    provenance: object | None = None  # moderate.provenance.Provenance
 
     @property
     def exit_code(self) -> int:
@@ -82,6 +86,8 @@ class Verdict:
         }
         if self.signals:
             out["signals"] = [s.to_dict() for s in self.signals]
+        if self.provenance is not None:
+            out["provenance"] = self.provenance.to_dict()
         return out
 
     def to_json(self) -> str:

@@ -1,0 +1,128 @@
+"""Provenance: who signed an input, and whether it is unchanged since.
+
+Two kinds of evidence, one `Provenance` result:
+- the own scheme (`signature`): Ed25519 over a canonical record of a content digest, carried in
+  the image or beside it, checked against the trust store (`keys`);
+- C2PA Content Credentials (`c2pa`), validated offline against configured trust anchors.
+Signed originals can also be registered in a bank; an input whose signature was stripped is still
+recognized by its exact digest there (`source: registry`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MediaError, ProvenanceError
+from ..media import Budgets, describe, read_bytes
+from . import carriers, digests, signature
+from .keys import Keys
+from .signature import Provenance
+
+__all__ = ["Keys", "Provenance", "Signatures", "Signed"]
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The outcome of signing: where the signature went and what it says."""
+
+    path: Path  # the signed image (the input itself when detached)
+    signature_path: Path | None  # the detached .sig.json, if any
+    record: dict
+
+
+class Signatures:
+    """Signs images and verifies them (own scheme, C2PA, and the registry of signed originals)."""
+
+    def __init__(self, keys: Keys, banks, budgets: Budgets = Budgets(), c2pa=None):
+        self.keys = keys
+        self.banks = banks
+        self.budgets = budgets
+        self.c2pa = c2pa
+
+    def sign(self, image: str | os.PathLike, key: str, *, passphrase: str | None = None,
+             out: str | os.PathLike | None = None, detached: bool = False, digest_type: str = "pixels-v1",
+             register: str | None = None, reference_id: str | None = None) -> Signed:
+        path = Path(image)
+        data = read_bytes(path, self.budgets)
+        own = self.keys.get(key)
+        private = self.keys.private_key(key, passphrase)
+        try:
+            envelope = signature.sign(data, private, own.signer, digest_type, self.budgets, str(path))
+        except ValueError as exc:
+            raise ProvenanceError(f"{path}: {exc}") from None
+        if detached:
+            signed_path, sig_path = path, Path(out) if out else carriers.detached_path(path)
+            _write_atomic(sig_path, envelope)
+        elif carriers.kind_of(data) is None:
+            raise ProvenanceError(f"{path}: only PNG and JPEG carry an embedded signature; use --detached")
+        else:
+            signed_path, sig_path = Path(out) if out else path, None
+            _write_atomic(signed_path, carriers.embed(data, envelope, str(path)))
+        record = json.loads(envelope)["record"]
+        if register:
+            self.banks.add(register, [signed_path], reference_id=reference_id or path.stem, metadata={
+                "signer": record["signer"], "key_id": record["key_id"], "signed_digest": record["digest"],
+                "digest_type": record["digest_type"], "signed_at": record["time"], "signature": envelope.decode(),
+            })
+        return Signed(signed_path, sig_path, record)
+
+    def verify(self, source, signature_file: str | os.PathLike | None = None, registry: bool = True,
+               name: str | None = None, path=None) -> Provenance:
+        """The provenance of an input: embedded or detached signature, C2PA, else the registry.
+
+        `path` is where the input's bytes came from, when `source` is those bytes: a signature
+        beside that file (`FILE.sig.json`) counts as detached.
+        """
+        name = name or describe(source)
+        data = read_bytes(source, self.budgets, name)
+        envelope, where = self._envelope(source if path is None else path, data, signature_file, name)
+        trusted = self.keys.trusted()
+        if envelope is not None:
+            return signature.verify(envelope, data, trusted, where, self.budgets, name)
+        if self.c2pa is not None and self.c2pa.present(data):
+            return self.c2pa.verify(data, name)
+        if registry:
+            return self.registered(data, name) or Provenance("unsigned")
+        return Provenance("unsigned")
+
+    def _envelope(self, source, data: bytes, signature_file, name: str) -> tuple[bytes | None, str | None]:
+        if signature_file is not None:
+            try:
+                return Path(signature_file).read_bytes(), "detached"
+            except OSError as exc:
+                raise ProvenanceError(f"{signature_file}: cannot read signature: {exc.strerror}") from None
+        try:
+            embedded = carriers.extract(data, name)
+        except MediaError:
+            embedded = None  # a damaged container is judged by the digest, not here
+        if embedded is not None:
+            return embedded, "embedded"
+        if isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
+            beside = carriers.detached_path(Path(source))
+            if beside.exists():
+                return beside.read_bytes(), "detached"
+        return None, None
+
+    def registered(self, data: bytes, name: str) -> Provenance | None:
+        """Look the input's exact digests up among registered signed originals."""
+        wanted = []
+        for digest_type in digests.DIGEST_TYPES:
+            try:
+                wanted.append(digests.compute(digest_type, data, self.budgets, name).hex)
+            except MediaError:
+                continue
+        for reference in self.banks.signed_originals(wanted):
+            found = signature.verify(reference.metadata["signature"].encode(), data, self.keys.trusted(),
+                                     "registry", self.budgets, name)
+            return Provenance(**{**found.__dict__, "reference": {"bank": reference.bank, "reference_id": reference.id}})
+        return None
+
+
+def _write_atomic(path: Path, content: bytes) -> None:
+    """Write next to the target and rename, so a failure never leaves a half-written image."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
