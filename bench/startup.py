@@ -22,7 +22,7 @@ from . import photos
 from .common import Row, Scale, Section, fmt_ms, make_bank, median_wall, moderate_script, run
 
 HEAVY = ("torch", "transformers", "onnxruntime", "chromadb")
-NOTED = HEAVY + ("faiss", "pdqhash", "numpy", "PIL", "yaml", "rich", "typer")
+NOTED = HEAVY + ("faiss", "pdqhash", "numpy", "PIL", "yaml", "rich", "typer", "pydantic", "cryptography")
 BANK = "STARTUP"
 BLOCK = 4  # exit code of a check that blocks
 

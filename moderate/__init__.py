@@ -9,10 +9,11 @@
 
 from .banks import AddReport, Bank, Banks, ImportReport, Reference
 from .engine import Engine, FrameSignals
-from .errors import BankError, HashListError, MediaError, ModerateError, PolicyError, StoreError
+from .errors import BankError, HashListError, MediaError, ModerateError, PolicyError, ProvenanceError, StoreError
 from .match import Match
 from .media import Budgets, Media
 from .policy import Policy
+from .provenance import Provenance
 from .regions import Region
 from .verdict import Reason, Verdict
 
@@ -20,6 +21,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddReport", "Bank", "BankError", "Banks", "Budgets", "Engine", "FrameSignals", "HashListError",
-    "ImportReport", "Match", "Media", "MediaError", "ModerateError", "Policy", "PolicyError", "Reason",
+    "ImportReport", "Match", "Media", "MediaError", "ModerateError", "Policy", "PolicyError", "Provenance", "ProvenanceError", "Reason",
     "Reference", "Region", "StoreError", "Verdict",
 ]

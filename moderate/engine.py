@@ -24,7 +24,7 @@ from .index import Catalog, Snapshot
 from .match import Match, match_pdq
 from .media import Frame, Source, decode, describe
 from .policy import VERIFIED_ORIGINAL, Policy
-from .provenance import Keys, Provenance, Signatures, digests
+from .provenance import Credentials, Keys, Provenance, Signatures, digests
 from .regions import Region
 from .signals import PDQ, PdqHash
 from .store import Store
@@ -78,7 +78,7 @@ class Engine:
         self.catalog = Catalog(self.store)
         self.banks = Banks(self.store, self.catalog, policy.limits)
         self.keys = Keys(self.data_dir)
-        self.signatures = Signatures(self.keys, self.banks, policy.limits)
+        self.signatures = Signatures(self.keys, self.banks, Credentials(self.data_dir), policy.limits)
 
     def verify(self, source: Source, signature_file: str | os.PathLike | None = None) -> Provenance:
         """Who signed an input and whether it is unchanged (see `moderate.provenance`)."""

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MediaError, ProvenanceError
-from ..media import Budgets, describe, read_bytes
+from ..media import Budgets, decode, describe, read_bytes
 from . import carriers, digests, signature
+from .credentials import Credentials
 from .keys import Keys
 from .signature import Provenance
 
-__all__ = ["Keys", "Provenance", "Signatures", "Signed"]
+__all__ = ["Credentials", "Keys", "Provenance", "Signatures", "Signed"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ class Signed:
 class Signatures:
     """Signs images and verifies them (own scheme, C2PA, and the registry of signed originals)."""
 
-    def __init__(self, keys: Keys, banks, budgets: Budgets = Budgets(), c2pa=None):
+    def __init__(self, keys: Keys, banks, credentials: Credentials, budgets: Budgets = Budgets()):
         self.keys = keys
         self.banks = banks
+        self.credentials = credentials
         self.budgets = budgets
-        self.c2pa = c2pa
 
     def sign(self, image: str | os.PathLike, key: str, *, passphrase: str | None = None,
              out: str | os.PathLike | None = None, detached: bool = False, digest_type: str = "pixels-v1",
@@ -63,11 +64,35 @@ class Signatures:
             _write_atomic(signed_path, carriers.embed(data, envelope, str(path)))
         record = json.loads(envelope)["record"]
         if register:
-            self.banks.add(register, [signed_path], reference_id=reference_id or path.stem, metadata={
+            self._register(register, signed_path, reference_id or path.stem, {
                 "signer": record["signer"], "key_id": record["key_id"], "signed_digest": record["digest"],
                 "digest_type": record["digest_type"], "signed_at": record["time"], "signature": envelope.decode(),
             })
         return Signed(signed_path, sig_path, record)
+
+    def sign_c2pa(self, image: str | os.PathLike, chain: str | os.PathLike, key: str | os.PathLike, *,
+                  out: str | os.PathLike | None = None, register: str | None = None,
+                  reference_id: str | None = None) -> Signed:
+        """Embed a C2PA manifest signed with the user's certificate chain and key."""
+        path = Path(image)
+        data = read_bytes(path, self.budgets)
+        media = decode(data, self.budgets, name=str(path))
+        signed = self.credentials.sign(data, media.format, Path(chain), Path(key), path.name)
+        target = Path(out) if out else path
+        _write_atomic(target, signed)
+        found = self.credentials.verify(signed, str(target))
+        digest = digests.compute("pixels-v1", signed, self.budgets, str(target))
+        record = {"scheme": "c2pa", "signer": found.signer, "digest_type": digest.type, "digest": digest.hex,
+                  "time": found.signed_at, "state": found.state}
+        if register:
+            self._register(register, target, reference_id or path.stem, {
+                "signer": found.signer, "signed_digest": digest.hex, "digest_type": digest.type,
+                "signed_at": found.signed_at, "scheme": "c2pa",
+            })
+        return Signed(target, None, record)
+
+    def _register(self, bank: str, image: Path, reference_id: str, metadata: dict) -> None:
+        self.banks.add(bank, [image], reference_id=reference_id, metadata=metadata)
 
     def verify(self, source, signature_file: str | os.PathLike | None = None, registry: bool = True,
                name: str | None = None, path=None) -> Provenance:
@@ -82,8 +107,10 @@ class Signatures:
         trusted = self.keys.trusted()
         if envelope is not None:
             return signature.verify(envelope, data, trusted, where, self.budgets, name)
-        if self.c2pa is not None and self.c2pa.present(data):
-            return self.c2pa.verify(data, name)
+        if self.credentials.present(data):
+            found = self.credentials.verify(data, name)
+            if found.state != "unsigned":
+                return found
         if registry:
             return self.registered(data, name) or Provenance("unsigned")
         return Provenance("unsigned")
@@ -115,9 +142,14 @@ class Signatures:
             except MediaError:
                 continue
         for reference in self.banks.signed_originals(wanted):
+            where = {"reference": {"bank": reference.bank, "reference_id": reference.id}}
+            if "signature" not in reference.metadata:  # registered from a C2PA-signed original
+                return Provenance("verified", "c2pa", reference.metadata.get("signer"), carrier="registry",
+                                  signed_at=reference.metadata.get("signed_at"), digest_type=reference.metadata.get("digest_type"),
+                                  detail="registered C2PA-signed original", **where)
             found = signature.verify(reference.metadata["signature"].encode(), data, self.keys.trusted(),
                                      "registry", self.budgets, name)
-            return Provenance(**{**found.__dict__, "reference": {"bank": reference.bank, "reference_id": reference.id}})
+            return Provenance(**{**found.__dict__, **where})
         return None
 
 

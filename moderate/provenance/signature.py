@@ -42,14 +42,14 @@ class Provenance:
     key_id: str | None = None
     signed_at: str | None = None
     digest_type: str | None = None
-    source: str | None = None  # embedded | detached | registry
+    carrier: str | None = None  # where the signature was: embedded | detached | registry | c2pa
     codes: tuple[str, ...] = ()  # C2PA validation status codes
     detail: str | None = None
     reference: dict | None = field(default=None)  # the registered original, when found in a bank
 
     def to_dict(self) -> dict:
         out = {"state": self.state, "scheme": self.scheme, "signer": self.signer, "key_id": self.key_id,
-               "signed_at": self.signed_at, "digest_type": self.digest_type, "source": self.source,
+               "signed_at": self.signed_at, "digest_type": self.digest_type, "carrier": self.carrier,
                "codes": list(self.codes), "detail": self.detail}
         if self.reference:
             out["reference"] = self.reference
@@ -78,15 +78,15 @@ def sign(data: bytes, private_key, signer: str, digest_type: str = "pixels-v1",
                       sort_keys=True, separators=(",", ":")).encode()
 
 
-def verify(envelope: bytes, data: bytes, trusted: dict[str, TrustedKey], source: str,
+def verify(envelope: bytes, data: bytes, trusted: dict[str, TrustedKey], carrier: str,
            budgets: Budgets = Budgets(), name: str = "<bytes>") -> Provenance:
     """Check an envelope against the content it travels with."""
     try:
         record, signature = _parse(envelope)
     except ValueError as exc:
-        return Provenance("invalid", "moderate", source=source, detail=f"malformed signature record: {exc}")
+        return Provenance("invalid", "moderate", carrier=carrier, detail=f"malformed signature record: {exc}")
     facts = {"scheme": "moderate", "key_id": record["key_id"], "signed_at": record["time"],
-             "digest_type": record["digest_type"], "source": source}
+             "digest_type": record["digest_type"], "carrier": carrier}
     problem = _signature_problem(record, signature)
     if problem:
         return Provenance("invalid", signer=record["signer"], detail=problem, **facts)
