@@ -63,27 +63,38 @@ def _measure(rng: np.random.Generator, n: int, per_kind: int) -> dict:
     build_s, index = timed(PdqIndex.build, codes, [f"BENCH::{i}::0" for i in range(n)])
     queries, origin = queries_for(rng, codes, per_kind)
     first_s, _ = timed(index.search, queries[:1], MAX_DISTANCE)  # imports faiss and fills its index
-    index_times, numpy_times = [], []
-    for query, source in zip(queries, origin):
-        seconds, found = timed(index.search, query[None, :], MAX_DISTANCE)
-        index_times.append(seconds)
-        seconds, expected = timed(brute_force, codes, query)
-        numpy_times.append(seconds)
-        got = sorted((position, distance) for _, position, distance in found)
-        assert got == expected, f"n={n}: index found {got}, brute force {expected}"
-        assert source < 0 or (int(source), FLIPPED_BITS) in got, f"n={n}: near-duplicate of row {source} missed"
-    moderate, numpy = percentiles_ms(index_times), percentiles_ms(numpy_times)
     raw = RawFaiss(codes)
-    sample = queries[:LOADED_QUERIES]
+    idle = _timings(index, raw, queries, codes, origin)
     with busy_cores((os.cpu_count() or 1) - 1):
-        loaded = {"index": percentiles_ms([timed(index.search, q[None, :], MAX_DISTANCE)[0] for q in sample]),
-                  "faiss_1_thread": raw.latencies(sample, threads=1)}
+        busy = _timings(index, raw, queries[:LOADED_QUERIES])
     return {
-        "codes": n, "queries": len(queries), "build_s": build_s, "first_search_s": first_s,
-        "index": moderate, "numpy": numpy, "speedup_p50": numpy["p50_ms"] / moderate["p50_ms"],
-        "speedup_p99": numpy["p99_ms"] / moderate["p99_ms"], "results_identical": True,
-        "faiss_1_thread": raw.latencies(queries, threads=1), "other_cores_busy": loaded,
+        "codes": n, "queries": len(queries), "build_s": build_s, "first_search_s": first_s, **idle,
+        "speedup_p50": idle["numpy"]["p50_ms"] / idle["index"]["p50_ms"],
+        "speedup_p99": idle["numpy"]["p99_ms"] / idle["index"]["p99_ms"],
+        "results_identical": True, "other_cores_busy": busy,
     }
+
+
+def _timings(index, raw: "RawFaiss", queries: np.ndarray, codes: np.ndarray | None = None,
+             origin: np.ndarray | None = None) -> dict:
+    """Latencies per query of moderate's index, of raw faiss on one thread and, given `codes`, of
+    numpy brute force, whose results the index must equal. Interleaved, so load drifts hit all alike."""
+    times: dict[str, list[float]] = {"index": [], "faiss_1_thread": [], "numpy": []}
+    for i, query in enumerate(queries):
+        seconds, found = timed(index.search, query[None, :], MAX_DISTANCE)
+        times["index"].append(seconds)
+        times["faiss_1_thread"].append(raw.latency(query, threads=1))
+        if codes is not None:
+            seconds, expected = timed(brute_force, codes, query)
+            times["numpy"].append(seconds)
+            _same(found, expected, int(origin[i]), len(codes))
+    return {name: percentiles_ms(values) for name, values in times.items() if values}
+
+
+def _same(found: list[tuple[int, int, int]], expected: list[tuple[int, int]], source: int, n: int) -> None:
+    got = sorted((position, distance) for _, position, distance in found)
+    assert got == expected, f"n={n}: index found {got}, brute force {expected}"
+    assert source < 0 or (source, FLIPPED_BITS) in got, f"n={n}: near-duplicate of row {source} missed"
 
 
 class RawFaiss:
@@ -96,11 +107,11 @@ class RawFaiss:
         self.index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
         self.index.add(codes)
 
-    def latencies(self, queries: np.ndarray, threads: int) -> dict:
+    def latency(self, query: np.ndarray, threads: int) -> float:
         before = self.faiss.omp_get_max_threads()
         self.faiss.omp_set_num_threads(threads)
         try:
-            return percentiles_ms([timed(self.index.range_search, q[None, :], MAX_DISTANCE + 1)[0] for q in queries])
+            return timed(self.index.range_search, query[None, :], MAX_DISTANCE + 1)[0]
         finally:
             self.faiss.omp_set_num_threads(before)
 

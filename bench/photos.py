@@ -58,7 +58,7 @@ def build(folder: Path, photos: int, opencv_photos: int) -> tuple[list[Photo], P
         if name in FLAGGED:
             original.save(flagged / f"{name}.png")
         for size in SIZES:
-            corpus.append(_save(_resized(original, size), out / f"{name}-{size}.jpg", name, size))
+            corpus.append(_save(resized(original, size), out / f"{name}-{size}.jpg", name, size))
     corpus.extend(_opencv_photos(out, opencv_photos))
     return corpus, flagged
 
@@ -67,7 +67,8 @@ def _rgb(array: np.ndarray) -> np.ndarray:
     return np.stack([array] * 3, axis=-1) if array.ndim == 2 else array[..., :3]
 
 
-def _resized(image: Image.Image, size: str) -> Image.Image:
+def resized(image: Image.Image, size: str) -> Image.Image:
+    """`image` at one of SIZES."""
     if size == "4000x3000":
         return _cover(image, 4000, 3000)
     longest = int(size.removesuffix("px"))

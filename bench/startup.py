@@ -56,7 +56,7 @@ def _bank_and_upload(folder: Path) -> tuple[Path, Path]:
         Image.fromarray(photos.PHOTOS[name]()).save(flagged / f"{name}.png")
     upload = folder / "upload.jpg"
     with Image.open(flagged / f"{photos.FLAGGED[0]}.png") as image:
-        photos._resized(image, "2048px").save(upload, quality=90)
+        photos.resized(image, "2048px").save(upload, quality=90)
     make_bank(folder / "data", BANK, flagged)
     return folder / "data", upload
 
