@@ -7,20 +7,27 @@
     verdict = engine.check("upload.jpg")      # Verdict(verdict="block", reasons=(...))
 """
 
-from .banks import AddReport, Bank, Banks, ImportReport, Reference
-from .engine import Engine, FrameSignals
-from .errors import BankError, HashListError, MediaError, ModerateError, PolicyError, ProvenanceError, StoreError
-from .match import Match
-from .media import Budgets, Media
-from .policy import Policy
-from .provenance import Provenance
-from .regions import Region
-from .verdict import Reason, Verdict
+from importlib import import_module
+
+# Names are loaded on first use (PEP 562), so `moderate --help` and hooks do not pay for numpy,
+# Pillow and the engine before they need them.
+_EXPORTS = {
+    "AddReport": "banks", "Bank": "banks", "Banks": "banks", "ImportReport": "banks", "Reference": "banks",
+    "Engine": "engine", "FrameSignals": "engine", "Match": "match", "Budgets": "media", "Media": "media",
+    "Policy": "policy", "Provenance": "provenance", "Region": "regions", "Reason": "verdict", "Verdict": "verdict",
+    "BankError": "errors", "HashListError": "errors", "MediaError": "errors", "ModerateError": "errors",
+    "PolicyError": "errors", "ProvenanceError": "errors", "StoreError": "errors",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'moderate' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AddReport", "Bank", "BankError", "Banks", "Budgets", "Engine", "FrameSignals", "HashListError",
-    "ImportReport", "Match", "Media", "MediaError", "ModerateError", "Policy", "PolicyError", "Provenance", "ProvenanceError", "Reason",
-    "Reference", "Region", "StoreError", "Verdict",
-]
+__all__ = sorted(_EXPORTS)

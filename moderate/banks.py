@@ -20,7 +20,7 @@ import numpy as np
 
 from . import hashlist
 from .errors import BankError, HashListError, MediaError
-from .index import Catalog, references_by_bank
+from .index import Catalog
 from .media import Budgets, decode
 from .signals import PDQ
 from .store import Store, record_id, split_record_id
@@ -142,21 +142,23 @@ class Banks:
 
     def list(self) -> list[Bank]:
         snapshot = self.catalog.current()
-        refs = references_by_bank(snapshot.pdq)
-        hashes: dict[str, int] = {}
-        for rid in snapshot.pdq.ids():
-            bank = rid.split("::", 1)[0]
-            hashes[bank] = hashes.get(bank, 0) + 1
-        return [
-            _bank(name, record, len(refs.get(name, ())), hashes.get(name, 0))
-            for name, record in sorted(snapshot.banks.items())
-        ]
+        return [self._bank(snapshot, name) for name in sorted(snapshot.banks)]
 
     def get(self, name: str) -> Bank:
-        for bank in self.list():
-            if bank.name == name:
-                return bank
-        raise BankError(f"no bank named {name!r} (see `moderate bank list`)")
+        snapshot = self.catalog.current()
+        self._record(snapshot, name)
+        return self._bank(snapshot, name)
+
+    @staticmethod
+    def _bank(snapshot, name: str) -> Bank:
+        record = snapshot.banks[name]
+        in_bank = snapshot.pdq.bank_mask(name)
+        references = int((in_bank & snapshot.pdq.first_hash_mask()).sum())
+        return Bank(
+            name=name, action=record.get("action", "block"), description=record.get("description", ""),
+            enabled=bool(record.get("enabled", True)), created_at=record.get("created_at", ""),
+            kind=record.get("kind", "flagged"), references=references, hashes=int(in_bank.sum()),
+        )
 
     def enable(self, name: str) -> Bank:
         return self._set(name, enabled=True)
@@ -228,7 +230,7 @@ class Banks:
 
     def _reference_from_file(self, bank: str, path: Path, ref_id: str, base: dict) -> Reference:
         _check_reference_id(ref_id)
-        media = decode(path, self.budgets)
+        media = decode(path, self.budgets, PDQ.working_size)
         hashes = []
         for frame in media.frames:
             (value,) = PDQ.compute(frame.pixels)
@@ -315,28 +317,33 @@ class Banks:
         base = {"added_at": now(), "added_by": default_actor(), "imported_from": source, **(metadata or {})}
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            index = write.snapshot.pdq
-            codes = np.frombuffer(b"".join(bytes.fromhex(item.value) for item in listed), dtype=np.uint8)
-            in_bank = {
-                item.value
-                for item, positions in zip(listed, index.positions_of(codes))
-                if any(split_record_id(index.id_at(p))[0] == bank for p in positions)
-            }
-            named = [record_id(bank, item.reference_id, 0) for item in listed if item.reference_id]
-            taken = {split_record_id(rid)[1] for rid in self.store.existing_ids(named)} if named else set()
-            records = []
-            for item in listed:
-                ref_id = item.reference_id or item.value
-                if item.value in in_bank or ref_id in taken:
-                    continue
-                in_bank.add(item.value)
-                taken.add(ref_id)
-                md = {**base, **item.metadata, "bank": bank, "reference_id": ref_id}
-                records.append((record_id(bank, ref_id, 0), item.value, md))
+            records = self._new_records(write.snapshot, bank, listed, base)
             if records:
                 self._add_records(write, records)
         skipped = tuple(Problem(f"{source}:{line}", message) for line, message in bad)
         return ImportReport(len(records), len(listed) - len(records), skipped)
+
+    def _new_records(self, snapshot, bank: str, listed: list, base: dict) -> list[tuple[str, str, dict]]:
+        """Records for the listed hashes not yet in the bank; rows sharing a reference id become
+        that reference's hashes 0, 1, ...; a reference id already in the bank is not touched."""
+        index = snapshot.pdq
+        in_bank = index.bank_mask(bank)
+        codes = np.frombuffer(b"".join(bytes.fromhex(item.value) for item in listed), dtype=np.uint8)
+        present = {item.value for item, positions in zip(listed, index.positions_of(codes)) if in_bank[positions].any()}
+        named = sorted({record_id(bank, item.reference_id, 0) for item in listed if item.reference_id})
+        taken = {split_record_id(rid)[1] for rid in self.store.existing_ids(named)} if named else set()
+        hashes_of: dict[str, list] = {}
+        for item in listed:
+            ref_id = item.reference_id or item.value
+            if item.value in present or ref_id in taken:
+                continue
+            present.add(item.value)
+            hashes_of.setdefault(ref_id, []).append(item)
+        return [
+            (record_id(bank, ref_id, n), item.value, {**base, **item.metadata, "bank": bank, "reference_id": ref_id})
+            for ref_id, items in hashes_of.items()
+            for n, item in enumerate(items)
+        ]
 
     def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
         rows = (
@@ -360,15 +367,6 @@ def _grouped(records: Iterable[tuple[str, str, dict]]) -> list[Reference]:
         else:
             grouped[key] = Reference(key[0], key[1], (hx,), md)
     return list(grouped.values())
-
-
-def _bank(name: str, record: dict, references: int, hashes: int) -> Bank:
-    return Bank(
-        name=name, action=record.get("action", "block"), description=record.get("description", ""),
-        enabled=bool(record.get("enabled", True)), created_at=record.get("created_at", ""),
-        kind=record.get("kind", "flagged"),
-        references=references, hashes=hashes,
-    )
 
 
 def _check_reference_id(ref_id: str) -> None:

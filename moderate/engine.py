@@ -30,7 +30,6 @@ from .signals import PDQ, PdqHash
 from .store import Store
 from .verdict import Reason, Verdict, severity, worst
 
-PDQ_WORKING_SIZE = 512  # PDQ downsamples to 64x64 anyway; larger decodes only cost time
 
 
 def default_data_dir() -> Path:
@@ -88,7 +87,7 @@ class Engine:
 
     def hash(self, source: Source, dihedral: bool = False, name: str | None = None) -> list[FrameSignals]:
         """The signals of every frame of an input; needs no store."""
-        media = decode(source, self.policy.limits, PDQ_WORKING_SIZE, name)
+        media = decode(source, self.policy.limits, PDQ.working_size, name)
         return [self._signals(media.source, frame, dihedral) for frame in media.frames]
 
     @staticmethod
@@ -113,7 +112,7 @@ class Engine:
         policy = self.policy
         snapshot = self.catalog.current()  # a store that is down fails the command, not the input
         try:
-            media = decode(source, policy.limits, PDQ_WORKING_SIZE, name)
+            media = decode(source, policy.limits, PDQ.working_size, name)
         except MediaError as exc:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)
             return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,

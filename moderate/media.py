@@ -6,8 +6,9 @@ the formats on the allow-list (never EPS or other formats that shell out), check
 before any pixel is decoded, and stops at the frame and total-pixel budgets. Anything refused raises
 `MediaError` with a stable code; the caller applies the policy's `on_error` verdict.
 
-Signals do not need full resolution (PDQ works on <= 512 px), so frames are decoded at a working size:
-JPEGs use DCT-domain scaling (Pillow's `draft`), which skips most of the decoding work.
+Signals do not need full resolution, so frames are decoded at a working size: JPEGs use DCT-domain
+scaling (Pillow's `draft`) to at least half of it, which skips most of the decoding work, and
+anything larger is then resized to fit the working size.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def read_bytes(source: Source, budgets: Budgets, name: str | None = None) -> byt
     return data
 
 
-def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 512, name: str | None = None) -> Media:
+def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 1024, name: str | None = None) -> Media:
     """Read and decode `source` into frames whose longest side is at most `working_size`."""
     name = name or describe(source)
     data = read_bytes(source, budgets, name)
@@ -199,8 +200,8 @@ def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size
 def _working_frame(image: Image.Image, index: int, working_size: int) -> Frame:
     declared = image.size
     if image.format == "JPEG":
-        # DCT scaling: decode directly at 1/2, 1/4 or 1/8 while staying >= working_size.
-        image.draft(None, (working_size, working_size))
+        # DCT scaling: decode directly at 1/2, 1/4 or 1/8 while staying >= half the working size.
+        image.draft(None, (working_size // 2, working_size // 2))
     image.load()
     oriented = ImageOps.exif_transpose(image)
     turned = oriented.size != image.size

@@ -8,8 +8,10 @@ This slice hashes the whole frame; crops, tiles and object boxes add more region
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .media import Frame
+if TYPE_CHECKING:  # keep `moderate --help` free of numpy and Pillow
+    from .media import Frame
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ class Store:
             with self._calling("adding references"):
                 col.add(
                     ids=[rid for rid, _, _ in page],
-                    embeddings=[PDQ.to_vector(hx) for _, hx, _ in page],
+                    embeddings=PDQ.to_vectors([hx for _, hx, _ in page]),
                     metadatas=[_clean(md) for _, _, md in page],
                 )
 

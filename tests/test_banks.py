@@ -190,3 +190,18 @@ def test_export_round_trip(engine):
 def test_flagged_ids_keep_their_folder(banked):
     ids = {r.id for r in banked.banks.references("TERROR")}
     assert {f"set2/{n}" for i, n in enumerate(FLAGGED) if i % 2} <= ids
+
+
+def test_csv_rows_sharing_a_reference_id_become_its_hashes(engine):
+    engine.banks.create("TX")
+    a, b, c = random_hashes(3, seed=11)
+    text = ("signal_type,signal_str,reference_id\n"
+            f"pdq,{a},case-1\npdq,{b},case-1\npdq,{a},case-1\npdq,{c},case-2\n")
+    report = engine.banks.import_hashes("TX", text, source="tx.csv")
+    assert (report.imported, report.already_present) == (3, 1)
+    refs = {r.id: sorted(r.pdq) for r in engine.banks.references("TX")}
+    assert refs == {"case-1": sorted([a, b]), "case-2": [c]}
+    bank = engine.banks.get("TX")
+    assert (bank.references, bank.hashes) == (2, 3)
+    again = engine.banks.import_hashes("TX", text, source="tx.csv")
+    assert (again.imported, again.already_present) == (0, 4)

@@ -68,7 +68,7 @@ def test_hex_form_matches_pdqhash_bit_for_bit(photos):
 
 def test_vector_form_round_trips_exactly():
     for hex_value in ["f" * 64, "0" * 63 + "1", "8000" + "0" * 60, "0123456789abcdef" * 4]:
-        vector = PDQ.to_vector(hex_value)
+        (vector,) = PDQ.to_vectors([hex_value])
         assert len(vector) == 16 and PDQ.from_vector(vector) == hex_value
 
 
@@ -87,3 +87,12 @@ def test_positions_of_finds_exact_codes_only():
     other = near_copies(codes[:1], rng, 1)
     found = index.positions_of(np.concatenate([codes[5:6], codes[9:10], other]))
     assert [sorted(p) for p in found] == [[5, 17], [9], []]
+
+
+def test_bank_and_reference_masks_without_decoding_ids():
+    ids = ["A::x::0", "A::x::1", "AB::y::0", "A::p::q::0", "B::A::z::0", "A::w::10"]
+    index = PdqIndex.build(np.zeros((len(ids), 32), np.uint8), ids)
+    assert index.bank_mask("A").tolist() == [True, True, False, True, False, True]
+    assert index.bank_mask("AB").tolist() == [False, False, True, False, False, False]
+    assert index.first_hash_mask().tolist() == [True, False, True, True, True, False]
+    assert PdqIndex.empty().bank_mask("A").tolist() == []

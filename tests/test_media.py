@@ -39,8 +39,11 @@ def test_large_jpeg_is_decoded_with_dct_scaling_at_working_size(astronaut):
     astronaut.resize((4000, 3000)).save(buffer, "JPEG", quality=90)
     media = decode(buffer.getvalue())
     assert (media.width, media.height) == (4000, 3000)  # original size is reported
-    assert max(media.frames[0].pixels.shape[:2]) == 512
-    assert media.frames[0].scale == pytest.approx(512 / 4000)
+    assert media.frames[0].pixels.shape[:2] == (750, 1000)  # DCT-scaled by 1/4 while >= 512
+    assert media.frames[0].scale == pytest.approx(1000 / 4000)
+    png = io.BytesIO()
+    astronaut.resize((3000, 2000)).save(png, "PNG")
+    assert decode(png.getvalue()).frames[0].pixels.shape[:2] == (683, 1024)
 
 
 def test_exif_orientation_is_applied(astronaut):

@@ -60,6 +60,10 @@ class PdqSignal:
 
     name = "pdq"
     bits = 256
+    # Pixels PDQ's own filter gets (longest side). Measured on 18 photos of 1200-4000 px against PDQ
+    # over the full decode (how industry hash lists are made): mean 4.9 / max 10 bits apart at 1024
+    # (JPEGs DCT-scaled to >= 512 first), mean 10 / max 16 at 512; 46 against 27 ms per image.
+    working_size = 1024
     # Chroma stores a vector with every record; a PDQ record's vector is the hash itself as sixteen
     # 16-bit words (exact in float32), so the record is self-contained without a duplicate field.
     vector_words = 16
@@ -89,9 +93,9 @@ class PdqSignal:
             raise ValueError("pdq hash is all zeros (the hash of a blank image)")
         return value
 
-    def to_vector(self, hex_value: str) -> list[float]:
-        words = np.frombuffer(bytes.fromhex(hex_value), dtype=">u2")
-        return words.astype(np.float32).tolist()
+    def to_vectors(self, hex_values: list[str]) -> np.ndarray:
+        words = np.frombuffer(b"".join(bytes.fromhex(h) for h in hex_values), dtype=">u2")
+        return words.astype(np.float32).reshape(-1, self.vector_words)
 
     def from_vector(self, vector) -> str:
         words = np.rint(np.asarray(vector, dtype=np.float64)).astype(">u2")
