@@ -178,12 +178,20 @@ class Banks:
         """Delete a bank and all its references; returns how many hashes went with it."""
         with self.catalog.writing() as write:
             self._record(write.snapshot, name)
-            ids = [rid for rid, _, _ in self.store.pdq_records(where={"bank": name})]
-            write.touch()
-            self.store.delete_pdq(ids)
+            removed = self._delete_prefix(write, f"{name}::")
             self.store.delete_bank(name)
             banks = {k: v for k, v in write.snapshot.banks.items() if k != name}
-            write.update(replace(write.snapshot, banks=banks, pdq=write.snapshot.pdq.without(set(ids))))
+            write.update(replace(write.snapshot, banks=banks))
+        return removed
+
+    def _delete_prefix(self, write, prefix: str) -> int:
+        """Delete every record whose id starts with `prefix` (by id, never by editable metadata)."""
+        index = write.snapshot.pdq
+        mask = index.prefix_mask(prefix)
+        ids = [index.id_at(int(p)) for p in np.flatnonzero(mask)]
+        write.touch()
+        self.store.delete_pdq(ids)
+        write.update(replace(write.snapshot, pdq=index.without(mask)))
         return len(ids)
 
     @staticmethod
@@ -258,7 +266,7 @@ class Banks:
                     f"{f' (and {len(taken) - 1} more)' if len(taken) > 1 else ''}; remove it first or pass --id"
                 )
             records = [
-                (record_id(bank, ref.id, n), hx, {"bank": bank, "reference_id": ref.id, **ref.metadata})
+                (record_id(bank, ref.id, n), hx, {**ref.metadata, "bank": bank, "reference_id": ref.id})
                 for ref in references
                 for n, hx in enumerate(ref.pdq)
             ]
@@ -274,14 +282,9 @@ class Banks:
         """Remove one reference (all its hashes); returns how many hashes were removed."""
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            where = {"$and": [{"bank": bank}, {"reference_id": reference_id}]}
-            ids = [rid for rid, _, _ in self.store.pdq_records(where=where)]
-            if not ids:
+            if not write.snapshot.pdq.prefix_mask(f"{bank}::{reference_id}::").any():
                 raise BankError(f"bank {bank} has no reference {reference_id!r}")
-            write.touch()
-            self.store.delete_pdq(ids)
-            write.update(replace(write.snapshot, pdq=write.snapshot.pdq.without(set(ids))))
-        return len(ids)
+            return self._delete_prefix(write, f"{bank}::{reference_id}::")
 
     def references(self, bank: str) -> Iterator[Reference]:
         """Every reference of a bank, read from Chroma (the system of record)."""
@@ -325,7 +328,8 @@ class Banks:
 
     def _new_records(self, snapshot, bank: str, listed: list, base: dict) -> list[tuple[str, str, dict]]:
         """Records for the listed hashes not yet in the bank; rows sharing a reference id become
-        that reference's hashes 0, 1, ...; a reference id already in the bank is not touched."""
+        that reference's hashes 0, 1, ...; a new hash for a reference already in the bank is added
+        as its next hash."""
         index = snapshot.pdq
         in_bank = index.bank_mask(bank)
         codes = np.frombuffer(b"".join(bytes.fromhex(item.value) for item in listed), dtype=np.uint8)
@@ -334,14 +338,15 @@ class Banks:
         taken = {split_record_id(rid)[1] for rid in self.store.existing_ids(named)} if named else set()
         hashes_of: dict[str, list] = {}
         for item in listed:
-            ref_id = item.reference_id or item.value
-            if item.value in present or ref_id in taken:
+            if item.value in present:
                 continue
             present.add(item.value)
-            hashes_of.setdefault(ref_id, []).append(item)
+            hashes_of.setdefault(item.reference_id or item.value, []).append(item)
         return [
-            (record_id(bank, ref_id, n), item.value, {**base, **item.metadata, "bank": bank, "reference_id": ref_id})
+            (record_id(bank, ref_id, first + n), item.value,
+             {**base, **item.metadata, "bank": bank, "reference_id": ref_id})
             for ref_id, items in hashes_of.items()
+            for first in [int(index.prefix_mask(f"{bank}::{ref_id}::").sum()) if ref_id in taken else 0]
             for n, item in enumerate(items)
         ]
 
@@ -370,7 +375,7 @@ def _grouped(records: Iterable[tuple[str, str, dict]]) -> list[Reference]:
 
 
 def _check_reference_id(ref_id: str) -> None:
-    if not ref_id or len(ref_id) > 512 or any(ord(c) < 32 for c in ref_id):
+    if not ref_id or len(ref_id) > 512 or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in ref_id):
         raise BankError(f"reference id {ref_id!r}: use 1-512 printable characters")
 
 

@@ -224,7 +224,11 @@ def _addresses(target: _Target, limits: FetchLimits, deadline: float, name: str,
 
     threading.Thread(target=resolve, name="moderate-fetch-dns", daemon=True).start()
     if timeout <= 0 or not done.wait(timeout):
-        raise MediaError(name, "url_timeout", f"{hop}resolving {target.host} took longer than {max(timeout, 0):.3g} s")
+        if timeout < limits.connect:
+            detail = f"the fetch took longer than its total deadline of {limits.total:g} s (resolving {target.host})"
+        else:
+            detail = f"resolving {target.host} took longer than {limits.connect:g} s"
+        raise MediaError(name, "url_timeout", hop + detail)
     if "error" in box:
         raise MediaError(name, "url_unreachable", f"{hop}cannot resolve {target.host}: {box['error']}")
     addresses: list[IPAddress] = []
@@ -260,8 +264,10 @@ def _why_blocked(address: IPAddress) -> str | None:
             why = _why_blocked(v4)
             if why:
                 return f"the {form} form of {v4}, which is {why}"
-        if address.ipv4_mapped is not None:
-            return None  # the embedded IPv4 address decides (Python 3.11 calls all of ::ffff:0:0/96 private)
+        if address.ipv4_mapped is not None or address in _NAT64:
+            # The embedded IPv4 address decides: Python calls all of ::ffff:0:0/96 private and all of
+            # ::/8 (NAT64 included) reserved, which would block every host on an IPv6-only network.
+            return None
         if address in _V4_COMPATIBLE and int(address) > 1:
             return "a deprecated IPv4-compatible IPv6 address"
     if address.is_unspecified:

@@ -22,10 +22,11 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
+from .errors import StoreError
 from .store import Store
 
 CODE_BYTES = 32
@@ -62,9 +63,7 @@ class PdqIndex:
 
     def bank_mask(self, bank: str) -> np.ndarray:
         """Which positions belong to `bank` (record ids start with `BANK::`), without decoding ids."""
-        prefix = f"{bank}::".encode()
-        starts, lengths = self._spans()
-        return self._bytes_equal(starts, lengths > len(prefix), prefix)
+        return self.prefix_mask(f"{bank}::")
 
     def first_hash_mask(self) -> np.ndarray:
         """Positions holding a reference's first hash (record ids end with `::0`): one per reference."""
@@ -100,9 +99,21 @@ class PdqIndex:
         hi = np.searchsorted(ordered, wanted, side="right")
         return [order[a:b].tolist() for a, b in zip(lo, hi)]
 
-    def without(self, ids: set[str]) -> "PdqIndex":
-        keep = [i for i, rid in enumerate(self.ids()) if rid not in ids]
-        return PdqIndex.build(self.codes[keep], [self.id_at(i) for i in keep])
+    def without(self, drop: np.ndarray) -> "PdqIndex":
+        """A copy without the positions where `drop` is true (array operations, no id decoding)."""
+        keep = ~np.asarray(drop, dtype=bool)
+        starts, lengths = self._spans()
+        byte_keep = np.repeat(keep, lengths)
+        blob = np.frombuffer(self.blob, dtype=np.uint8)[byte_keep].tobytes() if len(self.blob) else b""
+        offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+        np.cumsum(lengths[keep], out=offsets[1:])
+        return PdqIndex(np.ascontiguousarray(self.codes[keep]), offsets, blob)
+
+    def prefix_mask(self, prefix: str) -> np.ndarray:
+        """Positions whose record id starts with `prefix`."""
+        raw = prefix.encode()
+        starts, lengths = self._spans()
+        return self._bytes_equal(starts, lengths > len(raw), raw)
 
     def search(self, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
         """All (query row, position, distance) with distance <= max_distance."""
@@ -170,20 +181,21 @@ class Catalog:
         if saved is not None and self._stamp_matches(saved):
             self._snapshot = saved
             return saved
+        self.store.reset()  # another process wrote: an old embedded client may not see its segments
+        generation = self.store.generation()
+        if saved is not None and saved.generation == generation:
+            self._snapshot = saved
+            if self.store.chroma_url is None:
+                with self._locked():
+                    self._save(saved)  # refresh the stamp: Chroma touches its files even on reads
+            return self._snapshot
         with self._locked():
-            self._snapshot = self._current_unlocked()
-            self._save(self._snapshot)  # also refreshes the stamp: Chroma touches its files on reads
+            self._snapshot = self._rebuild(generation)
+            self._save(self._snapshot)
         return self._snapshot
 
     def _stamp_matches(self, snapshot: Snapshot) -> bool:
         return snapshot.stamp is not None and snapshot.stamp == self.store.stamp()
-
-    def _current_unlocked(self) -> Snapshot:
-        saved = self._snapshot or self._load()
-        generation = self.store.generation()
-        if saved is not None and saved.generation == generation:
-            return saved
-        return self._rebuild(generation)
 
     def _rebuild(self, generation: str) -> Snapshot:
         banks = self.store.bank_records()
@@ -202,19 +214,25 @@ class Catalog:
         """Hold the lock and hand out the current snapshot; publish a new generation if Chroma changed.
 
         The body calls `write.touch()` before writing to Chroma and `write.update(new_snapshot)`
-        after. If it fails in between, the generation still moves on and no snapshot is saved, so
-        the next reader rebuilds from what Chroma actually holds.
+        after. `touch` moves the store's generation on *before* the first write, so a writer that
+        dies part way (killed, out of memory) leaves every saved snapshot stale and the next reader
+        rebuilds from what Chroma holds. The updated snapshot is saved only if nobody else wrote in
+        between (several hosts can share one Chroma server; the lock is only this data folder's).
         """
         with self._locked():
-            write = Write(self._current_unlocked())
+            start = self._snapshot or self._load()
+            generation = self.store.generation()
+            if start is None or start.generation != generation:
+                start = self._rebuild(generation)
+            write = Write(start, self.store.bump)
             try:
                 yield write
             finally:
                 if write.touched:
-                    generation = self.store.bump()
-                    if write.updated:
-                        self._snapshot = replace(write.snapshot, generation=generation)
-                        self._save(self._snapshot)
+                    unchanged = self.store.generation() == write.pending
+                    final = self.store.bump()
+                    if write.updated and unchanged:
+                        self._save(replace(write.snapshot, generation=final))
                     else:
                         self._snapshot = None
 
@@ -222,8 +240,12 @@ class Catalog:
 
     @contextmanager
     def _locked(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as fh:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fh = open(self.dir / ".lock", "w")
+        except OSError as exc:
+            raise StoreError(f"{self.dir}: cannot use the index folder: {exc.strerror}") from None
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -231,31 +253,42 @@ class Catalog:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _load(self) -> Snapshot | None:
+        """The saved snapshot, or None when absent or inconsistent (then it is rebuilt)."""
         try:
             meta = json.loads((self.dir / "snapshot.json").read_text())
             tag = meta["tag"]
             codes = np.load(self.dir / f"pdq-{tag}.codes.npy", mmap_mode="r")
             offsets = np.load(self.dir / f"pdq-{tag}.offsets.npy", mmap_mode="r")
             blob = (self.dir / f"pdq-{tag}.ids").read_bytes()
-        except (FileNotFoundError, ValueError, KeyError, OSError):
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+        if codes.ndim != 2 or codes.shape[1] != CODE_BYTES or len(offsets) != len(codes) + 1 or (
+            len(offsets) and int(offsets[-1]) != len(blob)
+        ):
             return None
         return Snapshot(meta["generation"], meta["banks"], PdqIndex(codes, offsets, blob), meta.get("stamp"))
 
     def _save(self, snapshot: Snapshot) -> None:
-        """Write arrays under a tag of their generation, then switch `snapshot.json` atomically."""
+        """Write each file under a temporary name and rename it, `snapshot.json` last."""
         tag = hashlib.sha256(snapshot.generation.encode()).hexdigest()[:16]
-        if not (self.dir / f"pdq-{tag}.ids").exists():
-            np.save(self.dir / f"pdq-{tag}.codes.npy", np.asarray(snapshot.pdq.codes))
-            np.save(self.dir / f"pdq-{tag}.offsets.npy", np.asarray(snapshot.pdq.offsets))
-            (self.dir / f"pdq-{tag}.ids").write_bytes(snapshot.pdq.blob)
+        pending = f".{os.getpid()}.tmp"
+        for suffix, write in (
+            (".codes.npy", lambda f: np.save(f, np.asarray(snapshot.pdq.codes))),
+            (".offsets.npy", lambda f: np.save(f, np.asarray(snapshot.pdq.offsets))),
+            (".ids", lambda f: f.write(bytes(snapshot.pdq.blob))),
+        ):
+            target = self.dir / f"pdq-{tag}{suffix}"
+            with open(str(target) + pending, "wb") as fh:
+                write(fh)
+            os.replace(str(target) + pending, target)
         stamp = self.store.stamp()
         meta = {"generation": snapshot.generation, "tag": tag, "stamp": stamp, "banks": snapshot.banks}
-        tmp = self.dir / f"snapshot.json.{os.getpid()}"
+        tmp = self.dir / f"snapshot.json{pending}"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.dir / "snapshot.json")
         self._snapshot = replace(snapshot, stamp=stamp)
         for old in self.dir.glob("pdq-*"):
-            if not old.name.startswith(f"pdq-{tag}."):
+            if not old.name.startswith(f"pdq-{tag}.") or old.name.endswith(".tmp"):
                 old.unlink(missing_ok=True)
 
 
@@ -264,11 +297,17 @@ class Write:
     """A write in progress under the catalog's lock."""
 
     snapshot: Snapshot
-    touched: bool = False
+    bump: Callable[[], str]
+    pending: str | None = None  # the generation set before the first Chroma write
     updated: bool = False
 
+    @property
+    def touched(self) -> bool:
+        return self.pending is not None
+
     def touch(self) -> None:
-        self.touched = True
+        if self.pending is None:
+            self.pending = self.bump()
 
     def update(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot

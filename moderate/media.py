@@ -42,7 +42,7 @@ class Budgets:
     max_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 64_000_000  # per frame, as declared in the header
     max_frames: int = 500
-    max_total_pixels: int = 512_000_000  # summed over all frames of one input
+    max_total_pixels: int = 256_000_000  # summed over all frames of one input
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +158,8 @@ def opened(data: bytes, budgets: Budgets, name: str) -> Iterator[Image.Image]:
         raise MediaError(name, code, f"cannot decode: {detail}") from None
     except MemoryError:
         raise MediaError(name, "too_many_pixels", "decoder ran out of memory") from None
+    except Exception as exc:  # crafted files raise TypeError, KeyError, ... from plugin internals
+        raise MediaError(name, "corrupt", f"cannot decode: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 def frames_of(image: Image.Image, budgets: Budgets, name: str) -> Iterator[int]:
@@ -175,12 +177,28 @@ def frames_of(image: Image.Image, budgets: Budgets, name: str) -> Iterator[int]:
             raise MediaError(
                 name, "too_many_pixels", f"frames add up to over the max_total_pixels budget of {budgets.max_total_pixels}"
             )
+        _check_tiles(image, budgets, name, index)
         yield index
         index += 1
         try:
             image.seek(index)
         except EOFError:
             return
+
+
+def _check_tiles(image: Image.Image, budgets: Budgets, name: str, index: int) -> None:
+    """Refuse tiles or strips that declare more pixels than the budget: a 1 kB TIFF can declare a
+    64x64 page made of one 46336x46336 tile, and the decoder would allocate the whole tile."""
+    boxes = [(x1 - x0, y1 - y0) for _, (x0, y0, x1, y1), *_ in getattr(image, "tile", None) or ()]
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None:  # libtiff decodes whole tiles and strips, whatever Pillow's tile list says
+        boxes.append((tags.get(322) or 0, tags.get(323) or 0))
+        boxes.append((image.width, min(tags.get(278) or 0, image.height)))
+    for w, h in boxes:
+        if w * h > budgets.max_pixels:
+            raise MediaError(
+                name, "too_many_pixels", f"frame {index} has a {w}x{h} tile, over the max_pixels budget of {budgets.max_pixels}"
+            )
 
 
 def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size: int, name: str) -> Media:
@@ -199,16 +217,35 @@ def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size
 
 def _working_frame(image: Image.Image, index: int, working_size: int) -> Frame:
     declared = image.size
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):  # MPO: phone cameras' multi-picture JPEG
         # DCT scaling: decode directly at 1/2, 1/4 or 1/8 while staying >= half the working size.
         image.draft(None, (working_size // 2, working_size // 2))
     image.load()
     oriented = ImageOps.exif_transpose(image)
     turned = oriented.size != image.size
     width, height = (declared[1], declared[0]) if turned else declared
-    rgb = _to_rgb(oriented)
+    rgb = _to_rgb(_shrunk(oriented, working_size))
     rgb.thumbnail((working_size, working_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return Frame(index=index, width=width, height=height, pixels=np.asarray(rgb, dtype=np.uint8))
+
+
+def _shrunk(image: Image.Image, working_size: int) -> Image.Image:
+    """Shrink before converting, so a 64 MP frame is never converted (and copied) at full size.
+
+    Palette and bilevel images can only be resized by nearest neighbour, so they are brought to
+    twice the working size that way and smoothed by the final resize after conversion."""
+    if max(image.size) <= working_size:
+        return image
+    if image.mode in ("P", "PA", "1"):
+        if max(image.size) <= 2 * working_size:
+            return image
+        scale = 2 * working_size / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return image.resize(size, Image.Resampling.NEAREST)
+    if image.mode in ("RGB", "RGBA", "RGBX", "RGBa", "L", "LA", "La", "CMYK", "YCbCr", "I", "F"):
+        image = image.copy() if image.readonly else image
+        image.thumbnail((working_size, working_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

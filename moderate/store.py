@@ -72,6 +72,16 @@ class Store:
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise StoreError(f"{self.location}: {what} failed: {text}") from None
 
+    def reset(self) -> None:
+        """Drop the client; the next call connects afresh (after another process wrote, an embedded
+        client's cached view of segments can be gone: "Nothing found on disk")."""
+        if self._client_obj is not None and not self.chroma_url:
+            from chromadb.api.client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+        self._client_obj = None
+        self._collections = {}
+
     def _client(self):
         if self._client_obj is None:
             with self._calling("connecting"):
@@ -90,7 +100,10 @@ class Store:
                     )
                     client.heartbeat()
                 else:
-                    self.chroma_path.mkdir(parents=True, exist_ok=True)
+                    try:
+                        self.chroma_path.mkdir(parents=True, exist_ok=True)
+                    except OSError as exc:
+                        raise StoreError(f"{self.chroma_path}: cannot create the data folder: {exc.strerror}") from None
                     client = chromadb.PersistentClient(path=str(self.chroma_path), settings=settings)
             self._client_obj = client
         return self._client_obj

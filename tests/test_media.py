@@ -160,3 +160,43 @@ def test_missing_file_and_directory(tmp_path):
     with pytest.raises(MediaError) as info:
         decode(tmp_path)
     assert info.value.code == "not_a_file"
+
+
+def _tiff(pages: list[list[tuple[int, int, int, int]]], data: bytes) -> bytes:
+    """A little-endian TIFF whose pages are given as raw IFD entries (tag, type, count, value); each
+    page's strip or tile data is `data`, stored once at offset 8."""
+    out = b"II*\x00" + struct.pack("<I", 8 + len(data) + len(data) % 2) + data + b"\x00" * (len(data) % 2)
+    for i, tags in enumerate(pages):
+        here = len(out)
+        size = 2 + 12 * len(tags) + 4
+        following = here + size if i + 1 < len(pages) else 0
+        ifd = struct.pack("<H", len(tags))
+        for tag, kind, count, value in sorted(tags):
+            packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+            ifd += struct.pack("<HHI", tag, kind, count) + packed
+        out += ifd + struct.pack("<I", following)
+    return out
+
+
+def test_tiff_tile_bomb_is_refused_before_allocating():
+    payload = zlib.compress(b"\x00" * (1 << 20), 9)
+    tags = [(256, 4, 1, 64), (257, 4, 1, 64), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1), (277, 3, 1, 1),
+            (284, 3, 1, 1), (322, 4, 1, 46336), (323, 4, 1, 46336), (324, 4, 1, 8), (325, 4, 1, len(payload))]
+    error = _refused(_tiff([tags], payload), "too_many_pixels")
+    assert "46336x46336 tile" in str(error)
+
+
+def test_tiff_page_without_dimensions_is_a_media_error_not_a_crash():
+    pixels = b"\x80" * 64
+    base = [(256, 4, 1, 8), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 8), (277, 3, 1, 1),
+            (278, 4, 1, 8), (279, 4, 1, 64)]
+    crafted = _tiff([base + [(257, 4, 1, 8)], base + [(999, 4, 1, 0)]], pixels)
+    assert _refused_any(crafted).code in ("corrupt", "truncated")
+
+
+def test_big_palette_animation_is_shrunk_before_conversion():
+    frames = [Image.new("P", (6000, 4000), i) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    media = decode(buffer.getvalue())
+    assert len(media.frames) == 3 and media.frames[0].pixels.shape == (683, 1024, 3)
