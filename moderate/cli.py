@@ -40,14 +40,18 @@ def _global(
         None, "--chroma-url", envvar="MODERATE_CHROMA_URL",
         help="A Chroma server, http://HOST:PORT (default: embedded Chroma in the data folder).",
     ),
+    allow_hosts: List[str] = typer.Option(
+        [], "--allow-host", envvar="MODERATE_ALLOW_HOSTS",
+        help="A host, IP or CIDR that URL inputs may reach although internal (repeatable).",
+    ),
 ):
-    ctx.obj = {"data_dir": data_dir, "chroma_url": chroma_url}
+    ctx.obj = {"data_dir": data_dir, "chroma_url": chroma_url, "allow_hosts": tuple(allow_hosts)}
 
 
 def _engine(ctx: typer.Context, policy: Optional[Path] = None):
     from .engine import Engine
 
-    return Engine(ctx.obj["data_dir"], ctx.obj["chroma_url"], policy)
+    return Engine(ctx.obj["data_dir"], ctx.obj["chroma_url"], policy, ctx.obj["allow_hosts"])
 
 
 def _out(text: str) -> None:
@@ -83,7 +87,7 @@ def hash_cmd(
 @app.command()
 def check(
     ctx: typer.Context,
-    inputs: List[str] = typer.Argument(..., help="Image files, folders, or - for standard input."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders, http(s) URLs, or - for standard input."),
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per checked frame (JSON lines)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
@@ -214,7 +218,7 @@ def bank_import(
         text, source = sys.stdin.read(), "<stdin>"
     else:
         try:
-            text, source = Path(hash_list).read_text(encoding="utf-8"), hash_list
+            text, source = Path(hash_list).read_text(encoding="utf-8-sig"), hash_list
         except (OSError, UnicodeDecodeError) as exc:
             raise ModerateError(f"{hash_list}: cannot read hash list: {getattr(exc, 'strerror', None) or exc}") from None
     report = _engine(ctx).banks.import_hashes(bank, text, source=source, fmt=fmt, skip_invalid=skip_invalid,
@@ -409,6 +413,9 @@ def main() -> None:
         app(prog_name="moderate")
     except ModerateError as exc:
         _err(f"error: {exc}")
+        sys.exit(1)
+    except OSError as exc:  # a data folder that is a file, a full disk, ...
+        _err(f"error: {exc.filename or ''}: {exc.strerror or exc}")
         sys.exit(1)
 
 

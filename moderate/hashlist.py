@@ -42,6 +42,7 @@ def detect_format(text: str) -> str:
 
 def parse(text: str, fmt: str | None = None) -> tuple[list[ListedHash], list[tuple[int, str]]]:
     """Parse a hash list: (valid hashes, [(line number, problem)])."""
+    text = text.removeprefix("\ufeff")  # spreadsheets write a byte-order mark
     fmt = fmt or detect_format(text)
     if fmt == "csv":
         return _collect(_csv_rows(text))
@@ -91,6 +92,9 @@ def _csv_rows(text: str):
             continue
         if header is None:
             header = [cell.strip().lower() for cell in row]
+            if "signal_type" not in header or "signal_str" not in header:
+                yield number, "CSV header must name signal_type and signal_str columns"
+                return
             continue
         if len(row) != len(header):
             yield number, f"expected {len(header)} columns as in the header, got {len(row)}"

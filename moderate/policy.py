@@ -82,11 +82,13 @@ class Policy:
 
         origin = os.fspath(path)
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"{origin}: cannot read policy: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise PolicyError(f"{origin}: policy is not UTF-8 text") from None
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_unique_keys_loader())
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark else ""
@@ -164,6 +166,25 @@ class Policy:
         if self.provenance.allow_verified_originals and any(r.rule == VERIFIED_ORIGINAL for r in reasons):
             return "allow"
         return worst([self.default] + [r.action for r in reasons])
+
+
+def _unique_keys_loader():
+    """A safe YAML loader that refuses duplicate keys: with plain YAML the last one silently wins,
+    so `on_error: review` followed by `on_error: allow` would fail open."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
 
 
 class _Fields:

@@ -205,3 +205,21 @@ def test_csv_rows_sharing_a_reference_id_become_its_hashes(engine):
     assert (bank.references, bank.hashes) == (2, 3)
     again = engine.banks.import_hashes("TX", text, source="tx.csv")
     assert (again.imported, again.already_present) == (0, 4)
+
+
+def test_csv_with_byte_order_mark_and_without_required_columns(engine):
+    engine.banks.create("TX")
+    h = random_hashes(1)[0]
+    assert engine.banks.import_hashes("TX", f"\ufeffsignal_type,signal_str\npdq,{h}\n").imported == 1
+    with pytest.raises(HashListError, match="must name signal_type and signal_str"):
+        engine.banks.import_hashes("TX", f"type,hash\npdq,{h}\n", fmt="csv")
+
+
+def test_caller_metadata_cannot_move_a_reference_to_another_bank(engine, photos):
+    engine.banks.create("T")
+    engine.banks.add("T", [photos["coffee"]], metadata={"bank": "case-17", "reference_id": "x"})
+    (ref,) = engine.banks.references("T")
+    assert ref.id == "coffee"
+    assert engine.banks.delete("T") == 1
+    engine.banks.create("T")
+    assert engine.banks.get("T").references == 0

@@ -120,6 +120,11 @@ def test_command_failures_exit_1_with_one_line(cli_bank, photos, tmp_path):
         ("bank", "import", "TERROR", str(tmp_path / "missing.csv")),
         ("bank", "delete", "TERROR"),  # needs --yes off a terminal
     ]
+    not_a_folder = tmp_path / "plain-file"
+    not_a_folder.write_text("x")
+    file_as_data = run_cli("check", str(photos["astronaut"]), data_dir=not_a_folder)
+    assert file_as_data.returncode == 1 and file_as_data.stderr.decode().count("\n") == 1
+    assert file_as_data.stderr.decode().startswith("error: ")
     for args in cases:
         out = run_cli(*args, data_dir=cli_bank)
         err = out.stderr.decode()
@@ -173,3 +178,16 @@ def test_help_and_pdq_check_do_not_import_heavy_modules(cli_bank, photos):
     assert _imported_heavy(["--help"], cli_bank) == []
     run_cli("check", str(photos["chelsea"]), data_dir=cli_bank)  # settles the index stamp after the add
     assert _imported_heavy(["check", str(photos["astronaut"])], cli_bank) == []
+
+
+def test_long_lived_engine_sees_writes_by_other_processes(data_dir, photos):
+    from moderate import Engine
+
+    engine = Engine(data_dir)
+    engine.banks.create("LIVE")
+    assert engine.check(photos["coffee"]).verdict == "allow"
+    assert run_cli("bank", "add", "LIVE", str(photos["coffee"]), data_dir=data_dir).returncode == 0
+    assert engine.check(photos["coffee"]).verdict == "block"
+    assert [r.id for r in engine.banks.references("LIVE")] == ["coffee"]
+    assert run_cli("bank", "remove", "LIVE", "coffee", data_dir=data_dir).returncode == 0
+    assert engine.check(photos["coffee"]).verdict == "allow"

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from moderate import Engine, Policy
+from moderate import Engine, Policy, PolicyError
+from moderate.engine import MIN_BATCH_FOR_WORKERS
 from moderate.policy import PdqRules
 
 from .conftest import FLAGGED, UNRELATED
@@ -140,12 +141,13 @@ def test_disabled_bank_is_not_used_and_policy_can_pick_banks(banked, photos):
 
 
 def test_check_many_with_workers_returns_every_input(banked, photos, edited):
-    paths = [str(p) for _, _, p in edited[:6]] + [str(photos["chelsea"]), str(photos["moon"])]
-    results = list(banked.check_many(paths, workers=2))
+    flagged = [str(p) for _, _, p in edited[:MIN_BATCH_FOR_WORKERS]]
+    paths = flagged + [str(photos["chelsea"]), str(photos["moon"])]
+    results = list(banked.check_many(paths, workers=2))  # enough inputs for worker processes
     by_source = {v[0].source: v[0].verdict for v in results}
-    assert set(by_source) == set(paths)
+    assert set(by_source) == set(paths) and len(results) == len(paths)
     assert by_source[str(photos["chelsea"])] == "allow"
-    assert sum(v == "block" for v in by_source.values()) == 6
+    assert sum(v == "block" for v in by_source.values()) == len(flagged)
 
 
 def test_hash_needs_no_store(tmp_path, photos):
@@ -153,3 +155,39 @@ def test_hash_needs_no_store(tmp_path, photos):
     (signals,) = engine.hash(photos["astronaut"])
     assert len(signals.pdq[0].hex) == 64 and signals.pdq[0].quality == 100
     assert not (tmp_path / "never-created").exists()
+
+
+def test_policy_naming_a_missing_bank_fails_the_check(banked, photos):
+    typo = Engine(banked.data_dir, policy=Policy(banks={"TEROR": "block"}, source="p.yaml"))
+    with pytest.raises(PolicyError, match="p.yaml: banks.TEROR: no such bank"):
+        typo.check(photos["astronaut"])
+
+
+def test_url_inputs_are_fetched_and_checked(banked, photos):
+    import http.server
+    import threading
+
+    body = photos["rocket"].read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/upload.png"
+    try:
+        blocked = banked.check(url)  # loopback is refused unless allowed: fail closed to on_error
+        assert blocked.verdict == "review" and blocked.error_code == "url_blocked"
+        allowed = Engine(banked.data_dir, allow_hosts=("127.0.0.1",)).check(url)
+        assert allowed.verdict == "block" and allowed.source == url
+        assert allowed.reasons[0].reference_id == "rocket"
+    finally:
+        server.shutdown()

@@ -52,3 +52,17 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     path.write_text("pdq:\n  dihedral: [true\n")
     with pytest.raises(PolicyError, match=r"broken.yaml: not valid YAML \(line \d+\)"):
         Policy.load(path)
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("on_error: review\npdq:\n  dihedral: true\non_error: allow\n")
+    with pytest.raises(PolicyError, match=r"dup.yaml: not valid YAML \(line 4\): duplicate key 'on_error'"):
+        Policy.load(path)
+
+
+def test_non_utf8_policy(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(PolicyError, match="not UTF-8"):
+        Policy.load(path)
