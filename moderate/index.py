@@ -181,7 +181,6 @@ class Catalog:
         if saved is not None and self._stamp_matches(saved):
             self._snapshot = saved
             return saved
-        self.store.reset()  # another process wrote: an old embedded client may not see its segments
         generation = self.store.generation()
         if saved is not None and saved.generation == generation:
             self._snapshot = saved

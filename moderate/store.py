@@ -51,6 +51,7 @@ class Store:
         self.chroma_url = chroma_url or None
         self._client_obj = None
         self._collections: dict[str, object] = {}
+        self._seen_stamp: list | None = None  # the database files' stamp after our last call
 
     @property
     def location(self) -> str:
@@ -66,6 +67,7 @@ class Store:
     def _calling(self, what: str):
         try:
             yield
+            self._seen_stamp = self.stamp()
         except ModerateError:
             raise
         except Exception as exc:  # chromadb raises many types (httpx, ValueError, its own errors)
@@ -76,13 +78,17 @@ class Store:
         """Drop the client; the next call connects afresh (after another process wrote, an embedded
         client's cached view of segments can be gone: "Nothing found on disk")."""
         if self._client_obj is not None and not self.chroma_url:
-            from chromadb.api.client import SharedSystemClient
+            from chromadb.api.shared_system_client import SharedSystemClient
 
-            SharedSystemClient.clear_system_cache()
+            # Chroma shares one system per path within a process; drop only ours so the next client
+            # opens the files afresh (other clients of the path then share that new system).
+            SharedSystemClient._identifier_to_system.pop(self._client_obj._identifier, None)
         self._client_obj = None
         self._collections = {}
 
     def _client(self):
+        if self._client_obj is not None and not self.chroma_url and self.stamp() != self._seen_stamp:
+            self.reset()  # another process wrote since our last call: reconnect to see its segments
         if self._client_obj is None:
             with self._calling("connecting"):
                 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -109,8 +115,8 @@ class Store:
         return self._client_obj
 
     def _collection(self, name: str):
+        client = self._client()
         if name not in self._collections:
-            client = self._client()
             with self._calling(f"opening collection {name}"):
                 self._collections[name] = client.get_or_create_collection(
                     name, embedding_function=None, metadata={"created_by": "moderate"}
