@@ -54,12 +54,14 @@ class FrameSignals:
     frame: int
     region: Region
     pdq: tuple[PdqHash, ...]
+    page: int | None = None
 
     def to_dict(self) -> dict:
-        return {
-            "source": self.source, "frame": self.frame, "region": self.region.to_dict(),
-            "signals": [h.to_dict() for h in self.pdq],
-        }
+        out = {"source": self.source, "frame": self.frame, "region": self.region.to_dict(),
+               "signals": [h.to_dict() for h in self.pdq]}
+        if self.page is not None:
+            out["page"] = self.page
+        return out
 
 
 class Engine:
@@ -99,7 +101,7 @@ class Engine:
 
     @staticmethod
     def _signals(source: str, frame: Frame, dihedral: bool) -> FrameSignals:
-        return FrameSignals(source, frame.index, Region.whole(frame), PDQ.compute(frame.pixels, dihedral))
+        return FrameSignals(source, frame.index, Region.whole(frame), PDQ.compute(frame.pixels, dihedral), frame.page)
 
     # -- checking ---------------------------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class Engine:
         ]
         elapsed = _ms(start)
         return [
-            Verdict(name, policy.verdict_for(reasons), frame=signals.frame, reasons=tuple(reasons),
+            Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page, reasons=tuple(reasons),
                     elapsed_ms=elapsed, policy=policy.name, sha256=media.sha256, width=media.width,
                     height=media.height, frames=len(media.frames), signals=signals.pdq[:1], provenance=provenance)
             for signals, reasons in per_frame

@@ -13,11 +13,13 @@ anything larger is then resized to fit the working size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import struct
 import sys
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,8 +31,9 @@ from PIL import Image, ImageOps
 
 from .errors import MediaError
 
-# Formats Pillow may open. Routing is by content (Pillow sniffs magic bytes), never by file extension.
-ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+# Formats Pillow may open (never EPS, which runs Ghostscript). HEIF needs the optional pillow-heif.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP", "AVIF", "HEIF")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 
 Source = Union[str, os.PathLike, bytes, BinaryIO]
 
@@ -41,8 +44,10 @@ class Budgets:
 
     max_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 64_000_000  # per frame, as declared in the header
-    max_frames: int = 500
+    max_frames: int = 500  # frames of an animation, pages of a TIFF, PDF pages plus embedded images
     max_total_pixels: int = 256_000_000  # summed over all frames of one input
+    max_pages: int = 100  # PDF pages
+    max_seconds: int = 30  # decoding wall time, checked between frames and pages
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +58,8 @@ class Frame:
     width: int  # original size, after EXIF orientation
     height: int
     pixels: np.ndarray = field(repr=False)  # RGB uint8, longest side <= the working size
+    page: int | None = None  # the PDF page (0-based) a frame came from
+    origin: str = "frame"  # frame | page | embedded-image | rendered
 
     @property
     def scale(self) -> float:
@@ -118,11 +125,66 @@ def read_bytes(source: Source, budgets: Budgets, name: str | None = None) -> byt
 
 
 def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 1024, name: str | None = None) -> Media:
-    """Read and decode `source` into frames whose longest side is at most `working_size`."""
+    """Read and decode `source` into frames whose longest side is at most `working_size`.
+
+    Routing is by content (magic bytes), never by file name: a PDF named .jpg is a PDF."""
     name = name or describe(source)
     data = read_bytes(source, budgets, name)
+    deadline = time.monotonic() + budgets.max_seconds
+    kind = sniff(data)
+    if kind == "pdf":
+        from .documents import pdf_frames
+
+        return _media(name, "PDF", data, pdf_frames(data, budgets, working_size, name, deadline))
+    if kind in ("wmf", "emf"):
+        from .documents import metafile_frames
+
+        return _media(name, kind.upper(), data, metafile_frames(data, kind, budgets, working_size, name))
+    if kind == "heif" and not _heif_available():
+        raise MediaError(name, "unsupported_format", "HEIC/HEIF input needs the optional extra: pip install 'moderate[heif]'")
     with opened(data, budgets, name) as image:
-        return _decode_open(image, data, budgets, working_size, name)
+        frames = [_working_frame(image, index, working_size) for index in frames_of(image, budgets, name, deadline)]
+        return _media(name, image.format or "UNKNOWN", data, frames)
+
+
+def sniff(data: bytes) -> str:
+    """What an input is, from its first bytes: pdf, wmf, emf, heif, or image (left to Pillow)."""
+    if data[:5] == b"%PDF-" or (b"%PDF-" in data[:1024] and data[:1] != b"\xff"):
+        return "pdf"
+    if data[:4] == b"\xd7\xcd\xc6\x9a" or data[:6] in (b"\x01\x00\x09\x00\x00\x03", b"\x02\x00\x09\x00\x00\x03"):
+        return "wmf"
+    if data[:4] == b"\x01\x00\x00\x00" and data[40:44] == b" EMF":
+        return "emf"
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "heif"
+    return "image"
+
+
+@functools.cache
+def _openable() -> tuple[str, ...]:
+    """The allowed formats this Pillow can open (HEIF only once pillow-heif registered itself)."""
+    Image.init()
+    return tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN)
+
+
+def _heif_available() -> bool:
+    """pillow-heif is optional (its wheels bundle GPL x265); register its Pillow opener if present."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    _openable.cache_clear()
+    return True
+
+
+def _media(name: str, fmt: str, data: bytes, frames: list[Frame]) -> Media:
+    if not frames:
+        raise MediaError(name, "empty", "no pictures in the input")
+    return Media(
+        source=name, format=fmt, width=frames[0].width, height=frames[0].height,
+        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), frames=tuple(frames), data=data,
+    )
 
 
 @contextmanager
@@ -133,7 +195,7 @@ def opened(data: bytes, budgets: Budgets, name: str) -> Iterator[Image.Image]:
         with warnings.catch_warnings():
             # Our own pixel budget decides; Pillow's bomb check stays as a backstop above it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            with Image.open(io.BytesIO(data), formats=_openable()) as image:
                 width, height = image.size
                 if width <= 0 or height <= 0:
                     raise MediaError(name, "corrupt", f"declares an empty {width}x{height} image")
@@ -162,11 +224,13 @@ def opened(data: bytes, budgets: Budgets, name: str) -> Iterator[Image.Image]:
         raise MediaError(name, "corrupt", f"cannot decode: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
-def frames_of(image: Image.Image, budgets: Budgets, name: str) -> Iterator[int]:
-    """Seek through an image's frames, enforcing the frame and total-pixel budgets; yields indexes."""
+def frames_of(image: Image.Image, budgets: Budgets, name: str, deadline: float | None = None) -> Iterator[int]:
+    """Seek through an image's frames, enforcing the frame, total-pixel and time budgets; yields indexes."""
     total_pixels = 0
     index = 0
     while True:
+        if deadline is not None and time.monotonic() > deadline:
+            raise MediaError(name, "too_slow", f"decoding took over the max_seconds budget of {budgets.max_seconds} s")
         if index >= budgets.max_frames:
             raise MediaError(name, "too_many_frames", f"has more than the max_frames budget of {budgets.max_frames} frames")
         frame_pixels = image.size[0] * image.size[1]
@@ -201,20 +265,6 @@ def _check_tiles(image: Image.Image, budgets: Budgets, name: str, index: int) ->
             )
 
 
-def _decode_open(image: Image.Image, data: bytes, budgets: Budgets, working_size: int, name: str) -> Media:
-    frames = tuple(_working_frame(image, index, working_size) for index in frames_of(image, budgets, name))
-    return Media(
-        source=name,
-        format=image.format or "UNKNOWN",
-        width=frames[0].width,
-        height=frames[0].height,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-        frames=frames,
-        data=data,
-    )
-
-
 def _working_frame(image: Image.Image, index: int, working_size: int) -> Frame:
     declared = image.size
     if image.format in ("JPEG", "MPO"):  # MPO: phone cameras' multi-picture JPEG
@@ -224,9 +274,14 @@ def _working_frame(image: Image.Image, index: int, working_size: int) -> Frame:
     oriented = ImageOps.exif_transpose(image)
     turned = oriented.size != image.size
     width, height = (declared[1], declared[0]) if turned else declared
-    rgb = _to_rgb(_shrunk(oriented, working_size))
+    return Frame(index=index, width=width, height=height, pixels=fitted_rgb(oriented, working_size))
+
+
+def fitted_rgb(image: Image.Image, working_size: int) -> np.ndarray:
+    """RGB pixels of an image, its longest side at most `working_size`."""
+    rgb = _to_rgb(_shrunk(image, working_size))
     rgb.thumbnail((working_size, working_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return Frame(index=index, width=width, height=height, pixels=np.asarray(rgb, dtype=np.uint8))
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def _shrunk(image: Image.Image, working_size: int) -> Image.Image:

@@ -69,6 +69,7 @@ class Verdict:
     width: int | None = None
     height: int | None = None
     frames: int = 1
+    page: int | None = None  # PDF page (0-based) of this frame
     signals: tuple = field(default=(), repr=False)
     provenance: object | None = None  # moderate.provenance.Provenance
 
@@ -84,6 +85,8 @@ class Verdict:
             "error_code": self.error_code, "policy": self.policy, "sha256": self.sha256,
             "width": self.width, "height": self.height, "frames": self.frames,
         }
+        if self.page is not None:
+            out["page"] = self.page
         if self.signals:
             out["signals"] = [s.to_dict() for s in self.signals]
         if self.provenance is not None:

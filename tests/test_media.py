@@ -144,7 +144,7 @@ def _refused_any(source) -> MediaError:
     (b"", "empty"),
     (b"GIF89a garbage garbage garbage", None),
     (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "unsupported_format"),  # EPS would run Ghostscript
-    (b"%PDF-1.7\n1 0 obj\n", "unsupported_format"),
+    (b"%PDF-1.7\n1 0 obj\n", "corrupt"),  # routed to the PDF reader, which refuses it
     (bytes(range(256)) * 40, "unsupported_format"),
 ])
 def test_garbage_and_unsupported_formats_are_refused(payload, code):
