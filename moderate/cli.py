@@ -100,6 +100,33 @@ def check(
     sources = expand_inputs(inputs, recursive)
     if not sources:
         raise ModerateError(f"{', '.join(inputs)}: no files to check")
+    raise typer.Exit(EXIT_CODES[_check_and_print(engine, sources, as_json, workers)])
+
+
+@app.command()
+def hook(
+    ctx: typer.Context,
+    paths: Optional[List[str]] = typer.Argument(None, help="Files to check; none: read paths from standard input."),
+    null: bool = typer.Option(False, "--null", "-0", help="Paths on standard input are NUL-separated (find -print0, git ls-files -z)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
+    allow_review: bool = typer.Option(False, "--allow-review", help="Do not fail on review verdicts (still print them)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per checked frame."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Parallel workers (default: cores)."),
+):
+    """For pre-commit and upload pipelines: check the given files; exit codes as in `check`."""
+    if not paths:
+        text = sys.stdin.read()
+        paths = [p for p in (text.split("\0") if null else text.splitlines()) if p.strip()]
+    if not paths:
+        return  # nothing staged that is an image: nothing to check
+    overall = _check_and_print(_engine(ctx, policy), paths, as_json, workers)
+    if overall == "review" and allow_review:
+        overall = "allow"
+    raise typer.Exit(EXIT_CODES[overall])
+
+
+def _check_and_print(engine, sources: list[str], as_json: bool, workers: int | None) -> str:
+    """Check, print each frame's verdict as it comes, and return the worst verdict."""
     verdicts: list[str] = []
     with _progress(len(sources), as_json) as (console, advance):
         for frame_verdicts in engine.check_many(sources, workers):
@@ -110,7 +137,7 @@ def check(
                 else:
                     _print_verdict(console, verdict)
             advance()
-    raise typer.Exit(EXIT_CODES[worst(verdicts)])
+    return worst(verdicts)
 
 
 def _progress(total: int, as_json: bool):
