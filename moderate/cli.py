@@ -25,6 +25,8 @@ bank_app = typer.Typer(help="Create banks of flagged references and fill them.",
 app.add_typer(bank_app, name="bank")
 keys_app = typer.Typer(help="Signing keys and the trust store.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+tokens_app = typer.Typer(help="API tokens for `moderate serve` (only their hashes are stored).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 PROVENANCE_EXIT = {"verified": 0, "unsigned": 5, "untrusted": 6, "tampered": 7, "invalid": 8}
 
 COLORS = {"allow": "green", "review": "yellow", "block": "bold red"}
@@ -433,6 +435,58 @@ def verify(
         how = f" [{result.scheme}, {result.carrier}]" if result.scheme else ""
         _out(f"{result.state.upper()}{who}{how}{extra}")
     raise typer.Exit(PROVENANCE_EXIT[result.state])
+
+
+# -- HTTP API -------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port"),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
+    max_body: int = typer.Option(64 * 1024 * 1024, "--max-body", help="Largest request body in bytes (413 above)."),
+    rate_limit: int = typer.Option(600, "--rate-limit", help="Requests per minute per token (429 above)."),
+):
+    """Serve the HTTP API (POST /v1/check, bank routes, /healthz, /openapi.json)."""
+    from .server import ServerLimits, serve as run
+
+    run(_engine(ctx, policy), host, port, ServerLimits(max_body, rate_limit))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    ctx: typer.Context,
+    name: str,
+    role: str = typer.Option(..., "--role", help="checker, moderator or admin."),
+):
+    """Create a token; it is printed once (only its hash is kept)."""
+    from .tokens import Tokens
+
+    secret = Tokens(_engine(ctx).data_dir).create(name, role)
+    _out(secret)
+
+
+@tokens_app.command("list")
+def tokens_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """List tokens (names and roles, never secrets)."""
+    from .tokens import Tokens
+
+    tokens = Tokens(_engine(ctx).data_dir).list()
+    if as_json:
+        _out(json.dumps([t.to_dict() for t in tokens]))
+    for t in [] if as_json else tokens:
+        _out(f"{t.name:<24} {t.role:<10} {t.created_at}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(ctx: typer.Context, name: str):
+    """Revoke a token."""
+    from .tokens import Tokens
+
+    Tokens(_engine(ctx).data_dir).revoke(name)
+    _out(f"revoked {name}")
 
 
 def main() -> None:
