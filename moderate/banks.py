@@ -27,8 +27,9 @@ from .store import Store, record_id, split_record_id
 
 ACTIONS = ("block", "review")
 # `flagged`: matches are the bank's action. `originals`: signed originals; a match that is not the
-# verified original itself is a modified copy, and gets the bank's action.
-KINDS = ("flagged", "originals")
+# verified original itself is a modified copy. `allowlist`: known false positives; an input at least
+# as close to one of them as to any flagged reference is allowed.
+KINDS = ("flagged", "originals", "allowlist")  # allowlist: known false positives, from review rejections
 _BANK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 
@@ -236,9 +237,27 @@ class Banks:
         self._write_references(bank, references)
         return AddReport(tuple(references), tuple(problems))
 
-    def _reference_from_file(self, bank: str, path: Path, ref_id: str, base: dict) -> Reference:
+    def add_bytes(self, bank: str, data: bytes, reference_id: str, metadata: dict | None = None) -> Reference:
+        """Add one image given as bytes (a review decision, an API upload) as a reference."""
+        self._record(self.catalog.current(), bank)
+        base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
+        reference = self._reference_from_file(bank, data, reference_id, base, name=reference_id)
+        self._write_references(bank, [reference])
+        return reference
+
+    def allowlist(self) -> str:
+        """The allow-list bank's name, creating it on first use."""
+        from .queue import ALLOWLIST_BANK
+
+        if ALLOWLIST_BANK not in self.catalog.current().banks:
+            self.create(ALLOWLIST_BANK, "review", "known false positives (review rejections)", kind="allowlist")
+        return ALLOWLIST_BANK
+
+    def _reference_from_file(self, bank: str, path: Path | bytes, ref_id: str, base: dict,
+                             name: str | None = None) -> Reference:
         _check_reference_id(ref_id)
-        media = decode(path, self.budgets, PDQ.working_size)
+        media = decode(path, self.budgets, PDQ.working_size, name)
+        path = name or path
         hashes = []
         for frame in media.frames:
             (value,) = PDQ.compute(frame.pixels)

@@ -18,16 +18,18 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .banks import Banks, image_files
+from .audit import AuditLog
+from .banks import Banks, default_actor, image_files
 from .errors import MediaError, PolicyError
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
 from .match import Match, match_pdq
 from .media import Frame, Source, decode, describe
-from .policy import VERIFIED_ORIGINAL, Policy
+from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from .provenance import Credentials, Keys, Provenance, Signatures, digests
 from .regions import Region
 from .signals import PDQ, PdqHash
+from .queue import ReviewQueue
 from .store import Store
 from .verdict import Reason, Verdict, severity, worst
 
@@ -73,7 +75,8 @@ class Engine:
     """
 
     def __init__(self, data_dir: str | os.PathLike | None = None, chroma_url: str | None = None,
-                 policy: Policy | str | os.PathLike | None = None, allow_hosts: tuple[str, ...] = ()):
+                 policy: Policy | str | os.PathLike | None = None, allow_hosts: tuple[str, ...] = (),
+                 actor: str | None = None, enqueue_reviews: bool = False, audit: bool = True):
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.chroma_url = chroma_url or None
         if policy is None:
@@ -87,6 +90,10 @@ class Engine:
         self.banks = Banks(self.store, self.catalog, policy.limits)
         self.keys = Keys(self.data_dir)
         self.signatures = Signatures(self.keys, self.banks, Credentials(self.data_dir), policy.limits)
+        self.actor = actor or default_actor()  # who checks, in the audit log (a user, token or hook)
+        self.enqueue_reviews = enqueue_reviews  # review verdicts go to the review queue
+        self.audit = AuditLog(self.data_dir) if audit else None
+        self.queue = ReviewQueue(self.data_dir, self.banks, self.audit or AuditLog(self.data_dir))
 
     def verify(self, source: Source, signature_file: str | os.PathLike | None = None) -> Provenance:
         """Who signed an input and whether it is unchanged (see `moderate.provenance`)."""
@@ -107,12 +114,7 @@ class Engine:
 
     def check(self, source: Source, name: str | None = None) -> Verdict:
         """One verdict for an input: the most severe of its frames', with every frame's reasons."""
-        verdicts = self.check_frames(source, name)
-        if len(verdicts) == 1:
-            return verdicts[0]
-        deciding = max(verdicts, key=lambda v: severity(v.verdict))
-        reasons = tuple(r for v in verdicts for r in v.reasons)
-        return Verdict(**{**deciding.__dict__, "reasons": reasons})
+        return _combined(self.check_frames(source, name))
 
     def check_frames(self, source: Source, name: str | None = None) -> list[Verdict]:
         """A verdict per frame of an input (one for a still image)."""
@@ -127,8 +129,9 @@ class Engine:
             media = decode(source, policy.limits, PDQ.working_size, name)
         except MediaError as exc:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)
-            return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
-                            elapsed_ms=_ms(start), policy=policy.name)]
+            failed = [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
+                              elapsed_ms=_ms(start), policy=policy.name)]
+            return self._record(failed, None)
         provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
         digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
         per_frame = [
@@ -136,12 +139,26 @@ class Engine:
             for frame in media.frames
         ]
         elapsed = _ms(start)
-        return [
+        verdicts = [
             Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page, reasons=tuple(reasons),
                     elapsed_ms=elapsed, policy=policy.name, sha256=media.sha256, width=media.width,
                     height=media.height, frames=len(media.frames), signals=signals.pdq[:1], provenance=provenance)
             for signals, reasons in per_frame
         ]
+        return self._record(verdicts, media.data)
+
+    def _record(self, verdicts: list[Verdict], data: bytes | None) -> list[Verdict]:
+        """Sinks every verdict goes to: the audit log, and the review queue when asked for."""
+        combined = _combined(verdicts)
+        if self.audit is not None:
+            reasons = [{"rule": r.rule, "action": r.action, "bank": r.bank, "reference_id": r.reference_id,
+                        "distance": r.distance} for r in combined.reasons[:20]]
+            self.audit.append(self.actor, "verdict", combined.sha256, combined.verdict, {
+                "source": combined.source, "policy": combined.policy, "frames": combined.frames,
+                "error_code": combined.error_code, "reasons": reasons})
+        if self.enqueue_reviews and combined.verdict == "review":
+            self.queue.enqueue(combined, data)
+        return verdicts
 
     def _check_policy_banks(self, snapshot: Snapshot) -> None:
         """A policy naming a bank the store does not have is a mistake (a typo would fail open)."""
@@ -168,8 +185,22 @@ class Engine:
         reasons += policy.reasons_for(matches, snapshot.banks)
         originals = [m for m in matches if snapshot.banks[m.bank].get("kind") == "originals"]
         reasons += self._originals(originals, provenance, digest_of)
+        allowed = self._allowlisted(matches, reasons, snapshot)
         reasons.sort(key=lambda r: -severity(r.action))
-        return signals, reasons
+        return signals, ([allowed] if allowed else []) + reasons
+
+    def _allowlisted(self, matches: list[Match], reasons: list[Reason], snapshot: Snapshot) -> Reason | None:
+        """A known false positive at least as close as any flagged evidence allows the input."""
+        first_band = self.policy.pdq.bands[0].max_distance
+        known = [m for m in matches if snapshot.banks[m.bank].get("kind") == "allowlist" and m.distance <= first_band]
+        if not known:
+            return None
+        best = min(known, key=lambda m: m.distance)
+        flagged = [r.distance for r in reasons if r.distance is not None and r.action != "allow"]
+        if flagged and min(flagged) < best.distance:
+            return None
+        return Reason(ALLOWLISTED, "allow", best.bank, best.reference_id, best.signal, best.distance, None, best.region,
+                      detail=f"a moderator rejected a near-identical item as a false positive ({best.reference_id})")
 
     def _originals(self, matches: list[Match], provenance: Provenance, digest_of: Callable[[str], str]) -> list[Reason]:
         """A match with a registered signed original: the original itself, or a modified copy of it."""
@@ -215,7 +246,8 @@ class Engine:
             return
         self.catalog.current()  # publish a current snapshot so that workers load it, not rebuild it
         context = get_context("spawn")  # never fork a process that may hold Chroma's threads
-        init = (str(self.data_dir), self.chroma_url, self.policy, self.allow_hosts)
+        init = (str(self.data_dir), self.chroma_url, self.policy, self.allow_hosts, self.actor, self.enqueue_reviews,
+                self.audit is not None)
         with ProcessPoolExecutor(min(workers, len(remote)), mp_context=context, initializer=_worker_init,
                                  initargs=init) as pool:
             pending = set()
@@ -228,6 +260,14 @@ class Engine:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in done)
+
+
+def _combined(verdicts: list[Verdict]) -> Verdict:
+    """One verdict for an input: the most severe frame's, with every frame's reasons."""
+    if len(verdicts) == 1:
+        return verdicts[0]
+    deciding = max(verdicts, key=lambda v: severity(v.verdict))
+    return Verdict(**{**deciding.__dict__, "reasons": tuple(r for v in verdicts for r in v.reasons)})
 
 
 def expand_inputs(inputs: Iterable[str], recursive: bool = False) -> list[str]:
@@ -256,9 +296,10 @@ def _ms(start: float) -> float:
 _WORKER: Engine | None = None
 
 
-def _worker_init(data_dir: str, chroma_url: str | None, policy: Policy, allow_hosts: tuple[str, ...]) -> None:
+def _worker_init(data_dir: str, chroma_url: str | None, policy: Policy, allow_hosts: tuple[str, ...], actor: str,
+                 enqueue_reviews: bool, audit: bool) -> None:
     global _WORKER
-    _WORKER = Engine(data_dir, chroma_url, policy, allow_hosts)
+    _WORKER = Engine(data_dir, chroma_url, policy, allow_hosts, actor, enqueue_reviews, audit)
 
 
 def _worker_check(source: str) -> list[Verdict]:

@@ -25,6 +25,7 @@ from .verdict import VERDICTS, Reason, severity, worst
 
 BAND_ACTIONS = VERDICTS + ("bank",)
 VERIFIED_ORIGINAL = "provenance.verified_original"
+ALLOWLISTED = "allowlist.known_false_positive"
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class Policy:
         return reasons
 
     def verdict_for(self, reasons: list[Reason]) -> str:
+        if any(r.rule == ALLOWLISTED for r in reasons):
+            return "allow"
         if self.provenance.allow_verified_originals and any(r.rule == VERIFIED_ORIGINAL for r in reasons):
             return "allow"
         return worst([self.default] + [r.action for r in reasons])

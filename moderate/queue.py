@@ -1,0 +1,234 @@
+"""The review queue: verdicts that need a human, worked through by moderators.
+
+A `review` verdict becomes a `ReviewItem` with the evidence, the incoming image itself (it is the
+platform's own upload; kept under a retention limit and purged after it) and a thumbnail. Items are
+ordered by priority: the closer the evidence to a flagged reference, the sooner a human sees it.
+
+Moderators *claim* an item before deciding it; a claim expires (default 15 minutes) so an item is
+never lost with a moderator who walked away, and the claim-and-decide updates are single SQL
+statements guarded by the item's state, so two moderators can never both decide one item.
+
+Decisions feed back: **confirm** can add the item's signals to a bank (never the image);
+**reject** adds them to the allow-list of known false positives, which later checks honour.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .audit import AuditLog, connect
+from .errors import ModerateError
+from .verdict import Verdict
+
+DECISIONS = ("confirm", "reject")
+ALLOWLIST_BANK = "ALLOWLIST"
+
+
+class QueueError(ModerateError):
+    """A queue operation was refused (unknown item, not claimed by you, already decided, ...)."""
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    id: int
+    created_at: str
+    source: str
+    sha256: str | None
+    priority: int
+    status: str  # open | claimed | decided
+    verdict: dict
+    claimed_by: str | None
+    claim_expires: float | None
+    decision: str | None
+    decided_by: str | None
+    decided_at: str | None
+    note: str | None
+    has_image: bool
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def priority_of(verdict: Verdict) -> int:
+    """Block-adjacent evidence first: 256 minus the closest distance; errors and no evidence last."""
+    distances = [r.distance for r in verdict.reasons if r.distance is not None]
+    return 256 - int(min(distances)) if distances else 0
+
+
+class ReviewQueue:
+    def __init__(self, data_dir: Path, banks=None, audit: AuditLog | None = None,
+                 claim_seconds: int = 900, retention_days: int = 30):
+        self.data_dir = Path(data_dir)
+        self.banks = banks
+        self.audit = audit or AuditLog(self.data_dir)
+        self.claim_seconds = claim_seconds
+        self.retention_days = retention_days
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = connect(self.data_dir)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS review_items (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL,"
+                " created_ts REAL NOT NULL, source TEXT NOT NULL, sha256 TEXT, priority INTEGER NOT NULL,"
+                " status TEXT NOT NULL DEFAULT 'open', verdict TEXT NOT NULL, image BLOB, thumbnail BLOB,"
+                " claimed_by TEXT, claim_expires REAL, decision TEXT, decided_by TEXT, decided_at TEXT, note TEXT)"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS review_open ON review_items (status, priority DESC, id)")
+        return self._db
+
+    # -- filling ------------------------------------------------------------------------------------
+
+    def enqueue(self, verdict: Verdict, image: bytes | None) -> int:
+        if verdict.verdict != "review":
+            raise QueueError(f"{verdict.source}: only review verdicts are queued, this one is {verdict.verdict}")
+        cursor = self.db.execute(
+            "INSERT INTO review_items (created_at, created_ts, source, sha256, priority, verdict, image, thumbnail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (_now(), time.time(), verdict.source, verdict.sha256, priority_of(verdict), verdict.to_json(),
+             image, _thumbnail(image)),
+        )
+        return int(cursor.lastrowid)
+
+    # -- working ------------------------------------------------------------------------------------
+
+    def list(self, status: str | None = "open", limit: int = 50) -> list[ReviewItem]:
+        now = time.time()
+        if status == "open":  # an expired claim is open again
+            where, args = "status = 'open' OR (status = 'claimed' AND claim_expires < ?)", (now,)
+        elif status:
+            where, args = "status = ?", (status,)
+        else:
+            where, args = "1", ()
+        rows = self.db.execute(
+            f"SELECT * FROM review_items WHERE {where} ORDER BY priority DESC, id LIMIT ?", (*args, limit)
+        ).fetchall()
+        return [self._item(row) for row in rows]
+
+    def get(self, item_id: int) -> ReviewItem:
+        row = self.db.execute("SELECT * FROM review_items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            raise QueueError(f"no review item {item_id}")
+        return self._item(row)
+
+    def image(self, item_id: int, thumbnail: bool = False) -> bytes | None:
+        column = "thumbnail" if thumbnail else "image"
+        row = self.db.execute(f"SELECT {column} FROM review_items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            raise QueueError(f"no review item {item_id}")
+        return row[0]
+
+    def claim(self, moderator: str, item_id: int | None = None) -> ReviewItem:
+        """Claim an item (or the next by priority) for `claim_seconds`; refuses one claimed by someone else."""
+        now = time.time()
+        claimable = "(status = 'open' OR (status = 'claimed' AND (claim_expires < ? OR claimed_by = ?)))"
+        if item_id is None:
+            row = self.db.execute(
+                f"UPDATE review_items SET status = 'claimed', claimed_by = ?, claim_expires = ?"
+                f" WHERE id = (SELECT id FROM review_items WHERE {claimable} ORDER BY priority DESC, id LIMIT 1)"
+                f" RETURNING id", (moderator, now + self.claim_seconds, now, moderator)).fetchone()
+            if row is None:
+                raise QueueError("the queue is empty")
+            return self.get(row[0])
+        row = self.db.execute(
+            f"UPDATE review_items SET status = 'claimed', claimed_by = ?, claim_expires = ?"
+            f" WHERE id = ? AND {claimable} RETURNING id", (moderator, now + self.claim_seconds, item_id, now, moderator)
+        ).fetchone()
+        if row is None:
+            item = self.get(item_id)
+            who = f" by {item.decided_by}" if item.status == "decided" else f" by {item.claimed_by}"
+            raise QueueError(f"review item {item_id} is already {item.status}{who}")
+        return self.get(item_id)
+
+    def decide(self, item_id: int, moderator: str, decision: str, note: str | None = None,
+               bank: str | None = None) -> ReviewItem:
+        """Decide a claimed item, then feed the decision back into the banks."""
+        if decision not in DECISIONS:
+            raise QueueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+        if bank and decision != "confirm":
+            raise QueueError("--bank goes with --confirm (a rejection goes to the allow-list)")
+        row = self.db.execute(
+            "UPDATE review_items SET status = 'decided', decision = ?, decided_by = ?, decided_at = ?, note = ?"
+            " WHERE id = ? AND status = 'claimed' AND claimed_by = ? AND claim_expires >= ? RETURNING id",
+            (decision, moderator, _now(), note, item_id, moderator, time.time()),
+        ).fetchone()
+        if row is None:
+            item = self.get(item_id)
+            if item.status == "decided":
+                raise QueueError(f"review item {item_id} was already decided ({item.decision} by {item.decided_by})")
+            raise QueueError(f"review item {item_id} is not claimed by {moderator} (claim it first; claims expire)")
+        item = self.get(item_id)
+        self._feed_back(item, decision, bank, moderator, note)
+        self.audit.append(moderator, "decision", item.sha256, decision,
+                          {"item": item_id, "source": item.source, "bank": bank, "note": note})
+        return item
+
+    def _feed_back(self, item: ReviewItem, decision: str, bank: str | None, moderator: str, note: str | None) -> None:
+        if self.banks is None or (decision == "confirm" and not bank):
+            return
+        image = self.image(item.id)
+        if image is None:
+            raise QueueError(f"review item {item.id}: the image was purged, its signals cannot be added to a bank")
+        target = bank if decision == "confirm" else self.banks.allowlist()
+        metadata = {"note": note, "added_by": moderator, "review_item": item.id, "source_url": None}
+        self.banks.add_bytes(target, image, f"review-{item.id}", metadata)
+
+    def stats(self) -> dict:
+        now = time.time()
+        counts = dict(self.db.execute(
+            "SELECT CASE WHEN status = 'claimed' AND claim_expires < ? THEN 'open' ELSE status END AS s, COUNT(*)"
+            " FROM review_items GROUP BY s", (now,)).fetchall())
+        oldest = self.db.execute("SELECT MIN(created_ts) FROM review_items WHERE status != 'decided'").fetchone()[0]
+        decisions = dict(self.db.execute(
+            "SELECT decision, COUNT(*) FROM review_items WHERE status = 'decided' GROUP BY decision").fetchall())
+        return {"open": counts.get("open", 0), "claimed": counts.get("claimed", 0), "decided": counts.get("decided", 0),
+                "confirmed": decisions.get("confirm", 0), "rejected": decisions.get("reject", 0),
+                "oldest_waiting_seconds": round(now - oldest) if oldest else None}
+
+    def purge(self, older_than_days: int | None = None) -> int:
+        """Drop images and thumbnails past the retention limit (evidence and decisions stay)."""
+        days = self.retention_days if older_than_days is None else older_than_days
+        cursor = self.db.execute(
+            "UPDATE review_items SET image = NULL, thumbnail = NULL WHERE created_ts < ? AND image IS NOT NULL",
+            (time.time() - days * 86400,))
+        return cursor.rowcount
+
+    @staticmethod
+    def _item(row) -> ReviewItem:
+        return ReviewItem(
+            id=row["id"], created_at=row["created_at"], source=row["source"], sha256=row["sha256"],
+            priority=row["priority"],
+            status="open" if row["status"] == "claimed" and (row["claim_expires"] or 0) < time.time() else row["status"],
+            verdict=json.loads(row["verdict"]), claimed_by=row["claimed_by"], claim_expires=row["claim_expires"],
+            decision=row["decision"], decided_by=row["decided_by"], decided_at=row["decided_at"], note=row["note"],
+            has_image=row["image"] is not None,
+        )
+
+
+def _thumbnail(image: bytes | None) -> bytes | None:
+    """A 256 px PNG of the first frame, for the review UI (None when the input does not decode)."""
+    if not image:
+        return None
+    from .errors import MediaError
+    from .media import decode
+
+    try:
+        pixels = decode(image, working_size=256).frames[0].pixels
+    except MediaError:
+        return None
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

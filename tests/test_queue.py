@@ -1,0 +1,147 @@
+"""The review queue and the audit log, in SQLite under the data folder, through the library and CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from moderate import Engine
+from moderate.queue import QueueError
+
+from .conftest import run_cli
+
+
+@pytest.fixture
+def reviewing(banked):
+    """An engine that queues review verdicts (a tight band turns near copies into reviews)."""
+    from moderate import Policy
+
+    policy = Policy.from_mapping({"pdq": {"thresholds": [{"max_distance": 4, "action": "bank"},
+                                                         {"max_distance": 52, "action": "review"}]}})
+    return Engine(banked.data_dir, policy=policy, enqueue_reviews=True)
+
+
+def near_copy(photos, name, tmp_path, size=(200, 200)):
+    path = tmp_path / f"{name}-small.jpg"
+    Image.open(photos[name]).convert("RGB").resize(size).save(path, quality=60)
+    return path
+
+
+def test_review_verdicts_are_queued_by_priority_with_image_and_thumbnail(reviewing, photos, tmp_path):
+    sources = [near_copy(photos, "rocket", tmp_path, (120, 80)), near_copy(photos, "astronaut", tmp_path)]
+    verdicts = [reviewing.check(p) for p in sources]
+    assert [v.verdict for v in verdicts] == ["review", "review"]
+    assert reviewing.check(photos["chelsea"]).verdict == "allow"
+    items = reviewing.queue.list()
+    assert len(items) == 2
+    distance = {str(p): v.reasons[0].distance for p, v in zip(sources, verdicts)}
+    assert distance[items[0].source] <= distance[items[1].source]  # the closer evidence comes first
+    assert items[0].priority == 256 - distance[items[0].source]
+    first = items[0]
+    assert first.has_image and reviewing.queue.image(first.id) == open(first.source, "rb").read()
+    assert reviewing.queue.image(first.id, thumbnail=True).startswith(b"\x89PNG")
+    assert first.verdict["reasons"][0]["bank"] == "TERROR"
+
+
+def test_claims_expire_and_two_moderators_never_both_decide(reviewing, photos, tmp_path):
+    reviewing.check(near_copy(photos, "coffee", tmp_path))
+    (item,) = reviewing.queue.list()
+    reviewing.queue.claim("alice", item.id)
+    with pytest.raises(QueueError, match="already claimed by alice"):
+        reviewing.queue.claim("bob", item.id)
+    with pytest.raises(QueueError, match="not claimed by bob"):
+        reviewing.queue.decide(item.id, "bob", "reject")
+    reviewing.queue.claim_seconds = 0
+    reviewing.queue.claim("alice", item.id)  # re-claim with a claim that expires at once
+    time.sleep(0.05)
+    assert reviewing.queue.list()[0].id == item.id  # expired: open again
+    reviewing.queue.claim_seconds = 900
+    reviewing.queue.claim("bob", item.id)
+
+    results = []
+
+    def decide(who):
+        try:
+            reviewing.queue.decide(item.id, who, "confirm")
+            results.append(who)
+        except QueueError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=decide, args=("bob",)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("bob") == 1 and sum("already decided" in r for r in results) == 3
+    assert reviewing.queue.stats()["confirmed"] == 1
+
+
+def test_decisions_feed_banks_and_the_allow_list(reviewing, photos, tmp_path):
+    reviewing.banks.create("CONFIRMED", action="block")
+    reviewing.check(near_copy(photos, "rocket", tmp_path))
+    reviewing.check(near_copy(photos, "motorcycle", tmp_path))
+    rocket, motorcycle = sorted(reviewing.queue.list(), key=lambda i: i.source.find("rocket"), reverse=True)
+
+    reviewing.queue.claim("alice", rocket.id)
+    reviewing.queue.decide(rocket.id, "alice", "confirm", note="yes", bank="CONFIRMED")
+    refs = {r.id: r for r in reviewing.banks.references("CONFIRMED")}
+    assert refs[f"review-{rocket.id}"].metadata["added_by"] == "alice"
+
+    reviewing.queue.claim("alice", motorcycle.id)
+    reviewing.queue.decide(motorcycle.id, "alice", "reject", note="not the flagged photo")
+    again = reviewing.check(motorcycle.source)
+    assert again.verdict == "allow"
+    assert again.reasons[0].rule == "allowlist.known_false_positive" and "rejected" in again.reasons[0].detail
+    assert reviewing.check(photos["motorcycle"]).verdict == "block"  # the exact flagged photo still blocks
+
+
+def test_purge_drops_images_but_keeps_decisions(reviewing, photos, tmp_path):
+    reviewing.check(near_copy(photos, "coffee", tmp_path))
+    (item,) = reviewing.queue.list()
+    assert reviewing.queue.purge(older_than_days=1) == 0
+    assert reviewing.queue.purge(older_than_days=0) == 1
+    assert reviewing.queue.image(item.id) is None and reviewing.queue.get(item.id).verdict["verdict"] == "review"
+
+
+def test_audit_chain_records_verdicts_and_decisions_and_detects_edits(reviewing, photos, tmp_path):
+    reviewing.check(photos["chelsea"])
+    reviewing.check(near_copy(photos, "coffee", tmp_path))
+    (item,) = reviewing.queue.list()
+    reviewing.queue.claim("carol", item.id)
+    reviewing.queue.decide(item.id, "carol", "reject")
+    entries = list(reviewing.audit.entries())
+    assert [e.kind for e in entries[-3:]] == ["verdict", "verdict", "decision"]
+    assert entries[-1].actor == "carol" and entries[-3].verdict == "allow"
+    assert all(e.input_sha256 and len(e.input_sha256) == 64 for e in entries[-3:])
+    assert reviewing.audit.verify() == (len(entries), None)
+    db = sqlite3.connect(reviewing.data_dir / "moderate.sqlite3")
+    db.execute("UPDATE audit SET verdict = 'allow' WHERE seq = ?", (entries[-2].seq,))
+    db.commit()
+    seq, problem = reviewing.audit.verify()
+    assert seq == entries[-2].seq and "changed" in problem
+    out = run_cli("audit", "verify", data_dir=reviewing.data_dir)
+    assert out.returncode == 1 and f"entry {seq}" in out.stderr.decode()
+
+
+def test_queue_cli_round_trip(banked, photos, tmp_path):
+    policy = tmp_path / "tight.yaml"
+    policy.write_text("pdq:\n  thresholds:\n    - {max_distance: 4, action: bank}\n    - {max_distance: 52, action: review}\n")
+    path = near_copy(photos, "astronaut", tmp_path)
+    out = run_cli("check", str(path), "--policy", str(policy), "--enqueue", data_dir=banked.data_dir)
+    assert out.returncode == 3
+    (item,) = [json.loads(line) for line in run_cli("queue", "list", "--json", data_dir=banked.data_dir).stdout.splitlines()]
+    assert run_cli("queue", "decide", str(item["id"]), "--confirm", "--moderator", "m", data_dir=banked.data_dir).returncode == 1
+    assert run_cli("queue", "claim", "--moderator", "m", data_dir=banked.data_dir).returncode == 0
+    decided = run_cli("queue", "decide", str(item["id"]), "--reject", "--note", "fp", "--moderator", "m",
+                      data_dir=banked.data_dir)
+    assert decided.returncode == 0, decided.stderr
+    stats = json.loads(run_cli("queue", "stats", data_dir=banked.data_dir).stdout)
+    assert (stats["open"], stats["rejected"]) == (0, 1)
+    tail = [json.loads(line) for line in run_cli("audit", "tail", "-n", "2", data_dir=banked.data_dir).stdout.splitlines()]
+    assert tail[-1]["kind"] == "decision" and tail[-1]["actor"] == "m"
+    assert run_cli("audit", "verify", data_dir=banked.data_dir).returncode == 0
