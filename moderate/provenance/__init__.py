@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MediaError, ProvenanceError
-from ..media import Budgets, decode, describe, read_bytes
+from ..media import Budgets, describe, opened, read_bytes
 from . import carriers, digests, signature
 from .credentials import Credentials
 from .keys import Keys
@@ -76,15 +76,15 @@ class Signatures:
         """Embed a C2PA manifest signed with the user's certificate chain and key."""
         path = Path(image)
         data = read_bytes(path, self.budgets)
-        media = decode(data, self.budgets, name=str(path))
-        signed = self.credentials.sign(data, media.format, Path(chain), Path(key), path.name)
+        with opened(data, self.budgets, str(path)) as image:  # the header names the format; no decode
+            image_format = image.format
+        signed = self.credentials.sign(data, image_format, Path(chain), Path(key), path.name)
         target = Path(out) if out else path
         _write_atomic(target, signed)
         found = self.credentials.verify(signed, str(target))
-        digest = digests.compute("pixels-v1", signed, self.budgets, str(target))
-        record = {"scheme": "c2pa", "signer": found.signer, "digest_type": digest.type, "digest": digest.hex,
-                  "time": found.signed_at, "state": found.state}
-        if register:
+        record = {"scheme": "c2pa", "signer": found.signer, "time": found.signed_at, "state": found.state}
+        if register:  # the registry finds originals by exact pixel digest (C2PA embedding leaves pixels alone)
+            digest = digests.compute("pixels-v1", signed, self.budgets, str(target))
             self._register(register, target, reference_id or path.stem, {
                 "signer": found.signer, "signed_digest": digest.hex, "digest_type": digest.type,
                 "signed_at": found.signed_at, "scheme": "c2pa",
