@@ -421,7 +421,7 @@ def sign(
                          "record": signed.record}))
     else:
         where = signed.signature_path or signed.path
-        _out(f"signed {image} as {signed.record['signer']} ({signed.record['digest_type']}) -> {where}")
+        _out(f"signed {image} as {signed.record['signer']} ({signed.record.get('digest_type', 'c2pa')}) -> {where}")
 
 
 @app.command()
