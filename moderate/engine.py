@@ -112,11 +112,13 @@ class Engine:
 
     # -- checking ---------------------------------------------------------------------------------
 
-    def check(self, source: Source, name: str | None = None) -> Verdict:
+    def check(self, source: Source, name: str | None = None, actor: str | None = None,
+              enqueue: bool | None = None) -> Verdict:
         """One verdict for an input: the most severe of its frames', with every frame's reasons."""
-        return _combined(self.check_frames(source, name))
+        return _combined(self.check_frames(source, name, actor, enqueue))
 
-    def check_frames(self, source: Source, name: str | None = None) -> list[Verdict]:
+    def check_frames(self, source: Source, name: str | None = None, actor: str | None = None,
+                     enqueue: bool | None = None) -> list[Verdict]:
         """A verdict per frame of an input (one for a still image)."""
         start = time.perf_counter()
         name = name or describe(source)
@@ -131,7 +133,7 @@ class Engine:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)
             failed = [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
                               elapsed_ms=_ms(start), policy=policy.name)]
-            return self._record(failed, None)
+            return self._record(failed, None, actor, enqueue)
         provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
         digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
         per_frame = [
@@ -145,18 +147,19 @@ class Engine:
                     height=media.height, frames=len(media.frames), signals=signals.pdq[:1], provenance=provenance)
             for signals, reasons in per_frame
         ]
-        return self._record(verdicts, media.data)
+        return self._record(verdicts, media.data, actor, enqueue)
 
-    def _record(self, verdicts: list[Verdict], data: bytes | None) -> list[Verdict]:
+    def _record(self, verdicts: list[Verdict], data: bytes | None, actor: str | None = None,
+                enqueue: bool | None = None) -> list[Verdict]:
         """Sinks every verdict goes to: the audit log, and the review queue when asked for."""
         combined = _combined(verdicts)
         if self.audit is not None:
             reasons = [{"rule": r.rule, "action": r.action, "bank": r.bank, "reference_id": r.reference_id,
                         "distance": r.distance} for r in combined.reasons[:20]]
-            self.audit.append(self.actor, "verdict", combined.sha256, combined.verdict, {
+            self.audit.append(actor or self.actor, "verdict", combined.sha256, combined.verdict, {
                 "source": combined.source, "policy": combined.policy, "frames": combined.frames,
                 "error_code": combined.error_code, "reasons": reasons})
-        if self.enqueue_reviews and combined.verdict == "review":
+        if (self.enqueue_reviews if enqueue is None else enqueue) and combined.verdict == "review":
             self.queue.enqueue(combined, data)
         return verdicts
 

@@ -2,6 +2,7 @@
 
     POST /v1/check      multipart (field `file`), a raw body, or JSON {"url": ...} -> verdict JSON
     GET  /v1/banks      and bank routes (admin): create, enable, disable, import, export
+    GET  /v1/queue      and queue routes (moderator): item, image, claim, decide, stats
     GET  /healthz       liveness, no token
     GET  /openapi.json  the API description
 
@@ -26,8 +27,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .engine import Engine
-from .errors import BankError, HashListError, ModerateError, PolicyError, StoreError
+from .errors import HashListError, ModerateError, PolicyError, StoreError
 from .fetch import is_url
+from .queue import QueueError
 from .tokens import Token, Tokens
 
 
@@ -135,8 +137,10 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
     @app.exception_handler(ModerateError)
     async def refused(request: Request, exc: ModerateError):
         status = 503 if isinstance(exc, StoreError) else 500 if isinstance(exc, PolicyError) else 400
-        if isinstance(exc, BankError) and "no bank named" in str(exc):
+        if "no bank named" in str(exc) or "no review item" in str(exc):
             status = 404
+        elif isinstance(exc, QueueError):
+            status = 409  # claimed by someone else, already decided
         body = {"error": str(exc)}
         if isinstance(exc, HashListError):
             body["problems"] = [{"line": line, "problem": problem} for line, problem in exc.problems]
@@ -147,9 +151,9 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         return {"status": "ok", "version": __version__}
 
     @app.post("/v1/check", summary="Check one input: multipart `file`, raw body, or JSON {\"url\": ...}")
-    async def check(request: Request, token: Token = Depends(role("checker"))):
+    async def check(request: Request, enqueue: bool = False, token: Token = Depends(role("checker"))):
         source, name = await _input_of(request)
-        verdict = await _in_thread(lambda: engine.check(source, name=name))
+        verdict = await _in_thread(lambda: engine.check(source, name=name, actor=f"token:{token.name}", enqueue=enqueue))
         body = verdict.to_dict()
         return JSONResponse(body, status_code=422 if verdict.error_code else 200)
 
@@ -186,6 +190,41 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         out = io.StringIO()
         engine.banks.export(name, out, format)
         return PlainTextResponse(out.getvalue(), media_type="text/csv" if format == "csv" else "text/plain")
+
+    queue = engine.queue
+
+    @app.get("/v1/queue", summary="Open items by priority (closest evidence first)")
+    def queue_list(status: str = "open", limit: int = 50, token: Token = Depends(role("moderator"))) -> list[dict]:
+        return [item.to_dict() for item in queue.list(None if status == "all" else status, limit)]
+
+    @app.get("/v1/queue/stats")
+    def queue_stats(token: Token = Depends(role("moderator"))) -> dict:
+        return queue.stats()
+
+    @app.get("/v1/queue/{item_id}")
+    def queue_item(item_id: int, token: Token = Depends(role("moderator"))) -> dict:
+        return queue.get(item_id).to_dict()
+
+    @app.get("/v1/queue/{item_id}/image", summary="The stored upload (thumbnail=true for the small PNG)")
+    def queue_image(item_id: int, thumbnail: bool = False, token: Token = Depends(role("moderator"))):
+        from fastapi.responses import Response
+
+        data = queue.image(item_id, thumbnail)
+        if data is None:
+            raise HTTPException(410, {"error": f"review item {item_id}: image purged or not decodable"})
+        return Response(data, media_type="image/png" if thumbnail else "application/octet-stream",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.post("/v1/queue/{item_id}/claim")
+    def queue_claim(item_id: int, token: Token = Depends(role("moderator"))) -> dict:
+        return queue.claim(token.name, item_id).to_dict()
+
+    @app.post("/v1/queue/{item_id}/decide", summary="{\"decision\": \"confirm\"|\"reject\", \"note\", \"bank\"}")
+    async def queue_decide(item_id: int, request: Request, token: Token = Depends(role("moderator"))) -> dict:
+        spec = await request.json()
+        item = await _in_thread(lambda: queue.decide(item_id, token.name, spec.get("decision", ""), spec.get("note"),
+                                                     spec.get("bank")))
+        return item.to_dict()
 
     return app
 

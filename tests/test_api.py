@@ -104,3 +104,22 @@ def test_rate_limit_per_token(api, photos):
     codes = [client.post("/v1/check", content=tiny, headers=auth["moderator"]).status_code for _ in range(42)]
     assert codes.count(429) >= 1 and codes[0] == 200
     assert client.post("/v1/check", content=tiny, headers=auth["checker"]).status_code == 200  # other token
+
+
+def test_queue_routes_and_race_free_decisions(api, banked, photos, tmp_path):
+    client, auth = api
+    banked.banks.create("SPAM", action="review")  # written by another process: the server sees it
+    banked.banks.add("SPAM", [photos["chelsea"]])
+    checked = client.post("/v1/check?enqueue=true", content=photos["chelsea"].read_bytes(),
+                          headers={**auth["checker"], "X-Filename": "cat.png"}).json()
+    assert checked["verdict"] == "review"
+    assert client.get("/v1/queue", headers=auth["checker"]).status_code == 403
+    (item,) = client.get("/v1/queue", headers=auth["moderator"]).json()
+    assert client.get(f"/v1/queue/{item['id']}/image?thumbnail=true", headers=auth["moderator"]).content[:4] == b"\x89PNG"
+    assert client.post(f"/v1/queue/{item['id']}/claim", headers=auth["moderator"]).status_code == 200
+    assert client.post(f"/v1/queue/{item['id']}/claim", headers=auth["admin"]).status_code == 409
+    decided = client.post(f"/v1/queue/{item['id']}/decide", json={"decision": "reject"}, headers=auth["moderator"])
+    assert decided.status_code == 200 and decided.json()["decided_by"] == "moderator-1"
+    again = client.post(f"/v1/queue/{item['id']}/decide", json={"decision": "confirm"}, headers=auth["moderator"])
+    assert again.status_code == 409
+    assert client.get("/v1/queue/999", headers=auth["moderator"]).status_code == 404
