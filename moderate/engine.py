@@ -32,6 +32,7 @@ from .signals import PDQ, PdqHash
 from .queue import ReviewQueue
 from .store import Store
 from .verdict import Reason, Verdict, severity, worst
+from .webhooks import deliveries
 
 
 
@@ -161,6 +162,9 @@ class Engine:
                 "error_code": combined.error_code, "reasons": reasons})
         if (self.enqueue_reviews if enqueue is None else enqueue) and combined.verdict == "review":
             self.queue.enqueue(combined, data)
+        for hook in self.policy.webhooks:
+            if combined.verdict in hook.on:
+                deliveries().send(hook, combined.to_dict())
         return verdicts
 
     def _check_policy_banks(self, snapshot: Snapshot) -> None:

@@ -74,6 +74,7 @@ class Policy:
     provenance: ProvenanceRules = ProvenanceRules()
     limits: Budgets = Budgets()
     source: str = "<built-in default>"
+    webhooks: tuple = ()  # moderate.webhooks.Webhook
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -127,8 +128,9 @@ class Policy:
             }
         )
         limits_fields.done()
+        webhooks = top.webhooks("webhooks")
         top.done()
-        return cls(name, default, on_error, banks, pdq, provenance, limits, origin)
+        return cls(name, default, on_error, banks, pdq, provenance, limits, origin, webhooks)
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -266,6 +268,28 @@ class _Fields:
                 fields.fail("max_distance", f"must be larger than the previous band's {bands[-1].max_distance}")
             bands.append(band)
         return tuple(bands)
+
+    def webhooks(self, key: str) -> tuple:
+        from .webhooks import Webhook
+
+        value = self.get(key, [])
+        if not isinstance(value, list):
+            self.fail(key, f"must be a list of {{url, on, secret_env}}, got {value!r}")
+        hooks = []
+        for i, item in enumerate(value):
+            fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
+            url = fields.text("url", "")
+            if not url.startswith(("http://", "https://")):
+                fields.fail("url", f"must be an http(s) URL, got {url!r}")
+            on = fields.get("on", ["block", "review"])
+            if not isinstance(on, list) or not on or any(v not in VERDICTS for v in on):
+                fields.fail("on", f"must be a list of verdicts ({', '.join(VERDICTS)}), got {on!r}")
+            secret_env = fields.get("secret_env", None)
+            if secret_env is not None and not isinstance(secret_env, str):
+                fields.fail("secret_env", f"must name an environment variable, got {secret_env!r}")
+            fields.done()
+            hooks.append(Webhook(url, tuple(on), secret_env))
+        return tuple(hooks)
 
     def done(self) -> None:
         unknown = [k for k in self.data if k not in self.seen]
