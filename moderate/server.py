@@ -3,6 +3,7 @@
     POST /v1/check      multipart (field `file`), a raw body, or JSON {"url": ...} -> verdict JSON
     GET  /v1/banks      and bank routes (admin): create, enable, disable, import, export
     GET  /v1/queue      and queue routes (moderator): item, image, claim, decide, stats
+    GET  /ui            the web review UI for moderators (see `moderate.ui`)
     GET  /healthz       liveness, no token
     GET  /openapi.json  the API description
 
@@ -31,6 +32,7 @@ from .errors import HashListError, ModerateError, PolicyError, StoreError
 from .fetch import is_url
 from .queue import QueueError
 from .tokens import Token, Tokens
+from .ui import router as ui_router
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         return PlainTextResponse(out.getvalue(), media_type="text/csv" if format == "csv" else "text/plain")
 
     queue = engine.queue
+    app.include_router(ui_router(queue, tokens))
 
     @app.get("/v1/queue", summary="Open items by priority (closest evidence first)")
     def queue_list(status: str = "open", limit: int = 50, token: Token = Depends(role("moderator"))) -> list[dict]:
