@@ -5,7 +5,7 @@ SHA-256 (never the input), the verdict and its reasons. Entry n carries the SHA-
 and of its own canonical JSON, so editing or deleting a past entry breaks the chain from there on:
 `moderate audit verify` names the first entry that no longer fits.
 
-SQLite in WAL mode (`DATA/moderate.sqlite3`), appends under `BEGIN IMMEDIATE` so concurrent
+SQLite (`moderate.database`), appends under `BEGIN IMMEDIATE` so concurrent
 writers (workers, servers, hooks) serialize on the chain head and never fork it.
 """
 
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from .database import Database
 from .errors import StoreError
 
 GENESIS = "0" * 64
@@ -42,40 +43,26 @@ class Entry:
                 "prev_hash": self.prev_hash, "hash": self.hash}
 
 
-def connect(data_dir: Path) -> sqlite3.Connection:
-    """The data folder's SQLite database (audit log and review queue), WAL, safe for several writers."""
-    path = Path(data_dir) / "moderate.sqlite3"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-    except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"{path}: cannot open the database: {exc}") from None
-    db.row_factory = sqlite3.Row
-    return db
-
-
 def _entry_hash(prev_hash: str, body: dict) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL,"
+    " kind TEXT NOT NULL, input_sha256 TEXT, verdict TEXT, detail TEXT NOT NULL,"
+    " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+)
+
+
 class AuditLog:
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
-        self._db: sqlite3.Connection | None = None
+        self._database = Database(self.data_dir, SCHEMA)
 
     @property
     def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = connect(self.data_dir)
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL,"
-                " kind TEXT NOT NULL, input_sha256 TEXT, verdict TEXT, detail TEXT NOT NULL,"
-                " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"
-            )
-        return self._db
+        return self._database.db
 
     def append(self, actor: str, kind: str, input_sha256: str | None, verdict: str | None, detail: dict) -> Entry:
         db = self.db

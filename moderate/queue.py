@@ -22,12 +22,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .audit import AuditLog, connect
+from .audit import AuditLog
+from .database import Database
 from .errors import ModerateError
 from .verdict import Verdict
 
 DECISIONS = ("confirm", "reject")
 ALLOWLIST_BANK = "ALLOWLIST"
+
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS review_items (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL,"
+    " created_ts REAL NOT NULL, source TEXT NOT NULL, sha256 TEXT, priority INTEGER NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'open', verdict TEXT NOT NULL, image BLOB, thumbnail BLOB,"
+    " claimed_by TEXT, claim_expires REAL, decision TEXT, decided_by TEXT, decided_at TEXT, note TEXT)",
+    "CREATE INDEX IF NOT EXISTS review_open ON review_items (status, priority DESC, id)",
+)
 
 
 class QueueError(ModerateError):
@@ -69,20 +79,11 @@ class ReviewQueue:
         self.audit = audit or AuditLog(self.data_dir)
         self.claim_seconds = claim_seconds
         self.retention_days = retention_days
-        self._db: sqlite3.Connection | None = None
+        self._database = Database(self.data_dir, SCHEMA)
 
     @property
     def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = connect(self.data_dir)
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS review_items (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL,"
-                " created_ts REAL NOT NULL, source TEXT NOT NULL, sha256 TEXT, priority INTEGER NOT NULL,"
-                " status TEXT NOT NULL DEFAULT 'open', verdict TEXT NOT NULL, image BLOB, thumbnail BLOB,"
-                " claimed_by TEXT, claim_expires REAL, decision TEXT, decided_by TEXT, decided_at TEXT, note TEXT)"
-            )
-            self._db.execute("CREATE INDEX IF NOT EXISTS review_open ON review_items (status, priority DESC, id)")
-        return self._db
+        return self._database.db
 
     # -- filling ------------------------------------------------------------------------------------
 
