@@ -15,3 +15,24 @@ moderate check demo/incoming --recursive --policy policies/default.yaml || echo 
 echo
 echo "== moderate check demo/incoming/astronaut-q30.jpg --json"
 moderate check demo/incoming/astronaut-q30.jpg --json || true
+
+echo
+echo "== signed originals: a newsroom signs and registers a photo; a re-encoded copy is a modified copy"
+moderate keys generate newsroom --signer "Demo Newsroom"
+moderate keys trust "$MODERATE_HOME/keys/newsroom.pub" --name "Demo Newsroom (trusted)"
+moderate bank create DEMO_ORIGINALS --kind originals --description "demo: signed originals"
+python - <<'PY'
+from PIL import Image
+from skimage import data
+Image.fromarray(data.chelsea()).save("demo/original.jpg", quality=92)
+PY
+moderate sign demo/original.jpg --key newsroom --register DEMO_ORIGINALS
+moderate verify demo/original.jpg
+python -c "from PIL import Image; Image.open('demo/original.jpg').resize((300, 200)).save('demo/copy.jpg', quality=70)"
+moderate check demo/copy.jpg --enqueue || echo "(exit code $?)"
+
+echo
+echo "== the review queue and the audit log"
+moderate queue list
+moderate queue stats
+moderate audit verify

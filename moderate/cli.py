@@ -208,7 +208,7 @@ def bank_create(
 ):
     """Create a bank."""
     bank = _engine(ctx).banks.create(name, action, description, kind)
-    _out(f"created bank {bank.name} (action {bank.action})")
+    _out(f"created bank {bank.name} (" + (f"action {bank.action}" if bank.kind == "flagged" else bank.kind) + ")")
 
 
 @bank_app.command("add")
