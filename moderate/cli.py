@@ -195,6 +195,33 @@ def _print_verdict(console, verdict: Verdict) -> None:
     console.print(line)
 
 
+@app.command("search")
+def search_cmd(
+    ctx: typer.Context,
+    image: str = typer.Argument(..., help="Image file, URL, or - for standard input."),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", help="Only these banks (repeatable)."),
+    top: int = typer.Option(10, "--top", min=1, help="How many results."),
+    signal: str = typer.Option("auto", "--signal", help="pdq, embedding or auto (what the banks hold)."),
+    min_similarity: float = typer.Option(0.75, "--min-similarity", min=0.0, max=1.0, help="PDQ: 1 - distance/256."),
+    higher_res: bool = typer.Option(False, "--higher-res", help="Only references larger than the query."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Reverse image search: the source, near duplicates, a higher-resolution original, who signed it."""
+    if signal == "embedding":
+        raise ModerateError("--signal embedding: no embedding signal is configured yet; use pdq or auto")
+    if signal not in ("pdq", "auto"):
+        raise ModerateError(f"--signal must be pdq, embedding or auto, got {signal!r}")
+    hits = _engine(ctx).search(image, bank or None, top, min_similarity, higher_res)
+    for hit in hits:
+        if as_json:
+            _out(json.dumps(hit.to_dict()))
+        else:
+            size = f"{hit.width}x{hit.height}" if hit.width else "?"
+            who = f"  signed by {hit.signer}{'' if hit.signer_trusted else ' (untrusted)'}" if hit.signer else ""
+            where = hit.metadata.get("source_url") or hit.metadata.get("filename") or ""
+            _out(f"{hit.similarity:.3f}  {hit.bank}/{hit.reference_id}  d={hit.distance}  {size}  {where}{who}")
+
+
 # -- banks --------------------------------------------------------------------------------------
 
 

@@ -24,12 +24,13 @@ from .errors import MediaError, PolicyError
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
 from .match import Match, match_pdq
-from .media import Frame, Source, decode, describe
+from .media import Frame, Media, Source, decode, describe
 from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from .provenance import Credentials, Keys, Provenance, Signatures, digests
 from .regions import Region
 from .signals import PDQ, PdqHash
 from .queue import ReviewQueue
+from .search import SearchHit, search
 from .store import Store
 from .verdict import Reason, Verdict, severity, worst
 from .webhooks import deliveries
@@ -102,9 +103,21 @@ class Engine:
 
     # -- signals ----------------------------------------------------------------------------------
 
+    def decode(self, source: Source, name: str | None = None) -> Media:
+        """An input (path, bytes, stream, stdin or http(s) URL) decoded within the policy's budgets."""
+        name = name or describe(source)
+        if isinstance(source, str) and is_url(source):
+            source = fetch(source, self.policy.limits, allow_hosts=self.allow_hosts)
+        return decode(source, self.policy.limits, PDQ.working_size, name)
+
+    def search(self, source: Source, banks: list[str] | None = None, top: int = 10, min_similarity: float = 0.75,
+               higher_res: bool = False) -> list[SearchHit]:
+        """Reverse image search over the banks (see `moderate.search`)."""
+        return search(self, source, banks, top, min_similarity, higher_res)
+
     def hash(self, source: Source, dihedral: bool = False, name: str | None = None) -> list[FrameSignals]:
         """The signals of every frame of an input; needs no store."""
-        media = decode(source, self.policy.limits, PDQ.working_size, name)
+        media = self.decode(source, name)
         return [self._signals(media.source, frame, dihedral) for frame in media.frames]
 
     @staticmethod
@@ -127,9 +140,7 @@ class Engine:
         snapshot = self.catalog.current()  # a store that is down fails the command, not the input
         self._check_policy_banks(snapshot)
         try:
-            if isinstance(source, str) and is_url(source):
-                source = fetch(source, policy.limits, allow_hosts=self.allow_hosts)
-            media = decode(source, policy.limits, PDQ.working_size, name)
+            media = self.decode(source, name)
         except MediaError as exc:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)
             failed = [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
