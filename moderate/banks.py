@@ -250,7 +250,11 @@ class Banks:
         from .queue import ALLOWLIST_BANK
 
         if ALLOWLIST_BANK not in self.catalog.current().banks:
-            self.create(ALLOWLIST_BANK, "review", "known false positives (review rejections)", kind="allowlist")
+            try:
+                self.create(ALLOWLIST_BANK, "review", "known false positives (review rejections)", kind="allowlist")
+            except BankError:
+                if ALLOWLIST_BANK not in self.catalog.current().banks:  # not just a concurrent first rejection
+                    raise
         return ALLOWLIST_BANK
 
     def _reference_from_file(self, bank: str, path: Path | bytes, ref_id: str, base: dict,

@@ -51,7 +51,7 @@ class ReviewItem:
     source: str
     sha256: str | None
     priority: int
-    status: str  # open | claimed | decided
+    status: str  # open | claimed | decided (a decision in progress shows as claimed)
     verdict: dict
     claimed_by: str | None
     claim_expires: float | None
@@ -103,7 +103,7 @@ class ReviewQueue:
     def list(self, status: str | None = "open", limit: int = 50) -> list[ReviewItem]:
         now = time.time()
         if status == "open":  # an expired claim is open again
-            where, args = "status = 'open' OR (status = 'claimed' AND claim_expires < ?)", (now,)
+            where, args = "status = 'open' OR (status IN ('claimed', 'deciding') AND claim_expires < ?)", (now,)
         elif status:
             where, args = "status = ?", (status,)
         else:
@@ -129,18 +129,19 @@ class ReviewQueue:
     def claim(self, moderator: str, item_id: int | None = None) -> ReviewItem:
         """Claim an item (or the next by priority) for `claim_seconds`; refuses one claimed by someone else."""
         now = time.time()
-        claimable = "(status = 'open' OR (status = 'claimed' AND (claim_expires < ? OR claimed_by = ?)))"
+        claimable = ("(status = 'open' OR (status = 'claimed' AND (claim_expires < ? OR claimed_by = ?))"
+                     " OR (status = 'deciding' AND claim_expires < ?))")
         if item_id is None:
             row = self.db.execute(
                 f"UPDATE review_items SET status = 'claimed', claimed_by = ?, claim_expires = ?"
                 f" WHERE id = (SELECT id FROM review_items WHERE {claimable} ORDER BY priority DESC, id LIMIT 1)"
-                f" RETURNING id", (moderator, now + self.claim_seconds, now, moderator)).fetchone()
+                f" RETURNING id", (moderator, now + self.claim_seconds, now, moderator, now)).fetchone()
             if row is None:
                 raise QueueError("the queue is empty")
             return self.get(row[0])
         row = self.db.execute(
             f"UPDATE review_items SET status = 'claimed', claimed_by = ?, claim_expires = ?"
-            f" WHERE id = ? AND {claimable} RETURNING id", (moderator, now + self.claim_seconds, item_id, now, moderator)
+            f" WHERE id = ? AND {claimable} RETURNING id", (moderator, now + self.claim_seconds, item_id, now, moderator, now)
         ).fetchone()
         if row is None:
             item = self.get(item_id)
@@ -155,21 +156,27 @@ class ReviewQueue:
             raise QueueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
         if bank and decision != "confirm":
             raise QueueError("--bank goes with --confirm (a rejection goes to the allow-list)")
+        # Take the item into 'deciding' in one guarded update, so the feedback below runs once.
         row = self.db.execute(
-            "UPDATE review_items SET status = 'decided', decision = ?, decided_by = ?, decided_at = ?, note = ?"
-            " WHERE id = ? AND status = 'claimed' AND claimed_by = ? AND claim_expires >= ? RETURNING id",
-            (decision, moderator, _now(), note, item_id, moderator, time.time()),
-        ).fetchone()
+            "UPDATE review_items SET status = 'deciding' WHERE id = ? AND status = 'claimed' AND claimed_by = ?"
+            " AND claim_expires >= ? RETURNING id", (item_id, moderator, time.time())).fetchone()
         if row is None:
             item = self.get(item_id)
             if item.status == "decided":
                 raise QueueError(f"review item {item_id} was already decided ({item.decision} by {item.decided_by})")
             raise QueueError(f"review item {item_id} is not claimed by {moderator} (claim it first; claims expire)")
         item = self.get(item_id)
-        self._feed_back(item, decision, bank, moderator, note)
+        try:
+            self._feed_back(item, decision, bank, moderator, note)
+        except BaseException:
+            self.db.execute("UPDATE review_items SET status = 'claimed' WHERE id = ? AND status = 'deciding'", (item_id,))
+            raise  # the item stays claimed: the decision can be retried
+        self.db.execute(
+            "UPDATE review_items SET status = 'decided', decision = ?, decided_by = ?, decided_at = ?, note = ?"
+            " WHERE id = ? AND status = 'deciding'", (decision, moderator, _now(), note, item_id))
         self.audit.append(moderator, "decision", item.sha256, decision,
                           {"item": item_id, "source": item.source, "bank": bank, "note": note})
-        return item
+        return self.get(item_id)
 
     def _feed_back(self, item: ReviewItem, decision: str, bank: str | None, moderator: str, note: str | None) -> None:
         if self.banks is None or (decision == "confirm" and not bank):
@@ -184,7 +191,8 @@ class ReviewQueue:
     def stats(self) -> dict:
         now = time.time()
         counts = dict(self.db.execute(
-            "SELECT CASE WHEN status = 'claimed' AND claim_expires < ? THEN 'open' ELSE status END AS s, COUNT(*)"
+            "SELECT CASE WHEN status IN ('claimed', 'deciding') AND claim_expires < ? THEN 'open'"
+            " WHEN status = 'deciding' THEN 'claimed' ELSE status END AS s, COUNT(*)"
             " FROM review_items GROUP BY s", (now,)).fetchall())
         oldest = self.db.execute("SELECT MIN(created_ts) FROM review_items WHERE status != 'decided'").fetchone()[0]
         decisions = dict(self.db.execute(
@@ -206,11 +214,18 @@ class ReviewQueue:
         return ReviewItem(
             id=row["id"], created_at=row["created_at"], source=row["source"], sha256=row["sha256"],
             priority=row["priority"],
-            status="open" if row["status"] == "claimed" and (row["claim_expires"] or 0) < time.time() else row["status"],
+            status=_status(row["status"], row["claim_expires"]),
             verdict=json.loads(row["verdict"]), claimed_by=row["claimed_by"], claim_expires=row["claim_expires"],
             decision=row["decision"], decided_by=row["decided_by"], decided_at=row["decided_at"], note=row["note"],
             has_image=row["image"] is not None,
         )
+
+
+def _status(stored: str, claim_expires: float | None) -> str:
+    """What a stored state means now: an expired claim is open again; 'deciding' shows as claimed."""
+    if stored in ("claimed", "deciding"):
+        return "open" if (claim_expires or 0) < time.time() else "claimed"
+    return stored
 
 
 def _thumbnail(image: bytes | None) -> bytes | None:

@@ -18,6 +18,7 @@ turn its telemetry off.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,9 @@ class Store:
         self._client_obj = None
         self._collections: dict[str, object] = {}
         self._seen_stamp: list | None = None  # the database files' stamp after our last call
+        # One Chroma call at a time per store: a server's threads share it, and a reconnect (after
+        # another process wrote) must not pull the client from under a call in flight.
+        self._lock = threading.RLock()
 
     @property
     def location(self) -> str:
@@ -73,6 +77,12 @@ class Store:
         except Exception as exc:  # chromadb raises many types (httpx, ValueError, its own errors)
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise StoreError(f"{self.location}: {what} failed: {text}") from None
+
+    @contextmanager
+    def _using(self, collection: str, what: str):
+        """The named collection, under the store's lock, with failures turned into StoreError."""
+        with self._lock, self._calling(what):
+            yield self._collection(collection)
 
     def reset(self) -> None:
         """Drop the client; the next call connects afresh (after another process wrote, an embedded
@@ -143,24 +153,20 @@ class Store:
     # -- banks and state --------------------------------------------------------------------
 
     def bank_records(self) -> dict[str, dict]:
-        col = self._collection(BANKS_COLLECTION)
-        with self._calling("listing banks"):
+        with self._using(BANKS_COLLECTION, "listing banks") as col:
             got = col.get(include=["metadatas"])
         return {rid: dict(md or {}) for rid, md in zip(got["ids"], got["metadatas"]) if rid != STATE_ID}
 
     def put_bank(self, name: str, metadata: dict) -> None:
-        col = self._collection(BANKS_COLLECTION)
-        with self._calling(f"writing bank {name}"):
+        with self._using(BANKS_COLLECTION, f"writing bank {name}") as col:
             col.upsert(ids=[name], embeddings=[[1.0]], metadatas=[_clean(metadata)])
 
     def delete_bank(self, name: str) -> None:
-        col = self._collection(BANKS_COLLECTION)
-        with self._calling(f"deleting bank {name}"):
+        with self._using(BANKS_COLLECTION, f"deleting bank {name}") as col:
             col.delete(ids=[name])
 
     def generation(self) -> str:
-        col = self._collection(BANKS_COLLECTION)
-        with self._calling("reading state"):
+        with self._using(BANKS_COLLECTION, "reading state") as col:
             got = col.get(ids=[STATE_ID], include=["metadatas"])
         if got["ids"]:
             return str(got["metadatas"][0].get("generation"))
@@ -169,27 +175,24 @@ class Store:
     def bump(self) -> str:
         """Mark that references or banks changed; derived indexes at another generation are stale."""
         generation = uuid.uuid4().hex
-        col = self._collection(BANKS_COLLECTION)
-        with self._calling("writing state"):
+        with self._using(BANKS_COLLECTION, "writing state") as col:
             col.upsert(ids=[STATE_ID], embeddings=[[1.0]], metadatas=[{"generation": generation}])
         return generation
 
     # -- PDQ records --------------------------------------------------------------------------
 
     def existing_ids(self, ids: list[str]) -> set[str]:
-        col = self._collection(PDQ_COLLECTION)
         found: set[str] = set()
         for start in range(0, len(ids), PAGE):
-            with self._calling("looking up references"):
+            with self._using(PDQ_COLLECTION, "looking up references") as col:
                 found.update(col.get(ids=ids[start : start + PAGE], include=[])["ids"])
         return found
 
     def add_pdq(self, records: list[tuple[str, str, dict]]) -> None:
         """Add (record id, pdq hex, metadata) records, in pages."""
-        col = self._collection(PDQ_COLLECTION)
         for start in range(0, len(records), PAGE):
             page = records[start : start + PAGE]
-            with self._calling("adding references"):
+            with self._using(PDQ_COLLECTION, "adding references") as col:
                 col.add(
                     ids=[rid for rid, _, _ in page],
                     embeddings=PDQ.to_vectors([hx for _, hx, _ in page]),
@@ -198,10 +201,9 @@ class Store:
 
     def pdq_records(self, where: dict | None = None, ids: list[str] | None = None) -> Iterator[tuple[str, str, dict]]:
         """Yield (record id, pdq hex, metadata), optionally filtered by metadata or ids, page by page."""
-        col = self._collection(PDQ_COLLECTION)
         offset = 0
         while True:
-            with self._calling("reading references"):
+            with self._using(PDQ_COLLECTION, "reading references") as col:
                 got = col.get(ids=ids, where=where, include=["embeddings", "metadatas"], limit=PAGE, offset=offset)
             for rid, vector, md in zip(got["ids"], got["embeddings"], got["metadatas"]):
                 yield rid, PDQ.from_vector(vector), dict(md or {})
@@ -210,9 +212,8 @@ class Store:
             offset += PAGE
 
     def delete_pdq(self, ids: list[str]) -> None:
-        col = self._collection(PDQ_COLLECTION)
         for start in range(0, len(ids), PAGE):
-            with self._calling("deleting references"):
+            with self._using(PDQ_COLLECTION, "deleting references") as col:
                 col.delete(ids=ids[start : start + PAGE])
 
 

@@ -67,7 +67,7 @@ def test_claims_expire_and_two_moderators_never_both_decide(reviewing, photos, t
 
     def decide(who):
         try:
-            reviewing.queue.decide(item.id, who, "confirm")
+            reviewing.queue.decide(item.id, who, "reject")  # with feedback: it must run once
             results.append(who)
         except QueueError as exc:
             results.append(str(exc))
@@ -77,8 +77,11 @@ def test_claims_expire_and_two_moderators_never_both_decide(reviewing, photos, t
         t.start()
     for t in threads:
         t.join()
-    assert results.count("bob") == 1 and sum("already decided" in r for r in results) == 3
-    assert reviewing.queue.stats()["confirmed"] == 1
+    assert results.count("bob") == 1 and len(results) == 4
+    assert reviewing.queue.stats()["rejected"] == 1
+    assert reviewing.banks.get("ALLOWLIST").references == 1
+    decisions = [e for e in reviewing.audit.entries() if e.kind == "decision"]
+    assert len(decisions) == 1
 
 
 def test_decisions_feed_banks_and_the_allow_list(reviewing, photos, tmp_path):
