@@ -12,6 +12,9 @@ Sections, one module each:
   imports (none of torch, transformers, onnxruntime, chromadb is expected).
 - `provenance`: ms per sign and verify (own scheme with pixels-v1 and jpeg-scan-v1, and C2PA) of
   1 MP and 12 MP JPEG and PNG photos, against SHA-256 of the file and a full Pillow decode.
+- `load`: a real `moderate serve` under 32 concurrent clients for 60 s (15 s with --quick), uploads
+  being checked while moderators race for the review queue: requests/s and p50/p99 per kind, status
+  codes, peak RSS and integrity of queue, decisions and audit log, against `GET /healthz` throughput.
 
 Ratios are printed as a table and written with every raw number to `bench/out/results.json`.
 """
