@@ -29,30 +29,40 @@ def pdf_frames(data: bytes, budgets: Budgets, working_size: int, name: str, dead
         code = "encrypted" if "password" in str(exc).lower() else "corrupt"
         raise MediaError(name, code, f"cannot open PDF: {exc}") from None
     try:
-        pages = len(document)
-        if pages > budgets.max_pages:
-            raise MediaError(name, "too_many_pages", f"has {pages} pages, over the max_pages budget of {budgets.max_pages}")
-        if pages == 0:
-            raise MediaError(name, "empty", "PDF has no pages")
-        frames: list[Frame] = []
-        for number in range(pages):
-            page = document[number]
-            try:
-                frames.append(_render_page(page, len(frames), number, working_size, budgets, name))
-                for image in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_IMAGE,), max_depth=4):
-                    if len(frames) >= budgets.max_frames:
-                        raise MediaError(name, "too_many_frames",
-                                         f"has more than the max_frames budget of {budgets.max_frames} pages and images")
-                    frame = _embedded_image(image, len(frames), number, working_size, budgets, name)
-                    if frame is not None:
-                        frames.append(frame)
-                    _check_deadline(deadline, budgets, name)
-            finally:
-                page.close()
-            _check_deadline(deadline, budgets, name)
-        return frames
+        return _pages(pdfium, document, budgets, working_size, name, deadline)
+    except MediaError:
+        raise
+    except pdfium.PdfiumError as exc:  # a page or object that PDFium cannot load
+        raise MediaError(name, "corrupt", f"cannot read PDF: {exc}") from None
+    except (ValueError, TypeError, OverflowError, MemoryError, OSError) as exc:
+        raise MediaError(name, "corrupt", f"cannot read PDF: {type(exc).__name__}: {exc}") from None
     finally:
         document.close()
+
+
+def _pages(pdfium, document, budgets: Budgets, working_size: int, name: str, deadline: float) -> list[Frame]:
+    pages = len(document)
+    if pages > budgets.max_pages:
+        raise MediaError(name, "too_many_pages", f"has {pages} pages, over the max_pages budget of {budgets.max_pages}")
+    if pages == 0:
+        raise MediaError(name, "empty", "PDF has no pages")
+    frames: list[Frame] = []
+    for number in range(pages):
+        page = document[number]
+        try:
+            frames.append(_render_page(page, len(frames), number, working_size, budgets, name))
+            for image in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_IMAGE,), max_depth=4):
+                if len(frames) >= budgets.max_frames:
+                    raise MediaError(name, "too_many_frames",
+                                     f"has more than the max_frames budget of {budgets.max_frames} pages and images")
+                frame = _embedded_image(image, len(frames), number, working_size, budgets, name)
+                if frame is not None:
+                    frames.append(frame)
+                _check_deadline(deadline, budgets, name)
+        finally:
+            page.close()
+        _check_deadline(deadline, budgets, name)
+    return frames
 
 
 def _render_page(page, index: int, number: int, working_size: int, budgets: Budgets, name: str) -> Frame:
