@@ -50,6 +50,10 @@ def _pages(pdfium, document, budgets: Budgets, working_size: int, name: str, dea
     for number in range(pages):
         page = document[number]
         try:
+            objects = pdfium.raw.FPDFPage_CountObjects(page.raw)
+            if objects > budgets.max_page_objects:  # rendering cost grows with drawing operations, not pixels
+                raise MediaError(name, "too_complex", f"page {number + 1} has {objects} drawing objects, over the "
+                                                      f"max_page_objects budget of {budgets.max_page_objects}")
             frames.append(_render_page(page, len(frames), number, working_size, budgets, name))
             for image in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_IMAGE,), max_depth=4):
                 if len(frames) >= budgets.max_frames:
@@ -74,7 +78,8 @@ def _render_page(page, index: int, number: int, working_size: int, budgets: Budg
         raise MediaError(name, "too_many_pixels", f"page {number + 1} would render over the max_pixels budget")
     bitmap = page.render(scale=scale)
     image = bitmap.to_pil()
-    return Frame(index, round(width_pt), round(height_pt), fitted_rgb(image, working_size), page=number, origin="page")
+    return Frame(index, max(1, round(width_pt)), max(1, round(height_pt)), fitted_rgb(image, working_size),
+                 page=number, origin="page")
 
 
 def _embedded_image(image_object, index: int, number: int, working_size: int, budgets: Budgets, name: str) -> Frame | None:
@@ -98,21 +103,31 @@ def metafile_frames(data: bytes, kind: str, budgets: Budgets, working_size: int,
         from metafile_render import MetafileError, render_metafile
     except ImportError:
         raise MediaError(name, "unsupported_format", f"{kind.upper()} input needs metafile-render") from None
+    from metafile_render.parser import prepare_metafile  # header only: no records replayed yet
+
     try:
-        result = render_metafile(data, output_format="png", dpi=96)
+        declared = prepare_metafile(data, dpi=96, size_hint=None).pixel_size
+        if declared is None:
+            raise MediaError(name, "corrupt", f"{kind.upper()} declares no picture size")
+        width, height = declared
+        if width * height > budgets.max_pixels:
+            raise MediaError(name, "too_many_pixels",
+                             f"declares a {width}x{height} canvas, over the max_pixels budget of {budgets.max_pixels}")
+        # Replay at the working size: a 16 MP canvas of fills costs seconds at full size, not at 1024 px.
+        scale = min(1.0, working_size / max(width, height))
+        hint = (max(1, round(width * scale)), max(1, round(height * scale)))
+        result = render_metafile(data, output_format="png", dpi=96, size_hint=hint)
     except MetafileError as exc:
         raise MediaError(name, "corrupt", f"cannot render {kind.upper()}: {exc}") from None
     except (ValueError, OverflowError, ZeroDivisionError, MemoryError) as exc:
         raise MediaError(name, "corrupt", f"cannot render {kind.upper()}: {type(exc).__name__}: {exc}") from None
-    if result.width * result.height > budgets.max_pixels:
-        raise MediaError(name, "too_many_pixels", f"renders at {result.width}x{result.height}, over the max_pixels budget")
     import io
 
     from PIL import Image
 
     with Image.open(io.BytesIO(result.data), formats=("PNG",)) as image:
         image.load()
-        return [Frame(0, result.width, result.height, fitted_rgb(image, working_size), origin="rendered")]
+        return [Frame(0, width, height, fitted_rgb(image, working_size), origin="rendered")]
 
 
 def _check_deadline(deadline: float, budgets: Budgets, name: str) -> None:

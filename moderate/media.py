@@ -47,6 +47,7 @@ class Budgets:
     max_frames: int = 500  # frames of an animation, pages of a TIFF, PDF pages plus embedded images
     max_total_pixels: int = 256_000_000  # summed over all frames of one input
     max_pages: int = 100  # PDF pages
+    max_page_objects: int = 50_000  # drawing objects on one PDF page (rendering time grows with them)
     max_seconds: int = 30  # decoding wall time, checked between frames and pages
 
 

@@ -124,7 +124,7 @@ class Policy:
         limits = Budgets(
             **{
                 key: limits_fields.integer(key, getattr(defaults, key), 1, 1 << 40)
-                for key in ("max_bytes", "max_pixels", "max_frames", "max_total_pixels", "max_pages", "max_seconds")
+                for key in ("max_bytes", "max_pixels", "max_frames", "max_total_pixels", "max_pages", "max_page_objects", "max_seconds")
             }
         )
         limits_fields.done()
