@@ -2,33 +2,43 @@
 
 What it checks: for ANY byte string, `decode` either returns frames or raises `MediaError` whose
 message is a single line (the contract in moderate/errors.py that the CLI, the JSON verdicts and
-the policy's `on_error` rely on). A finding is anything else:
-- any other exception (the caller would crash instead of applying `on_error`);
-- a multi-line MediaError (AssertionError raised here);
-- a timeout (-timeout=20: one input decoding for over 20 s; the max_seconds=5 budget should stop it);
-- an out-of-memory (-rss_limit_mb=2048: the pixel budgets below should keep a decode far under it).
-
+the policy's `on_error` verdict rely on). A finding is anything else:
+- any other exception: the caller would crash instead of applying `on_error`;
+- a MediaError whose message spans several lines;
+- a decoded frame that is not RGB uint8 at most 256 px a side, or declares an empty original size;
+- a timeout (-timeout=20): one input decoding for over 20 s, though max_seconds=5;
+- an out-of-memory (-rss_limit_mb=2048): the pixel budgets below should keep a decode far under it.
 The budgets are small (4 MP per frame) so a budget that is checked too late shows up as an OOM or
-a timeout rather than hiding under a generous limit. Pillow's plugins, pillow-heif's and
-metafile-render's Python code and moderate itself are instrumented, so Python branch coverage
-guides the mutations; the C decoders (libjpeg, libpng, libtiff, libwebp, libavif, libheif, PDFium)
-are not instrumented and are only reached by mutating the seeds.
+a timeout rather than hiding under a generous limit.
+
+Coverage: the Python code of Pillow's plugins, pillow-heif, pypdfium2, metafile-render and moderate is
+instrumented, so Python branch coverage guides the mutations; the C decoders (libjpeg, libpng,
+libtiff, libwebp, libavif, libheif, PDFium) are not instrumented and are reached through the seeds.
+
+Exceptions: a shallow bug (say, every PDF with one broken page) would otherwise stop libFuzzer
+within seconds, every run. So by default each distinct finding (exception type + where it was
+raised + the innermost moderate frame) is printed with its traceback and its input saved once to
+fuzz/out/ as `<signature>.bin`; fuzzing goes on. FUZZ_STRICT=1 re-raises instead (plain libFuzzer
+behaviour: stop, write crash-<sha1>), for replaying one input. Timeouts and OOMs always stop the run.
 
     .venv/bin/python fuzz/seeds.py fuzz/corpus
     .venv/bin/python fuzz/decode_fuzz.py fuzz/corpus -max_total_time=1500 -rss_limit_mb=2048 -timeout=20
-    .venv/bin/python fuzz/decode_fuzz.py fuzz/findings/some-input.bin    # replay one input
+    FUZZ_STRICT=1 .venv/bin/python fuzz/decode_fuzz.py fuzz/findings/<file>      # replay one input
 """
 
+import os
+import re
 import sys
+import traceback
+from pathlib import Path
 
 import atheris
 
-# Imported before instrumentation: big, and their branches say nothing about parsing the input.
-import numpy  # noqa: F401
-import pypdfium2  # noqa: F401
+import numpy  # imported before instrumentation: big, and its branches say nothing about the input
 
 with atheris.instrument_imports():
     import metafile_render  # noqa: F401
+    import pypdfium2  # noqa: F401
     import pillow_heif  # noqa: F401
     from PIL import Image
 
@@ -39,17 +49,61 @@ with atheris.instrument_imports():
     from moderate.media import Budgets, decode
 
 BUDGETS = Budgets(max_pixels=4_000_000, max_total_pixels=16_000_000, max_frames=50, max_pages=10, max_seconds=5)
+STRICT = os.environ.get("FUZZ_STRICT") == "1"
+OUT = Path(os.environ.get("FUZZ_OUT", Path(__file__).parent / "out"))
+seen: set[str] = set()
+
+
+class MultiLineMediaError(AssertionError):
+    """A MediaError whose message is not one line (moderate/errors.py promises one)."""
+
+
+class BadFrame(AssertionError):
+    """decode returned, but a frame breaks the Frame contract the signals rely on."""
+
+
+def target(data: bytes) -> None:
+    try:
+        media = decode(data, BUDGETS, working_size=256, name="fuzz")
+    except MediaError as error:
+        if "\n" in str(error):
+            raise MultiLineMediaError(repr(str(error))) from error
+        return
+    for frame in media.frames:
+        shape = frame.pixels.shape
+        if frame.width < 1 or frame.height < 1:
+            raise BadFrame(f"{media.format}-empty-size", f"frame {frame.index} declares {frame.width}x{frame.height}")
+        if frame.pixels.dtype != numpy.uint8 or len(shape) != 3 or shape[2] != 3 or not 1 <= min(shape[:2]) <= max(shape[:2]) <= 256:
+            raise BadFrame(f"{media.format}-pixels", f"frame {frame.index}: pixels {shape} {frame.pixels.dtype}")
+
+
+def signature(error: BaseException) -> str:
+    """Type, the line that raised, and the innermost moderate line: one per distinct bug."""
+    if isinstance(error, BadFrame):
+        return f"BadFrame-{error.args[0]}"
+    raised = error.__cause__ if isinstance(error, MultiLineMediaError) else error  # where the MediaError came from
+    frames = traceback.extract_tb(raised.__traceback__)
+    ours = [f for f in frames if f"{os.sep}moderate{os.sep}" in f.filename] or frames
+    where = f"{Path(frames[-1].filename).stem}{frames[-1].lineno}-{Path(ours[-1].filename).stem}{ours[-1].lineno}"
+    return re.sub(r"[^\w.-]+", "_", f"{type(error).__name__}-{where}")
 
 
 def TestOneInput(data: bytes) -> None:
     try:
-        decode(data, BUDGETS, working_size=256, name="fuzz")
-    except MediaError as error:
-        if "\n" in str(error):
-            raise AssertionError(f"MediaError message is not one line: {str(error)!r}") from error
+        target(data)
+    except Exception as error:
+        if STRICT:
+            raise
+        key = signature(error)
+        if key not in seen:
+            seen.add(key)
+            (OUT / f"{key}.bin").write_bytes(data)
+            print(f"\n=== FINDING {len(seen)}: {key} ({len(data)} bytes) ===", file=sys.stderr)
+            traceback.print_exc(limit=-6, file=sys.stderr)
 
 
 def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)  # also the usual -artifact_prefix
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

@@ -73,6 +73,82 @@ def tiled_tiff(size: int = 32, tile: int = 16, deflate: bool = False) -> bytes:
     return out + data
 
 
+def dib(bpp: int, rle: bool = False, size: int = 8) -> bytes:
+    """A bottom-up DIB (BITMAPINFOHEADER, palette, bits) as metafiles embed them; 8 bpp may be RLE8."""
+    colours = 2 ** bpp if bpp <= 8 else 0
+    palette = b"".join(struct.pack("<BBBB", i * 17 % 256, i * 40 % 256, 255 - i * 9 % 256, 0) for i in range(colours))
+    if rle:  # each row: one run of colour `row`, end of line; then end of bitmap
+        bits = b"".join(bytes([size, row, 0, 0]) for row in range(size)) + b"\x00\x01"
+    else:
+        stride = (size * bpp + 31) // 32 * 4
+        row = bytes((x * 37) % 256 for x in range(size * bpp // 8 or 1))
+        bits = (row + b"\x00" * stride)[:stride] * size
+    header = struct.pack("<IiiHHIIiiII", 40, size, size, 1, bpp, 1 if rle else 0, len(bits), 2835, 2835, colours, 0)
+    return header + palette + bits
+
+
+def emf_with_bitmap(bmi_and_bits: bytes, palette_bytes: int) -> bytes:
+    """tests.metafiles.emf() with an EMR_STRETCHDIBITS record spliced in before EOF."""
+    bmi, bits = bmi_and_bits[: 40 + palette_bytes], bmi_and_bits[40 + palette_bytes:]
+    record = struct.pack("<II4i", 81, 0, 0, 0, 60, 40)  # size patched below
+    record += struct.pack("<6i8I", 10, 10, 0, 0, 8, 8, 80, len(bmi), 80 + len(bmi), len(bits), 0, 0x00CC0020, 40, 20)
+    record += bmi + bits + b"\x00" * (-len(bits) % 4)
+    record = record[:4] + struct.pack("<I", len(record)) + record[8:]
+    base = emf(64, 40)
+    size, count = struct.unpack_from("<II", base, 48)
+    out = base[:-20] + record + base[-20:]
+    return out[:48] + struct.pack("<II", size + len(record), count + 1) + out[56:]
+
+
+def wmf_with_bitmap(bmi_and_bits: bytes) -> bytes:
+    """tests.metafiles.wmf() with a META_STRETCHDIB record spliced in before the final record."""
+    payload = struct.pack("<IH8h", 0x00CC0020, 0, 8, 8, 0, 0, 20, 40, 10, 10) + bmi_and_bits
+    payload += b"\x00" * (len(payload) % 2)
+    record = struct.pack("<IH", 3 + len(payload) // 2, 0x0F43) + payload
+    base = wmf(64, 40)
+    words, = struct.unpack_from("<I", base, 28)
+    out = base[:-6] + record + base[-6:]
+    return out[:28] + struct.pack("<IHI", words + len(record) // 2, 1, len(record) // 2) + out[38:]
+
+
+def pdf(*objects: bytes) -> bytes:
+    """A PDF from numbered objects (1 is the catalog), with a correct xref table."""
+    out, offsets = b"%PDF-1.5\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+
+
+def stream(head: bytes, data: bytes) -> bytes:
+    return head[:-2] + b"/Length %d>>\nstream\n%s\nendstream" % (len(data), data)
+
+
+def pdf_seeds() -> dict[str, bytes]:
+    """Hand-written PDFs: a rotated page with a Form XObject holding a Flate indexed image, and an
+    inline image beside vector paths (Pillow's PDFs only hold one DCT image per page)."""
+    indexed = zlib.compress(bytes((x // 5 + y // 5) % 4 for y in range(40) for x in range(40)))
+    content = b"q 1 0 0 1 10 10 cm /F0 Do Q 0 0 1 rg 5 5 50 30 re f"
+    form = b"q 40 0 0 40 0 0 cm /Im0 Do Q"
+    grey = bytes((x * 6 + y * 3) % 256 for y in range(32) for x in range(32)).hex().encode()
+    inline = b"0.5 g 0 0 m 60 40 l 60 0 l h f q 32 0 0 32 4 4 cm BI /W 32 /H 32 /BPC 8 /CS /G /F /AHx ID " + grey + b"> EI Q"
+    catalog, pages = b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Kids[3 0 R]/Count 1>>"
+    return {
+        "form-indexed-rotated.pdf": pdf(
+            catalog, pages,
+            b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 60 40]/Rotate 90/Contents 4 0 R/Resources<</XObject<</F0 5 0 R>>>>>>",
+            stream(b"<<>>", content),
+            stream(b"<</Type/XObject/Subtype/Form/BBox[0 0 40 40]/Resources<</XObject<</Im0 6 0 R>>>>>>", form),
+            stream(b"<</Type/XObject/Subtype/Image/Width 40/Height 40/BitsPerComponent 8"
+                   b"/ColorSpace[/Indexed/DeviceRGB 3<ff0000 00ff00 0000ff ffff00>]/Filter/FlateDecode>>", indexed),
+        ),
+        "inline-image.pdf": pdf(catalog, pages, b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 60 40]/Contents 4 0 R>>",
+                                stream(b"<<>>", inline)),
+    }
+
+
 def seeds() -> dict[str, bytes]:
     from pillow_heif import register_heif_opener
 
@@ -108,8 +184,13 @@ def seeds() -> dict[str, bytes]:
         "still.heic": save(rgb, "HEIF", quality=50),
         "one-page.pdf": save(pages[0], "PDF", resolution=72),
         "three-pages.pdf": save(pages[0], "PDF", save_all=True, append_images=pages[1:], resolution=72),
+        **pdf_seeds(),
         "rect.wmf": wmf(64, 40),
         "rect.emf": emf(64, 40),
+        "bitmap24.emf": emf_with_bitmap(dib(24), 0),
+        "bitmap-rle8.emf": emf_with_bitmap(dib(8, rle=True), 1024),
+        "bitmap8.wmf": wmf_with_bitmap(dib(8)),
+        "bitmap4.wmf": wmf_with_bitmap(dib(4)),
     }
 
 

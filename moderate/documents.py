@@ -12,13 +12,80 @@ Each frame records the page it came from, so a verdict can say "page 3, embedded
 
 from __future__ import annotations
 
+import functools
 import time
 
 from .errors import MediaError
 from .media import Budgets, Frame, fitted_rgb
 
 
+PDF_MEMORY_LIMIT = 2 << 30  # address space for the PDF renderer process
+
+
 def pdf_frames(data: bytes, budgets: Budgets, working_size: int, name: str, deadline: float) -> list[Frame]:
+    """PDF pages and embedded images as frames, rendered in the isolated renderer."""
+    return _isolated(_pdf_frames_here, data, budgets, working_size, name, deadline)
+
+
+def metafile_frames(data: bytes, kind: str, budgets: Budgets, working_size: int, name: str, deadline: float) -> list[Frame]:
+    """A WMF/EMF replayed to one frame in the isolated renderer (a 49 kB WMF of fills replays for seconds)."""
+    return _isolated(functools.partial(_metafile_frames_here, kind=kind), data, budgets, working_size, name, deadline)
+
+
+def _isolated(render, data: bytes, budgets: Budgets, working_size: int, name: str, deadline: float) -> list[Frame]:
+    """Run a document renderer in a separate process with a memory limit and the input's deadline.
+
+    PDFium parses a page's content (nested forms included) when the page loads, before any budget
+    of ours can look at it: 1 kB of forms drawing forms can ask for gigabytes and minutes, and a
+    metafile's records replay for as long as they replay. Only a process boundary contains that;
+    a renderer that dies or overruns refuses the input."""
+    from concurrent.futures import TimeoutError as Overrun
+    from concurrent.futures.process import BrokenProcessPool
+
+    seconds = max(0.1, deadline - time.monotonic())
+    future = _renderer().submit(render, data, budgets, working_size, name, seconds)
+    try:
+        return future.result(timeout=seconds + 2)
+    except Overrun:
+        _stop_renderer()
+        raise MediaError(name, "too_slow", f"rendering took over the max_seconds budget of {budgets.max_seconds} s") from None
+    except BrokenProcessPool:
+        _stop_renderer()
+        raise MediaError(name, "too_complex", "the renderer ran out of memory or crashed on this document") from None
+
+
+_RENDERER = None
+
+
+def _renderer():
+    global _RENDERER
+    if _RENDERER is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("forkserver")  # never fork a process holding other threads
+        context.set_forkserver_preload(["moderate.documents"])
+        _RENDERER = ProcessPoolExecutor(1, mp_context=context, initializer=_limit_memory, initargs=(PDF_MEMORY_LIMIT,))
+    return _RENDERER
+
+
+def _stop_renderer() -> None:
+    global _RENDERER
+    if _RENDERER is not None:
+        for process in list(getattr(_RENDERER, "_processes", {}).values()):
+            process.kill()
+        _RENDERER.shutdown(wait=False, cancel_futures=True)
+        _RENDERER = None
+
+
+def _limit_memory(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _pdf_frames_here(data: bytes, budgets: Budgets, working_size: int, name: str, seconds: float) -> list[Frame]:
+    deadline = time.monotonic() + seconds
     try:
         import pypdfium2 as pdfium
     except ImportError:
@@ -50,10 +117,7 @@ def _pages(pdfium, document, budgets: Budgets, working_size: int, name: str, dea
     for number in range(pages):
         page = document[number]
         try:
-            objects = pdfium.raw.FPDFPage_CountObjects(page.raw)
-            if objects > budgets.max_page_objects:  # rendering cost grows with drawing operations, not pixels
-                raise MediaError(name, "too_complex", f"page {number + 1} has {objects} drawing objects, over the "
-                                                      f"max_page_objects budget of {budgets.max_page_objects}")
+            _check_objects(page, number, budgets, name)
             frames.append(_render_page(page, len(frames), number, working_size, budgets, name))
             for image in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_IMAGE,), max_depth=4):
                 if len(frames) >= budgets.max_frames:
@@ -67,6 +131,16 @@ def _pages(pdfium, document, budgets: Budgets, working_size: int, name: str, dea
             page.close()
         _check_deadline(deadline, budgets, name)
     return frames
+
+
+def _check_objects(page, number: int, budgets: Budgets, name: str) -> None:
+    """Refuse pages with more drawing objects than the budget, counting inside nested forms (a few
+    hundred bytes of forms drawing forms can expand to millions of fills) and stopping at the budget,
+    before PDFium renders anything: rendering time grows with drawing operations, not pixels."""
+    for count, _ in enumerate(page.get_objects(max_depth=32), start=1):
+        if count > budgets.max_page_objects:
+            raise MediaError(name, "too_complex", f"page {number + 1} has over {budgets.max_page_objects} drawing"
+                                                  f" objects (max_page_objects budget)")
 
 
 def _render_page(page, index: int, number: int, working_size: int, budgets: Budgets, name: str) -> Frame:
@@ -98,7 +172,8 @@ def _embedded_image(image_object, index: int, number: int, working_size: int, bu
     return Frame(index, width, height, fitted_rgb(pil, working_size), page=number, origin="embedded-image")
 
 
-def metafile_frames(data: bytes, kind: str, budgets: Budgets, working_size: int, name: str) -> list[Frame]:
+def _metafile_frames_here(data: bytes, budgets: Budgets, working_size: int, name: str, seconds: float, *,
+                          kind: str) -> list[Frame]:
     try:
         from metafile_render import MetafileError, render_metafile
     except ImportError:

@@ -25,6 +25,9 @@ class MediaError(ModerateError):
         self.detail = detail
         super().__init__(f"{source}: {detail} [{code}]")
 
+    def __reduce__(self):  # crosses process boundaries (worker pools, the PDF renderer)
+        return (MediaError, (self.source, self.code, self.detail))
+
 
 class PolicyError(ModerateError):
     """A policy file is malformed: the message names the file, the field and the problem."""
@@ -51,3 +54,6 @@ class HashListError(ModerateError):
         first_line, first = problems[0]
         more = f" (and {len(problems) - 1} more bad lines)" if len(problems) > 1 else ""
         super().__init__(f"{source}:{first_line}: {first}{more}; nothing imported (--skip-invalid imports the rest)")
+
+    def __reduce__(self):
+        return (HashListError, (self.source, self.problems))

@@ -140,7 +140,7 @@ def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 102
     if kind in ("wmf", "emf"):
         from .documents import metafile_frames
 
-        return _media(name, kind.upper(), data, metafile_frames(data, kind, budgets, working_size, name))
+        return _media(name, kind.upper(), data, metafile_frames(data, kind, budgets, working_size, name, deadline))
     if kind == "heif" and not _heif_available():
         raise MediaError(name, "unsupported_format", "HEIC/HEIF input needs the optional extra: pip install 'moderate[heif]'")
     with opened(data, budgets, name) as image:
