@@ -170,6 +170,18 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
                                    spec.get("kind", "flagged"))
         return bank.to_dict()
 
+    @app.post("/v1/banks/{name}/references", summary="Add an image (multipart `file`, optional `id`, `note`, `source_url`)")
+    async def add_reference(name: str, request: Request, token: Token = Depends(role("admin"))) -> dict:
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(400, {"error": "multipart body needs a file field named 'file'"})
+        data = await upload.read()
+        reference_id = str(form.get("id") or (upload.filename or "upload").rsplit(".", 1)[0])
+        metadata = {"added_by": f"token:{token.name}", "note": form.get("note"), "source_url": form.get("source_url")}
+        reference = await _in_thread(lambda: engine.banks.add_bytes(name, data, reference_id, metadata))
+        return {"bank": name, "reference_id": reference.id, "hashes": len(reference.pdq)}
+
     @app.post("/v1/banks/{name}/enable")
     def enable(name: str, token: Token = Depends(role("admin"))) -> dict:
         return engine.banks.enable(name).to_dict()

@@ -90,6 +90,12 @@ def test_bank_routes_and_openapi(api, photos):
     assert ok.json()["imported"] == 5
     exported = client.get("/v1/banks/SPAM/export?format=txt", headers=auth["admin"])
     assert exported.text.count("\n") == 5
+    added = client.post("/v1/banks/SPAM/references", files={"file": ("cat.png", photos["chelsea"].read_bytes())},
+                        data={"id": "cat-1", "note": "from the API"}, headers=auth["admin"])
+    assert added.status_code == 200 and added.json()["reference_id"] == "cat-1"
+    assert client.post("/v1/check", content=photos["chelsea"].read_bytes(), headers=auth["checker"]).json()["verdict"] == "review"
+    assert client.post("/v1/banks/SPAM/references", files={"file": ("x.png", b"not an image")},
+                       headers=auth["admin"]).status_code == 400
     assert client.post("/v1/banks/TERROR/disable", headers=auth["admin"]).json()["enabled"] is False
     after = client.post("/v1/check", content=photos["astronaut"].read_bytes(), headers=auth["checker"])
     assert after.json()["verdict"] == "allow"

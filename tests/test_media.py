@@ -200,3 +200,14 @@ def test_big_palette_animation_is_shrunk_before_conversion():
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
     media = decode(buffer.getvalue())
     assert len(media.frames) == 3 and media.frames[0].pixels.shape == (683, 1024, 3)
+
+
+def test_animated_webp_gives_each_frame(astronaut):
+    frames = [astronaut, astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT), astronaut.convert("L").convert("RGB")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], duration=80, quality=85)
+    media = decode(buffer.getvalue())
+    assert media.format == "WEBP" and len(media.frames) == 3
+    reference = PDQ.compute(np.asarray(astronaut))[0]
+    assert reference.distance(PDQ.compute(media.frames[0].pixels)[0]) <= 20
+    assert reference.distance(PDQ.compute(media.frames[1].pixels)[0]) > 64
