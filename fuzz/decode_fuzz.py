@@ -15,6 +15,11 @@ Coverage: the Python code of Pillow's plugins, pillow-heif, pypdfium2, metafile-
 instrumented, so Python branch coverage guides the mutations; the C decoders (libjpeg, libpng,
 libtiff, libwebp, libavif, libheif, PDFium) are not instrumented and are reached through the seeds.
 
+Documents: moderate renders PDF, WMF and EMF in a separate renderer process (memory limit,
+deadline), which atheris cannot see into: there the fuzzing is blind. FUZZ_IN_PROCESS=1 renders them
+in this process instead, so their code is covered and guides mutations, and a bomb in the renderer
+shows up as a libFuzzer timeout or out-of-memory rather than as a `too_slow` MediaError.
+
 Exceptions: a shallow bug (say, every PDF with one broken page) would otherwise stop libFuzzer
 within seconds, every run. So by default each distinct finding (exception type + where it was
 raised + the innermost moderate frame) is printed with its traceback and its input saved once to
@@ -26,17 +31,34 @@ behaviour: stop, write crash-<sha1>), for replaying one input. Timeouts and OOMs
     FUZZ_STRICT=1 .venv/bin/python fuzz/decode_fuzz.py fuzz/findings/<file>      # replay one input
 """
 
+import contextlib
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 
-import atheris
+if __name__ == "__main__" and os.environ.get("FUZZ_SUPERVISED") != "1":
+    # libFuzzer ends the process without running Python's exit handlers, which would leave moderate's
+    # renderer processes behind: fuzz in a child process group, and end that group when it is done.
+    fuzzer = subprocess.Popen([sys.executable, *sys.argv], env={**os.environ, "FUZZ_SUPERVISED": "1"}, start_new_session=True)
+    try:
+        code = fuzzer.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(fuzzer.pid, signal.SIGKILL)
+    sys.exit(code)
 
-import numpy  # imported before instrumentation: big, and its branches say nothing about the input
+import atheris  # noqa: E402
 
-with atheris.instrument_imports():
+import numpy  # noqa: E402  imported before instrumentation: big, and its branches say nothing about the input
+
+# Instrument only when fuzzing: not when minimize.py imports this module, nor in moderate's renderer
+# process, which re-imports the main script as __mp_main__.
+with atheris.instrument_imports() if __name__ == "__main__" else contextlib.nullcontext():
     import metafile_render  # noqa: F401
     import pypdfium2  # noqa: F401
     import pillow_heif  # noqa: F401
@@ -50,6 +72,11 @@ with atheris.instrument_imports():
 
 BUDGETS = Budgets(max_pixels=4_000_000, max_total_pixels=16_000_000, max_frames=50, max_pages=10, max_seconds=5)
 STRICT = os.environ.get("FUZZ_STRICT") == "1"
+if os.environ.get("FUZZ_IN_PROCESS") == "1":
+    def _in_process(render, data, budgets, working_size, name, deadline):
+        return render(data, budgets, working_size, name, max(0.1, deadline - time.monotonic()))
+
+    moderate.documents._isolated = _in_process  # same call as moderate.documents._isolated makes, minus the process
 OUT = Path(os.environ.get("FUZZ_OUT", Path(__file__).parent / "out"))
 seen: set[str] = set()
 

@@ -79,9 +79,17 @@ def _stop_renderer() -> None:
 
 
 def _limit_memory(limit: int) -> None:
+    """Renderer set-up: a memory cap, and death with the parent (a SIGKILLed caller must not leave
+    gigabyte-sized renderers behind)."""
+    import ctypes
     import resource
+    import signal
 
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the renderer then ends with the forkserver at normal exit
+        pass
 
 
 def _pdf_frames_here(data: bytes, budgets: Budgets, working_size: int, name: str, seconds: float) -> list[Frame]:

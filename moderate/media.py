@@ -33,6 +33,7 @@ from .errors import MediaError
 
 # Formats Pillow may open (never EPS, which runs Ghostscript). HEIF needs the optional pillow-heif.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP", "AVIF", "HEIF")
+RASTER_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 
 Source = Union[str, os.PathLike, bytes, BinaryIO]
@@ -150,7 +151,9 @@ def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 102
 
 def sniff(data: bytes) -> str:
     """What an input is, from its first bytes: pdf, wmf, emf, heif, or image (left to Pillow)."""
-    if data[:5] == b"%PDF-" or (b"%PDF-" in data[:1024] and data[:1] != b"\xff"):
+    if data.startswith(RASTER_MAGIC):  # a picture first: "%PDF-" inside a PNG text chunk is not a PDF
+        return "heif" if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS else "image"
+    if b"%PDF-" in data[:1024]:  # PDF readers accept a header anywhere in the first kilobyte
         return "pdf"
     if data[:4] == b"\xd7\xcd\xc6\x9a" or data[:6] in (b"\x01\x00\x09\x00\x00\x03", b"\x02\x00\x09\x00\x00\x03"):
         return "wmf"

@@ -98,3 +98,16 @@ def test_pdf_verdict_names_the_page(banked, astronaut, photos, tmp_path):
     verdicts = [json.loads(line) for line in out.stdout.decode().splitlines()]
     assert [(v["page"], v["verdict"]) for v in verdicts] == [(0, "allow"), (0, "allow"), (1, "block"), (1, "block")]
     assert verdicts[2]["reasons"][0]["reference_id"] == "astronaut"
+
+
+def test_png_carrying_a_pdf_in_a_text_chunk_is_checked_as_the_png(astronaut):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", pdf_of([Image.new("RGB", (40, 40), "white")]).decode("latin-1"))
+    buffer = io.BytesIO()
+    astronaut.save(buffer, "PNG", pnginfo=info)
+    data = buffer.getvalue()
+    assert b"%PDF-" in data[:1024] and sniff(data) == "image"
+    media = decode(data)
+    assert media.format == "PNG" and near(media.frames[0].pixels, astronaut)
