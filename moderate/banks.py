@@ -22,7 +22,9 @@ from . import hashlist
 from .errors import BankError, HashListError, MediaError
 from .index import Catalog
 from .media import Budgets, decode
-from .signals import PDQ
+from .policy import RegionRules
+from .regions import Region, deborder, part_of
+from .signals import KEYPOINTS, PDQ
 from .store import Store, record_id, split_record_id
 
 ACTIONS = ("block", "review")
@@ -54,12 +56,17 @@ class Bank:
 
 @dataclass(frozen=True)
 class Reference:
-    """One flagged item: its id within its bank, its PDQ hashes, and its metadata."""
+    """One flagged item: its id within its bank, its PDQ hashes, and its metadata.
+
+    A reference can hold several images of one item (`bank add BANK a.jpg b.jpg --id ITEM`): each
+    image adds its hashes and its keypoints (local features, `moderate.signals.keypoints`).
+    """
 
     bank: str
     id: str
     pdq: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
+    keypoints: tuple = field(default=(), repr=False)  # KeypointSet per image, when computed here
 
 
 @dataclass(frozen=True)
@@ -118,10 +125,11 @@ def image_files(paths: Iterable[str | os.PathLike], recursive: bool = False) -> 
 class Banks:
     """Bank operations over a store and its derived index (`engine.banks`)."""
 
-    def __init__(self, store: Store, catalog: Catalog, budgets: Budgets = Budgets()):
+    def __init__(self, store: Store, catalog: Catalog, budgets: Budgets = Budgets(), regions: RegionRules = RegionRules()):
         self.store = store
         self.catalog = catalog
         self.budgets = budgets
+        self.regions = regions  # de-bordering and parts also hash references (see `moderate.regions`)
 
     # -- banks -------------------------------------------------------------------------------
 
@@ -187,12 +195,13 @@ class Banks:
 
     def _delete_prefix(self, write, prefix: str) -> int:
         """Delete every record whose id starts with `prefix` (by id, never by editable metadata)."""
-        index = write.snapshot.pdq
-        mask = index.prefix_mask(prefix)
+        index, keypoints = write.snapshot.pdq, write.snapshot.keypoints
+        mask, images = index.prefix_mask(prefix), keypoints.images.prefix_mask(prefix)
         ids = [index.id_at(int(p)) for p in np.flatnonzero(mask)]
         write.touch()
         self.store.delete_pdq(ids)
-        write.update(replace(write.snapshot, pdq=index.without(mask)))
+        self.store.delete_keypoints([keypoints.images.id_at(int(p)) for p in np.flatnonzero(images)])
+        write.update(replace(write.snapshot, pdq=index.without(mask), keypoints=keypoints.without(images)))
         return len(ids)
 
     @staticmethod
@@ -212,25 +221,31 @@ class Banks:
         reference_id: str | None = None,
         metadata: dict | None = None,
         skip_invalid: bool = False,
+        region: str | None = None,
     ) -> AddReport:
-        """Hash image files and add each as a reference; all or nothing unless `skip_invalid`."""
+        """Hash image files and add each as a reference; all or nothing unless `skip_invalid`.
+
+        With `reference_id`, all the files are images of that one reference. With `region`
+        (`x,y,w,h` in pixels or fractions), only that part of each image is the reference: a logo,
+        a symbol, one panel.
+        """
         self._record(self.catalog.current(), bank)  # before hashing what could not be added
         files = image_files(paths, recursive)
         if not files:
             raise BankError(f"bank {bank}: no image files to add")
-        if reference_id is not None:
-            if len(files) != 1:
-                raise BankError(f"--id {reference_id!r} names one reference, but {len(files)} files were given")
-            files = [(files[0][0], reference_id)]
-        _refuse_duplicate_ids(files)
+        if reference_id is None:
+            _refuse_duplicate_ids(files)
+            groups = {ref_id: [path] for path, ref_id in files}
+        else:
+            groups = {reference_id: [path for path, _ in files]}
         base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
         references: list[Reference] = []
         problems: list[Problem] = []
-        for path, ref_id in files:
+        for ref_id, group in groups.items():
             try:
-                references.append(self._reference_from_file(bank, path, ref_id, base))
+                references.append(self._reference_from_images(bank, group, ref_id, base, region))
             except (MediaError, BankError) as exc:
-                problems.append(Problem(str(path), str(exc)))
+                problems.append(Problem(str(group[0]), str(exc)))
         if problems and not skip_invalid:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise BankError(f"{problems[0].message}{more}; nothing added (--skip-invalid adds the rest)")
@@ -241,7 +256,7 @@ class Banks:
         """Add one image given as bytes (a review decision, an API upload) as a reference."""
         self._record(self.catalog.current(), bank)
         base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
-        reference = self._reference_from_file(bank, data, reference_id, base, name=reference_id)
+        reference = self._reference_from_images(bank, [data], reference_id, base, name=reference_id)
         self._write_references(bank, [reference])
         return reference
 
@@ -257,25 +272,47 @@ class Banks:
                     raise
         return ALLOWLIST_BANK
 
-    def _reference_from_file(self, bank: str, path: Path | bytes, ref_id: str, base: dict,
-                             name: str | None = None) -> Reference:
+    def _reference_from_images(self, bank: str, images: list[Path | bytes], ref_id: str, base: dict,
+                               region: str | None = None, name: str | None = None) -> Reference:
         _check_reference_id(ref_id)
-        media = decode(path, self.budgets, PDQ.working_size, name)
-        path = name or path
-        hashes = []
-        for frame in media.frames:
-            (value,) = PDQ.compute(frame.pixels)
-            if value.quality >= MIN_REFERENCE_QUALITY:
-                hashes.append(value.hex)
+        hashes, keypoints, first = [], [], None
+        for image in images:
+            media = decode(image, self.budgets, PDQ.working_size, name)
+            label = name or str(image)
+            for frame in media.frames:
+                try:
+                    box = Region.parse(region, frame.width, frame.height) if region else Region.whole(frame)
+                except ValueError as exc:
+                    raise BankError(f"{label}: {exc}") from None
+                hashes += self._hashes(frame, box)
+                if frame.index == 0:  # one image's worth of corners; later frames of an animation add hashes
+                    keypoints.append(KEYPOINTS.reference(box.crop(frame), box.w, box.h))
+            first = first or (media, label, box)
         if not hashes:
             raise BankError(
-                f"{path}: PDQ quality below {MIN_REFERENCE_QUALITY} in every frame: too flat to match reliably"
+                f"{first[1]}: PDQ quality below {MIN_REFERENCE_QUALITY} in every frame: too flat to match reliably"
             )
+        media, label, box = first
         metadata = {
-            **base, "width": media.width, "height": media.height, "filename": str(path), "format": media.format,
-            "sha256": media.sha256,
+            **base, "width": box.w, "height": box.h, "filename": label, "format": media.format,
+            "sha256": media.sha256, "images": len(images),
         }
-        return Reference(bank, ref_id, tuple(dict.fromkeys(hashes)), metadata)
+        if region:
+            metadata["region"] = f"{box.x},{box.y},{box.w},{box.h}"
+        return Reference(bank, ref_id, tuple(dict.fromkeys(hashes)), metadata, tuple(keypoints))
+
+    def _hashes(self, frame, box: Region) -> list[str]:
+        """PDQ of the reference region, and of its de-bordered inside and policy parts (as queries get)."""
+        from .media import Frame
+
+        pixels = box.crop(frame)
+        inner = Frame(frame.index, box.w, box.h, pixels)
+        regions = [Region.whole(inner)]
+        if self.regions.deborder:
+            regions += [r for r in [deborder(inner)] if r is not None]
+        regions += [part_of(inner, part) for part in self.regions.parts]
+        values = [PDQ.compute(r.crop(inner))[0] for r in regions if r.w >= 16 and r.h >= 16]
+        return [v.hex for v in values if v.quality >= MIN_REFERENCE_QUALITY]
 
     def _write_references(self, bank: str, references: list[Reference]) -> None:
         with self.catalog.writing() as write:
@@ -293,13 +330,22 @@ class Banks:
                 for ref in references
                 for n, hx in enumerate(ref.pdq)
             ]
-            self._add_records(write, records)
+            keypoints = [
+                (record_id(bank, ref.id, n), kp, {"bank": bank, "reference_id": ref.id})
+                for ref in references
+                for n, kp in enumerate(ref.keypoints)
+            ]
+            self._add_records(write, records, keypoints)
 
-    def _add_records(self, write, records: list[tuple[str, str, dict]]) -> None:
+    def _add_records(self, write, records: list[tuple[str, str, dict]], keypoints: list | None = None) -> None:
         write.touch()
         self.store.add_pdq(records)
         codes = np.frombuffer(b"".join(bytes.fromhex(hx) for _, hx, _ in records), dtype=np.uint8)
-        write.update(replace(write.snapshot, pdq=write.snapshot.pdq.appended(codes, [rid for rid, _, _ in records])))
+        snapshot = replace(write.snapshot, pdq=write.snapshot.pdq.appended(codes, [rid for rid, _, _ in records]))
+        if keypoints:
+            self.store.add_keypoints(keypoints)
+            snapshot = replace(snapshot, keypoints=snapshot.keypoints.appended([(rid, kp) for rid, kp, _ in keypoints]))
+        write.update(snapshot)
 
     def remove(self, bank: str, reference_id: str) -> int:
         """Remove one reference (all its hashes); returns how many hashes were removed."""

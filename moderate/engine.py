@@ -1,7 +1,7 @@
 """The engine: one pass from an input to a verdict.
 
-    source -> media (decode within budgets) -> regions -> signals -> match (exact index)
-           -> policy (reasons, verdict)
+    source -> media (decode within budgets) -> regions -> signals -> match (exact PDQ index,
+           pooled keypoints) -> verification (RANSAC: inliers, polygon) -> policy (reasons, verdict)
 
 The CLI, hooks and servers are thin front ends over `Engine`; everything they can do, a Python
 caller can do with the same objects.
@@ -23,12 +23,12 @@ from .banks import Banks, default_actor, image_files
 from .errors import MediaError, PolicyError
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
-from .match import Match, match_pdq
+from .match import Match, localized, match_keypoints, match_pdq
 from .media import Frame, Media, Source, decode, describe
 from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from .provenance import Credentials, Keys, Provenance, Signatures, digests
-from .regions import Region
-from .signals import PDQ, PdqHash
+from .regions import Region, regions_for
+from .signals import KEYPOINTS, PDQ, PdqHash
 from .queue import ReviewQueue
 from .search import SearchHit, search
 from .store import Store
@@ -89,7 +89,7 @@ class Engine:
         self.allow_hosts = tuple(allow_hosts)  # internal hosts URLs may point at (see moderate.fetch)
         self.store = Store(self.data_dir, self.chroma_url)
         self.catalog = Catalog(self.store)
-        self.banks = Banks(self.store, self.catalog, policy.limits)
+        self.banks = Banks(self.store, self.catalog, policy.limits, policy.regions)
         self.keys = Keys(self.data_dir)
         self.signatures = Signatures(self.keys, self.banks, Credentials(self.data_dir), policy.limits)
         self.actor = actor or default_actor()  # who checks, in the audit log (a user, token or hook)
@@ -148,10 +148,7 @@ class Engine:
             return self._record(failed, None, actor, enqueue)
         provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
         digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
-        per_frame = [
-            self._judge(snapshot, self._signals(name, frame, policy.pdq.dihedral), provenance, digest_of)
-            for frame in media.frames
-        ]
+        per_frame = [self._judge(snapshot, name, frame, provenance, digest_of) for frame in media.frames]
         elapsed = _ms(start)
         verdicts = [
             Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page, reasons=tuple(reasons),
@@ -184,7 +181,7 @@ class Engine:
         if missing:
             raise PolicyError(f"{self.policy.source}: banks.{missing[0]}: no such bank in {self.store.location}")
 
-    def _judge(self, snapshot: Snapshot, signals: FrameSignals, provenance: Provenance,
+    def _judge(self, snapshot: Snapshot, name: str, frame: Frame, provenance: Provenance,
                digest_of: Callable[[str], str]) -> tuple[FrameSignals, list[Reason]]:
         policy = self.policy
         rules = policy.pdq
@@ -192,14 +189,20 @@ class Engine:
         if provenance.state == "verified" and policy.provenance.allow_verified_originals:
             reasons.append(Reason(VERIFIED_ORIGINAL, "allow", signer=provenance.signer,
                                   detail=f"verified original signed by {provenance.signer}; the policy allows verified originals"))
+        hashed = [(region, PDQ.compute(region.crop(frame), rules.dihedral)) for region in regions_for(frame, policy.regions)]
+        signals = FrameSignals(name, frame.index, hashed[0][0], hashed[0][1], frame.page)
         quality = signals.pdq[0].quality
         if quality < rules.min_quality:
             detail = f"PDQ quality {quality} is below {rules.min_quality}: the hash is not used for matching"
-            return signals, reasons + [Reason("pdq.low_quality", rules.on_low_quality, signal="pdq", score=quality,
-                                              region=signals.region, detail=detail)]
+            reasons.append(Reason("pdq.low_quality", rules.on_low_quality, signal="pdq", score=quality,
+                                  region=signals.region, detail=detail))
         banks = {b for b, record in snapshot.banks.items() if policy.uses(b, record)}
-        queries = [(signals.region, h) for h in signals.pdq]
+        queries = [(region, h) for region, hashes in hashed for h in hashes if h.quality >= rules.min_quality]
         matches = match_pdq(snapshot, queries, rules.max_distance, banks)
+        if policy.keypoints.enabled and len(snapshot.keypoints) and banks:
+            described = KEYPOINTS.compute(frame.pixels, frame.width, frame.height, policy.keypoints.features)
+            matches = localized(snapshot, matches, described) + match_keypoints(
+                snapshot, described, banks, policy.keypoints.candidates, policy.keypoints.min_inliers)
         reasons += policy.reasons_for(matches, snapshot.banks)
         originals = [m for m in matches if snapshot.banks[m.bank].get("kind") == "originals"]
         reasons += self._originals(originals, provenance, digest_of)
@@ -210,25 +213,27 @@ class Engine:
     def _allowlisted(self, matches: list[Match], reasons: list[Reason], snapshot: Snapshot) -> Reason | None:
         """A known false positive at least as close as any flagged evidence allows the input."""
         first_band = self.policy.pdq.bands[0].max_distance
-        known = [m for m in matches if snapshot.banks[m.bank].get("kind") == "allowlist" and m.distance <= first_band]
+        known = [m for m in matches if snapshot.banks[m.bank].get("kind") == "allowlist" and m.signal == "pdq"
+                 and m.distance <= first_band]
         if not known:
             return None
         best = min(known, key=lambda m: m.distance)
         flagged = [r.distance for r in reasons if r.distance is not None and r.action != "allow"]
         if flagged and min(flagged) < best.distance:
             return None
-        return Reason(ALLOWLISTED, "allow", best.bank, best.reference_id, best.signal, best.distance, None, best.region,
-                      detail=f"a moderator rejected a near-identical item as a false positive ({best.reference_id})")
+        return best.reason(ALLOWLISTED, "allow",
+                           detail=f"a moderator rejected a near-identical item as a false positive ({best.reference_id})")
 
     def _originals(self, matches: list[Match], provenance: Provenance, digest_of: Callable[[str], str]) -> list[Reason]:
         """A match with a registered signed original: the original itself, or a modified copy of it."""
         best: dict[tuple[str, str], Match] = {}
         for m in matches:
-            if self.policy.pdq.band(m.distance) and ((m.bank, m.reference_id) not in best or m.distance < best[(m.bank, m.reference_id)].distance):
-                best[(m.bank, m.reference_id)] = m
+            key = (m.bank, m.reference_id)
+            if self.policy.band_for(m) and (key not in best or m.strength < best[key].strength):
+                best[key] = m
         references = self.banks.lookup(best) if best else {}
         reasons = []
-        for key, m in sorted(best.items(), key=lambda item: item[1].distance):
+        for key, m in sorted(best.items(), key=lambda item: item[1].strength):
             reference = references.get(key)
             if reference is None or "signed_digest" not in reference.metadata:
                 continue
@@ -242,8 +247,7 @@ class Engine:
             else:
                 rule, action = "provenance.modified_copy", self.policy.provenance.modified_copy
                 detail = f"modified copy of {signer}'s original {m.reference_id}"
-            reasons.append(Reason(rule, action, m.bank, m.reference_id, m.signal, m.distance, None, m.region,
-                                  m.variant if m.variant != "original" else None, detail, signer))
+            reasons.append(m.reason(rule, action, detail, signer))
         return reasons
 
     def check_many(self, sources: Iterable[Source], workers: int | None = None) -> Iterator[list[Verdict]]:

@@ -34,39 +34,37 @@ FAISS_FROM = 4096  # below this many codes numpy brute force beats faiss's impor
 
 
 @dataclass(frozen=True, eq=False)
-class PdqIndex:
-    """Exact Hamming search over PDQ codes; position i is record `id_at(i)`."""
+class RecordIds:
+    """Chroma record ids (`BANK::REFERENCE_ID::N`) of an index's rows, packed into one blob so that
+    a million of them load in milliseconds and bank masks need no decoding."""
 
-    codes: np.ndarray = field(repr=False)  # (N, 32) uint8
     offsets: np.ndarray = field(repr=False)  # (N + 1,) int64 into `blob`
     blob: bytes = field(repr=False)  # utf-8 record ids, concatenated
 
     @classmethod
-    def empty(cls) -> "PdqIndex":
-        return cls.build(np.zeros((0, CODE_BYTES), np.uint8), [])
-
-    @classmethod
-    def build(cls, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
+    def build(cls, ids: list[str]) -> "RecordIds":
         encoded = [i.encode() for i in ids]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        return cls(np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES), offsets, b"".join(encoded))
+        return cls(offsets, b"".join(encoded))
 
     def __len__(self) -> int:
-        return self.codes.shape[0]
+        return len(self.offsets) - 1
 
     def id_at(self, position: int) -> str:
         return bytes(self.blob[self.offsets[position] : self.offsets[position + 1]]).decode()
 
-    def ids(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:
         return (self.id_at(i) for i in range(len(self)))
 
-    def bank_mask(self, bank: str) -> np.ndarray:
-        """Which positions belong to `bank` (record ids start with `BANK::`), without decoding ids."""
-        return self.prefix_mask(f"{bank}::")
+    def prefix_mask(self, prefix: str) -> np.ndarray:
+        """Positions whose record id starts with `prefix`."""
+        raw = prefix.encode()
+        starts, lengths = self._spans()
+        return self._bytes_equal(starts, lengths > len(raw), raw)
 
     def first_hash_mask(self) -> np.ndarray:
-        """Positions holding a reference's first hash (record ids end with `::0`): one per reference."""
+        """Positions holding a reference's first record (ids ending with `::0`): one per reference."""
         starts, lengths = self._spans()
         return self._bytes_equal(starts + lengths - 3, lengths >= 3, b"::0")
 
@@ -81,10 +79,57 @@ class PdqIndex:
             mask &= blob[np.where(mask, at + k, 0)] == byte
         return mask
 
+    def appended(self, ids: list[str]) -> "RecordIds":
+        extra = RecordIds.build(ids)  # only the new ids are encoded; the rest is copied as arrays
+        return RecordIds(np.concatenate([self.offsets, extra.offsets[1:] + self.offsets[-1]]), bytes(self.blob) + extra.blob)
+
+    def kept(self, keep: np.ndarray) -> "RecordIds":
+        """A copy with only the positions where `keep` is true (array operations, no decoding)."""
+        _, lengths = self._spans()
+        blob = np.frombuffer(self.blob, dtype=np.uint8)[np.repeat(keep, lengths)].tobytes() if len(self.blob) else b""
+        offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+        np.cumsum(lengths[keep], out=offsets[1:])
+        return RecordIds(offsets, blob)
+
+
+@dataclass(frozen=True, eq=False)
+class PdqIndex:
+    """Exact Hamming search over PDQ codes; position i is record `id_at(i)`."""
+
+    codes: np.ndarray = field(repr=False)  # (N, 32) uint8
+    records: RecordIds = field(repr=False)
+
+    @classmethod
+    def empty(cls) -> "PdqIndex":
+        return cls.build(np.zeros((0, CODE_BYTES), np.uint8), [])
+
+    @classmethod
+    def build(cls, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
+        return cls(np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES), RecordIds.build(ids))
+
+    def __len__(self) -> int:
+        return self.codes.shape[0]
+
+    def id_at(self, position: int) -> str:
+        return self.records.id_at(position)
+
+    def ids(self) -> Iterator[str]:
+        return iter(self.records)
+
+    def bank_mask(self, bank: str) -> np.ndarray:
+        """Which positions belong to `bank` (record ids start with `BANK::`), without decoding ids."""
+        return self.records.prefix_mask(f"{bank}::")
+
+    def prefix_mask(self, prefix: str) -> np.ndarray:
+        return self.records.prefix_mask(prefix)
+
+    def first_hash_mask(self) -> np.ndarray:
+        """Positions holding a reference's first hash: one per reference."""
+        return self.records.first_hash_mask()
+
     def appended(self, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
-        extra = PdqIndex.build(codes, ids)  # only the new ids are encoded; the rest is copied as arrays
-        offsets = np.concatenate([self.offsets, extra.offsets[1:] + self.offsets[-1]])
-        return PdqIndex(np.concatenate([self.codes, extra.codes]), offsets, bytes(self.blob) + extra.blob)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES)
+        return PdqIndex(np.concatenate([self.codes, codes]), self.records.appended(ids))
 
     def positions_of(self, codes: np.ndarray) -> list[list[int]]:
         """For each code, the positions holding exactly that code (a sorted search, no popcount)."""
@@ -100,20 +145,9 @@ class PdqIndex:
         return [order[a:b].tolist() for a, b in zip(lo, hi)]
 
     def without(self, drop: np.ndarray) -> "PdqIndex":
-        """A copy without the positions where `drop` is true (array operations, no id decoding)."""
+        """A copy without the positions where `drop` is true."""
         keep = ~np.asarray(drop, dtype=bool)
-        starts, lengths = self._spans()
-        byte_keep = np.repeat(keep, lengths)
-        blob = np.frombuffer(self.blob, dtype=np.uint8)[byte_keep].tobytes() if len(self.blob) else b""
-        offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-        np.cumsum(lengths[keep], out=offsets[1:])
-        return PdqIndex(np.ascontiguousarray(self.codes[keep]), offsets, blob)
-
-    def prefix_mask(self, prefix: str) -> np.ndarray:
-        """Positions whose record id starts with `prefix`."""
-        raw = prefix.encode()
-        starts, lengths = self._spans()
-        return self._bytes_equal(starts, lengths > len(raw), raw)
+        return PdqIndex(np.ascontiguousarray(self.codes[keep]), self.records.kept(keep))
 
     def search(self, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
         """All (query row, position, distance) with distance <= max_distance."""
@@ -143,6 +177,91 @@ class PdqIndex:
         return cached
 
 
+@dataclass(frozen=True, eq=False)
+class KeypointIndex:
+    """Every reference image's ORB descriptors, pooled, for nearest-neighbour search.
+
+    Row i of `descriptors` belongs to image `owner[i]` (record `images.id_at(owner[i])`), at
+    `points[i]` in that image's pixels, from its mirror image when `mirrored[i]`. Small pools are
+    searched exhaustively; from `IVF_FROM` descriptors on, through a faiss inverted file with about
+    `IVF_LIST` descriptors per list (measured on the robustness corpus, 21k descriptors: 108 ms
+    exhaustive against 15 ms with 64 lists and 8 probed, with identical recall).
+    """
+
+    images: RecordIds = field(repr=False)
+    sizes: np.ndarray = field(repr=False)  # (K, 2) int32: width, height of each image
+    descriptors: np.ndarray = field(repr=False)  # (M, 32) uint8
+    points: np.ndarray = field(repr=False)  # (M, 2) float32
+    owner: np.ndarray = field(repr=False)  # (M,) int32
+    mirrored: np.ndarray = field(repr=False)  # (M,) bool
+
+    IVF_FROM = 8192
+    IVF_LIST = 300
+    IVF_PROBE = 8
+
+    @classmethod
+    def empty(cls) -> "KeypointIndex":
+        return cls.build([])
+
+    @classmethod
+    def build(cls, records: list) -> "KeypointIndex":
+        """From (record id, KeypointSet) pairs."""
+        empty = cls(RecordIds.build([]), np.zeros((0, 2), np.int32), np.zeros((0, 32), np.uint8),
+                    np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, bool))
+        return empty.appended(records) if records else empty
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def appended(self, records: list) -> "KeypointIndex":
+        first = len(self)
+        parts = [(k.descriptors, k.points, False, k) for _, k in records] + [
+            (k.mirrored_descriptors, k.mirrored_points, True, k) for _, k in records]
+        rows = [first + i for i in range(len(records))] * 2
+        return KeypointIndex(
+            self.images.appended([rid for rid, _ in records]),
+            np.concatenate([self.sizes, np.array([[k.width, k.height] for _, k in records], np.int32).reshape(-1, 2)]),
+            np.concatenate([self.descriptors] + [d for d, _, _, _ in parts]),
+            np.concatenate([self.points] + [p for _, p, _, _ in parts]),
+            np.concatenate([self.owner] + [np.full(len(d), row, np.int32) for (d, _, _, _), row in zip(parts, rows)]),
+            np.concatenate([self.mirrored] + [np.full(len(d), m, bool) for d, _, m, _ in parts]),
+        )
+
+    def without(self, drop: np.ndarray) -> "KeypointIndex":
+        """A copy without the images where `drop` is true (and their descriptors)."""
+        keep = ~np.asarray(drop, dtype=bool)
+        renumber = np.cumsum(keep) - 1
+        rows = keep[self.owner]
+        return KeypointIndex(self.images.kept(keep), np.ascontiguousarray(self.sizes[keep]),
+                             np.ascontiguousarray(self.descriptors[rows]), np.ascontiguousarray(self.points[rows]),
+                             renumber[self.owner[rows]].astype(np.int32), np.ascontiguousarray(self.mirrored[rows]))
+
+    def nearest(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, rows) of the two nearest pooled descriptors of each query descriptor."""
+        if len(self.descriptors) < 2 or len(descriptors) == 0:
+            return np.zeros((len(descriptors), 2), np.int32), np.full((len(descriptors), 2), -1, np.int64)
+        return self._faiss().search(np.ascontiguousarray(descriptors, dtype=np.uint8), 2)
+
+    def _faiss(self):
+        cached = self.__dict__.get("_faiss_index")
+        if cached is None:
+            import faiss
+
+            faiss.omp_set_num_threads(1)
+            data = np.ascontiguousarray(self.descriptors)
+            if len(data) < self.IVF_FROM:
+                cached = faiss.IndexBinaryFlat(256)
+            else:
+                lists = len(data) // self.IVF_LIST
+                cached = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, lists)
+                sample = data[np.random.default_rng(0).choice(len(data), min(len(data), lists * 64), replace=False)]
+                cached.train(sample)
+                cached.nprobe = self.IVF_PROBE
+            cached.add(data)
+            object.__setattr__(self, "_faiss_index", cached)
+        return cached
+
+
 def _numpy_search(codes: np.ndarray, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
     out = []
     for q, query in enumerate(queries):
@@ -160,6 +279,7 @@ class Snapshot:
     banks: dict  # name -> bank record (action, description, enabled, created_at)
     pdq: PdqIndex
     stamp: list | None = None  # the store's stamp when saved (embedded only)
+    keypoints: KeypointIndex = field(default_factory=KeypointIndex.empty)
 
 
 class Catalog:
@@ -204,7 +324,8 @@ class Catalog:
             ids.append(rid)
             codes.append(bytes.fromhex(hex_value))
         array = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, CODE_BYTES)
-        return Snapshot(generation, banks, PdqIndex.build(array, ids))
+        keypoints = KeypointIndex.build(list(self.store.keypoint_records()))
+        return Snapshot(generation, banks, PdqIndex.build(array, ids), keypoints=keypoints)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -256,27 +377,38 @@ class Catalog:
         try:
             meta = json.loads((self.dir / "snapshot.json").read_text())
             tag = meta["tag"]
-            codes = np.load(self.dir / f"pdq-{tag}.codes.npy", mmap_mode="r")
-            offsets = np.load(self.dir / f"pdq-{tag}.offsets.npy", mmap_mode="r")
-            blob = (self.dir / f"pdq-{tag}.ids").read_bytes()
+            arrays = {name: np.load(self.dir / f"{tag}.{name}.npy", mmap_mode="r") for name in _ARRAYS}
+            blobs = {name: (self.dir / f"{tag}.{name}").read_bytes() for name in _BLOBS}
+            pdq = PdqIndex(arrays["pdq-codes"], RecordIds(arrays["pdq-offsets"], blobs["pdq-ids"]))
+            keypoints = KeypointIndex(RecordIds(arrays["kp-offsets"], blobs["kp-ids"]), arrays["kp-sizes"],
+                                      arrays["kp-descriptors"], arrays["kp-points"], arrays["kp-owner"],
+                                      arrays["kp-mirrored"])
         except (ValueError, KeyError, TypeError, OSError):
             return None
-        if codes.ndim != 2 or codes.shape[1] != CODE_BYTES or len(offsets) != len(codes) + 1 or (
-            len(offsets) and int(offsets[-1]) != len(blob)
-        ):
+        consistent = (
+            pdq.codes.ndim == 2 and pdq.codes.shape[1] == CODE_BYTES and len(pdq.records) == len(pdq.codes)
+            and int(pdq.records.offsets[-1]) == len(pdq.records.blob)
+            and len(keypoints.images) == len(keypoints.sizes)
+            and int(keypoints.images.offsets[-1]) == len(keypoints.images.blob)
+            and len({len(keypoints.descriptors), len(keypoints.points), len(keypoints.owner), len(keypoints.mirrored)}) == 1
+        )
+        if not consistent:
             return None
-        return Snapshot(meta["generation"], meta["banks"], PdqIndex(codes, offsets, blob), meta.get("stamp"))
+        return Snapshot(meta["generation"], meta["banks"], pdq, meta.get("stamp"), keypoints)
 
     def _save(self, snapshot: Snapshot) -> None:
         """Write each file under a temporary name and rename it, `snapshot.json` last."""
-        tag = hashlib.sha256(snapshot.generation.encode()).hexdigest()[:16]
+        tag = "s" + hashlib.sha256(snapshot.generation.encode()).hexdigest()[:16]
         pending = f".{os.getpid()}.tmp"
-        for suffix, write in (
-            (".codes.npy", lambda f: np.save(f, np.asarray(snapshot.pdq.codes))),
-            (".offsets.npy", lambda f: np.save(f, np.asarray(snapshot.pdq.offsets))),
-            (".ids", lambda f: f.write(bytes(snapshot.pdq.blob))),
-        ):
-            target = self.dir / f"pdq-{tag}{suffix}"
+        pdq, kp = snapshot.pdq, snapshot.keypoints
+        arrays = {"pdq-codes": pdq.codes, "pdq-offsets": pdq.records.offsets, "kp-offsets": kp.images.offsets,
+                  "kp-sizes": kp.sizes, "kp-descriptors": kp.descriptors, "kp-points": kp.points,
+                  "kp-owner": kp.owner, "kp-mirrored": kp.mirrored}
+        blobs = {"pdq-ids": pdq.records.blob, "kp-ids": kp.images.blob}
+        files = [(f"{name}.npy", lambda f, a=array: np.save(f, np.asarray(a))) for name, array in arrays.items()]
+        files += [(name, lambda f, b=blob: f.write(bytes(b))) for name, blob in blobs.items()]
+        for name, write in files:
+            target = self.dir / f"{tag}.{name}"
             with open(str(target) + pending, "wb") as fh:
                 write(fh)
             os.replace(str(target) + pending, target)
@@ -286,9 +418,14 @@ class Catalog:
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.dir / "snapshot.json")
         self._snapshot = replace(snapshot, stamp=stamp)
-        for old in self.dir.glob("pdq-*"):
-            if not old.name.startswith(f"pdq-{tag}.") or old.name.endswith(".tmp"):
+        for old in self.dir.glob("*"):
+            stale = old.name.startswith(("s", "pdq-")) and not old.name.startswith(f"{tag}.")
+            if (stale or old.name.endswith(".tmp")) and old.name != "snapshot.json":
                 old.unlink(missing_ok=True)
+
+
+_ARRAYS = ("pdq-codes", "pdq-offsets", "kp-offsets", "kp-sizes", "kp-descriptors", "kp-points", "kp-owner", "kp-mirrored")
+_BLOBS = ("pdq-ids", "kp-ids")
 
 
 @dataclass

@@ -57,6 +57,59 @@ class PdqRules:
 
 
 @dataclass(frozen=True)
+class InlierBand:
+    """Local-feature matches with at least `min_inliers` get `action` ("bank": the bank's action)."""
+
+    min_inliers: int
+    action: str
+    name: str
+
+    @classmethod
+    def of(cls, min_inliers: int, action: str, name: str | None = None) -> "InlierBand":
+        return cls(min_inliers, action, name or f"keypoints.inliers>={min_inliers}")
+
+
+@dataclass(frozen=True)
+class KeypointRules:
+    """Local-feature matching (see `moderate.verification`): candidates from a pooled descriptor
+    index, verified by RANSAC. Distractors reach at most 8 inliers on the robustness corpus."""
+
+    enabled: bool = True
+    features: int = 1500  # ORB corners described per query frame
+    candidates: int = 4  # most voted reference images verified per frame
+    bands: tuple[InlierBand, ...] = (InlierBand.of(20, "bank"), InlierBand.of(12, "review"))
+
+    @property
+    def min_inliers(self) -> int:
+        return min(b.min_inliers for b in self.bands)
+
+    def band(self, inliers: int) -> InlierBand | None:
+        return next((b for b in self.bands if inliers >= b.min_inliers), None)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part of every frame to compare on its own, in fractions of the frame (query and reference)."""
+
+    name: str
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass(frozen=True)
+class RegionRules:
+    """Which regions of a frame are hashed besides the whole frame (see `moderate.regions`)."""
+
+    mode: str = "whole"  # whole | objects (adds tiles and content proposals)
+    deborder: bool = True
+    parts: tuple[Part, ...] = ()
+    tiles: tuple[int, ...] = (2, 3)  # objects mode: grids of n x n tiles, overlapping by half a tile
+    proposals: int = 8  # objects mode: at most this many content-based boxes
+
+
+@dataclass(frozen=True)
 class ProvenanceRules:
     """What signed originals mean for a verdict."""
 
@@ -71,6 +124,8 @@ class Policy:
     on_error: str = "review"
     banks: dict | None = None  # None: every enabled bank, with its own action
     pdq: PdqRules = PdqRules()
+    keypoints: KeypointRules = KeypointRules()
+    regions: RegionRules = RegionRules()
     provenance: ProvenanceRules = ProvenanceRules()
     limits: Budgets = Budgets()
     source: str = "<built-in default>"
@@ -113,6 +168,23 @@ class Policy:
             bands=pdq_fields.bands("thresholds"),
         )
         pdq_fields.done()
+        keypoint_fields = top.section("keypoints")
+        keypoints = KeypointRules(
+            enabled=keypoint_fields.boolean("enabled", True),
+            features=keypoint_fields.integer("features", 1500, 100, 20000),
+            candidates=keypoint_fields.integer("candidates", 4, 1, 100),
+            bands=keypoint_fields.inlier_bands("thresholds"),
+        )
+        keypoint_fields.done()
+        region_fields = top.section("regions")
+        regions = RegionRules(
+            mode=region_fields.choice("mode", "whole", ("whole", "objects")),
+            deborder=region_fields.boolean("deborder", True),
+            parts=region_fields.parts("parts"),
+            tiles=region_fields.tiles("tiles"),
+            proposals=region_fields.integer("proposals", 8, 0, 64),
+        )
+        region_fields.done()
         provenance_fields = top.section("provenance")
         provenance = ProvenanceRules(
             modified_copy=provenance_fields.choice("modified_copy", "review", VERDICTS),
@@ -130,7 +202,7 @@ class Policy:
         limits_fields.done()
         webhooks = top.webhooks("webhooks")
         top.done()
-        return cls(name, default, on_error, banks, pdq, provenance, limits, origin, webhooks)
+        return cls(name, default, on_error, banks, pdq, keypoints, regions, provenance, limits, origin, webhooks)
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -144,25 +216,28 @@ class Policy:
         chosen = "bank" if self.banks is None else self.banks[bank]
         return bank_record.get("action", "block") if chosen == "bank" else chosen
 
+    def band_for(self, match: Match):
+        """The threshold band a match falls in (PDQ by distance, keypoints by inliers), or None."""
+        if match.signal == "keypoints":
+            return self.keypoints.band(match.inliers or 0)
+        return self.pdq.band(match.distance)
+
     def reasons_for(self, matches: list[Match], banks: dict) -> list[Reason]:
-        """One reason per matched reference (its closest match), most severe and closest first."""
-        best: dict[tuple[str, str], Match] = {}
+        """One reason per matched reference (its strongest match), most severe and closest first."""
+        best: dict[tuple[str, str], tuple[Match, object]] = {}
         for m in matches:
+            band = self.band_for(m)
             key = (m.bank, m.reference_id)
-            if key not in best or m.distance < best[key].distance:
-                best[key] = m
+            if band is not None and (key not in best or _rank(m, band) < _rank(*best[key])):
+                best[key] = (m, band)
         reasons = []
-        for m in best.values():
+        for m, band in best.values():
             bank_action = self.bank_action(m.bank, banks.get(m.bank, {}))
-            band = self.pdq.band(m.distance)
-            if bank_action is None or band is None:
+            if bank_action is None:
                 continue
             action = bank_action if band.action == "bank" else band.action
-            reasons.append(
-                Reason(band.name, action, m.bank, m.reference_id, m.signal, m.distance, None, m.region,
-                       m.variant if m.variant != "original" else None)
-            )
-        reasons.sort(key=lambda r: (-severity(r.action), r.distance, r.bank, r.reference_id))
+            reasons.append(m.reason(band.name, action))
+        reasons.sort(key=lambda r: (-severity(r.action), r.strength, r.bank, r.reference_id))
         return reasons
 
     def verdict_for(self, reasons: list[Reason]) -> str:
@@ -171,6 +246,12 @@ class Policy:
         if self.provenance.allow_verified_originals and any(r.rule == VERIFIED_ORIGINAL for r in reasons):
             return "allow"
         return worst([self.default] + [r.action for r in reasons])
+
+
+def _rank(m: Match, band) -> tuple:
+    """Smaller is stronger evidence: a band that blocks, then PDQ (comparable across tools), then
+    the closer hash or the more inliers."""
+    return (band.action not in ("bank", "block"), m.signal != "pdq", m.strength)
 
 
 def _unique_keys_loader():
@@ -268,6 +349,54 @@ class _Fields:
                 fields.fail("max_distance", f"must be larger than the previous band's {bands[-1].max_distance}")
             bands.append(band)
         return tuple(bands)
+
+    def inlier_bands(self, key: str) -> tuple[InlierBand, ...]:
+        value = self.get(key, None)
+        if value is None:
+            return KeypointRules().bands
+        if not isinstance(value, list) or not value:
+            self.fail(key, f"must be a non-empty list of {{min_inliers, action}}, got {value!r}")
+        bands = []
+        for i, item in enumerate(value):
+            fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
+            band = InlierBand.of(fields.integer("min_inliers", None, 8, 10000), fields.choice("action", None, BAND_ACTIONS),
+                                 fields.get("name", None))
+            if not isinstance(band.name, str) or not band.name:
+                fields.fail("name", f"must be a non-empty string, got {band.name!r}")
+            fields.done()
+            if bands and band.min_inliers >= bands[-1].min_inliers:
+                fields.fail("min_inliers", f"must be smaller than the previous band's {bands[-1].min_inliers}")
+            bands.append(band)
+        return tuple(bands)
+
+    def fraction(self, key: str, low: float = 0.0, high: float = 1.0) -> float:
+        value = self.get(key, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            self.fail(key, f"must be a number from {low:g} to {high:g} (a fraction of the frame), got {value!r}")
+        return float(value)
+
+    def parts(self, key: str) -> tuple[Part, ...]:
+        value = self.get(key, [])
+        if not isinstance(value, list):
+            self.fail(key, f"must be a list of {{name, x, y, w, h}} in fractions of the frame, got {value!r}")
+        parts = []
+        for i, item in enumerate(value):
+            fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
+            part = Part(fields.text("name", ""), fields.fraction("x"), fields.fraction("y"), fields.fraction("w", 0.05),
+                        fields.fraction("h", 0.05))
+            if part.x + part.w > 1.0 + 1e-9 or part.y + part.h > 1.0 + 1e-9:
+                fields.fail("w", "the part must lie inside the frame (x + w <= 1 and y + h <= 1)")
+            if part.name in {p.name for p in parts}:
+                fields.fail("name", f"{part.name!r} is used twice")
+            fields.done()
+            parts.append(part)
+        return tuple(parts)
+
+    def tiles(self, key: str) -> tuple[int, ...]:
+        value = self.get(key, [2, 3])
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 8 for v in value):
+            self.fail(key, f"must be a list of grid sizes from 2 to 8 (e.g. [2, 3]), got {value!r}")
+        return tuple(value)
 
     def webhooks(self, key: str) -> tuple:
         from .webhooks import Webhook

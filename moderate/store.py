@@ -9,6 +9,10 @@ What lives here:
   indexes it derived are current.
 - `moderate-pdq`: one record per PDQ hash of a reference, with the bank and reference id as
   metadata. Record ids are `BANK::REFERENCE_ID::N`, N counting the hashes of that reference.
+- `moderate-keypoints`: one record per image of a reference: its local features (ORB corners and
+  descriptors, see `moderate.signals.keypoints`) as base64 in the record's document, ids as above
+  with N counting the images. Its vector is a placeholder: these records are read, never searched
+  by Chroma (the pooled descriptor index is derived, like the PDQ index).
 
 Never the images. Chroma is only imported when a store is touched: it costs over a second.
 We always pass our own vectors (Chroma's default embedding function would download a model) and
@@ -17,6 +21,7 @@ turn its telemetry off.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import uuid
@@ -26,12 +31,14 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from .errors import ModerateError, StoreError
-from .signals import PDQ
+from .signals import PDQ, KeypointSet
 
 BANKS_COLLECTION = "moderate-banks"
 PDQ_COLLECTION = "moderate-pdq"
+KEYPOINTS_COLLECTION = "moderate-keypoints"
 STATE_ID = "@state"  # bank names cannot start with "@"
 PAGE = 5000  # records per Chroma round trip; under Chroma's max batch size
+KEYPOINT_PAGE = 200  # keypoint records are ~50 kB each
 
 
 def record_id(bank: str, reference_id: str, n: int) -> str:
@@ -212,9 +219,38 @@ class Store:
             offset += PAGE
 
     def delete_pdq(self, ids: list[str]) -> None:
+        self._delete(PDQ_COLLECTION, ids)
+
+    def _delete(self, collection: str, ids: list[str]) -> None:
         for start in range(0, len(ids), PAGE):
-            with self._using(PDQ_COLLECTION, "deleting references") as col:
+            with self._using(collection, "deleting references") as col:
                 col.delete(ids=ids[start : start + PAGE])
+
+    # -- keypoint records ---------------------------------------------------------------------------
+
+    def add_keypoints(self, records: list[tuple[str, KeypointSet, dict]]) -> None:
+        """Add (record id, keypoints, metadata) records."""
+        for start in range(0, len(records), KEYPOINT_PAGE):
+            page = records[start : start + KEYPOINT_PAGE]
+            with self._using(KEYPOINTS_COLLECTION, "adding keypoints") as col:
+                col.add(ids=[rid for rid, _, _ in page], embeddings=[[1.0]] * len(page),
+                        documents=[base64.b64encode(k.to_bytes()).decode() for _, k, _ in page],
+                        metadatas=[_clean(md) for _, _, md in page])
+
+    def keypoint_records(self, ids: list[str] | None = None) -> Iterator[tuple[str, KeypointSet]]:
+        """Yield (record id, keypoints), page by page."""
+        offset = 0
+        while True:
+            with self._using(KEYPOINTS_COLLECTION, "reading keypoints") as col:
+                got = col.get(ids=ids, include=["documents"], limit=KEYPOINT_PAGE, offset=offset)
+            for rid, document in zip(got["ids"], got["documents"]):
+                yield rid, KeypointSet.from_bytes(base64.b64decode(document))
+            if len(got["ids"]) < KEYPOINT_PAGE:
+                return
+            offset += KEYPOINT_PAGE
+
+    def delete_keypoints(self, ids: list[str]) -> None:
+        self._delete(KEYPOINTS_COLLECTION, ids)
 
 
 def _clean(metadata: dict) -> dict:

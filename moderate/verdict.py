@@ -37,6 +37,15 @@ class Reason:
     variant: str | None = None  # the transform of the query that matched (dihedral PDQ)
     detail: str | None = None
     signer: str | None = None  # for registered signed originals: who signed the original
+    inliers: int | None = None  # local-feature matches consistent with one homography
+    polygon: tuple | None = None  # the reference's outline in the query's pixels (x, y corners)
+
+    @property
+    def strength(self) -> float:
+        """Smaller is stronger: the PDQ distance, or minus the inliers."""
+        if self.distance is not None:
+            return self.distance
+        return -self.inliers if self.inliers is not None else 0
 
     def to_dict(self) -> dict:
         out = {
@@ -50,6 +59,9 @@ class Reason:
             out["detail"] = self.detail
         if self.signer:
             out["signer"] = self.signer
+        if self.inliers is not None:
+            out["inliers"] = self.inliers
+            out["polygon"] = [list(p) for p in self.polygon] if self.polygon else None
         return out
 
 

@@ -43,7 +43,7 @@ def test_exact_copy_matches_at_distance_zero_and_region_is_whole_frame(banked, p
     reason = verdict.reasons[0]
     assert reason.distance == 0
     assert (reason.region.x, reason.region.y, reason.region.w, reason.region.h) == (0, 0, 512, 512)
-    assert verdict.to_dict()["reasons"][0]["region"] == {"x": 0, "y": 0, "w": 512, "h": 512}
+    assert verdict.to_dict()["reasons"][0]["region"] == {"x": 0, "y": 0, "w": 512, "h": 512, "origin": "whole"}
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ lists, and measures the distance between two values. Matching against banks goes
 built for that signal (see `moderate.index`).
 """
 
+from .keypoints import KEYPOINTS, KeypointSet, KeypointSignal
 from .pdq import PDQ, PdqHash, PdqSignal
 
-SIGNALS = {PDQ.name: PDQ}
+SIGNALS = {PDQ.name: PDQ}  # signals that hash lists carry
 
-__all__ = ["PDQ", "PdqHash", "PdqSignal", "SIGNALS"]
+__all__ = ["KEYPOINTS", "KeypointSet", "KeypointSignal", "PDQ", "PdqHash", "PdqSignal", "SIGNALS"]

@@ -1,0 +1,136 @@
+"""Keypoints: local features that find a flagged image inside a crop, a collage or a rotated copy.
+
+A perceptual hash describes a whole picture, so it breaks as soon as the picture is cut, padded,
+turned a few degrees or pasted into another one (measured on the robustness corpus: PDQ catches 0%
+of photos pasted at 30-50% scale into another picture). Local features describe small patches
+around corners, each on its own: enough of them surviving, in a geometrically consistent layout,
+is strong evidence that the reference is in the query, and the layout (a homography) says where.
+
+ORB (FAST corners, rotated BRIEF, 256-bit binary descriptors) is used rather than SIFT because it
+is about 10x faster and its binary descriptors fit the same Hamming machinery as PDQ. ORB is not
+mirror-invariant (measured 0.03-0.12 recall on plain horizontal flips), so a reference also keeps
+the features of its mirror image; the query is described once.
+
+Queries pick corners over a 4x4 grid: the strongest corners of a busy background would otherwise
+take the whole budget and leave none on a small pasted picture (pasted recall 0.90 -> 0.95).
+A reference keeps at most `reference_features` (500) per orientation, about 20 kB: a description of
+corners, from which the image cannot be rebuilt.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DESCRIPTOR_BYTES = 32
+_MAGIC = b"MKP1"
+
+
+@dataclass(frozen=True, eq=False)
+class KeypointSet:
+    """Corners of one image: positions in the image's own pixels, and their ORB descriptors.
+
+    `mirrored` is a parallel set from the mirror image, with positions mapped back into the
+    unmirrored image (so a homography fitted to them includes the flip).
+    """
+
+    width: int
+    height: int
+    points: np.ndarray = field(repr=False)  # (N, 2) float32, x and y
+    descriptors: np.ndarray = field(repr=False)  # (N, 32) uint8
+    mirrored_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32), repr=False)
+    mirrored_descriptors: np.ndarray = field(default_factory=lambda: np.zeros((0, DESCRIPTOR_BYTES), np.uint8), repr=False)
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    def to_bytes(self) -> bytes:
+        header = struct.pack("<4sIIII", _MAGIC, self.width, self.height, len(self.points), len(self.mirrored_points))
+        parts = (self.points, self.descriptors, self.mirrored_points, self.mirrored_descriptors)
+        return header + b"".join(np.ascontiguousarray(p).tobytes() for p in parts)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "KeypointSet":
+        magic, width, height, n, m = struct.unpack_from("<4sIIII", blob)
+        if magic != _MAGIC:
+            raise ValueError("not a keypoint record")
+        arrays, offset = [], struct.calcsize("<4sIIII")
+        for count, dtype, columns in ((n, np.float32, 2), (n, np.uint8, 32), (m, np.float32, 2), (m, np.uint8, 32)):
+            size = count * columns * np.dtype(dtype).itemsize
+            arrays.append(np.frombuffer(blob, dtype, count * columns, offset).reshape(count, columns))
+            offset += size
+        return cls(width, height, *arrays)
+
+
+class KeypointSignal:
+    """Computes ORB keypoints of a picture (RGB uint8) in its own pixel coordinates."""
+
+    name = "keypoints"
+    query_features = 1500
+    reference_features = 500
+    reference_size = 640  # references are described at this longest side; queries at the working size
+    grid = 4
+
+    def compute(self, pixels: np.ndarray, width: int, height: int, features: int | None = None,
+                grid: int | None = None) -> KeypointSet:
+        """Keypoints of a query picture whose original size is `width` x `height`."""
+        gray = _gray(pixels)
+        points, descriptors = _orb(gray, features or self.query_features, self.grid if grid is None else grid)
+        return KeypointSet(width, height, points * (width / gray.shape[1]), descriptors)
+
+    def reference(self, pixels: np.ndarray, width: int, height: int) -> KeypointSet:
+        """Keypoints of a reference, and of its mirror image, at `reference_size`."""
+        gray = _gray(pixels, self.reference_size)
+        points, descriptors = _orb(gray, self.reference_features, 0)
+        mirror_points, mirror_descriptors = _orb(np.ascontiguousarray(gray[:, ::-1]), self.reference_features, 0)
+        mirror_points[:, 0] = gray.shape[1] - 1 - mirror_points[:, 0]
+        factor = width / gray.shape[1]
+        return KeypointSet(width, height, points * factor, descriptors, mirror_points * factor, mirror_descriptors)
+
+
+def _gray(pixels: np.ndarray, longest: int | None = None) -> np.ndarray:
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+    if longest and max(gray.shape) > longest:
+        factor = longest / max(gray.shape)
+        size = (max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def _orb(gray: np.ndarray, features: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(points, descriptors); with `grid`, corners are spread over grid x grid cells."""
+    import cv2
+
+    cv2.setNumThreads(1)  # workers parallelize across processes; threads here only add hand-offs
+    orb = cv2.ORB_create(nfeatures=features * 3 if grid else features, scaleFactor=1.2, nlevels=8, fastThreshold=10)
+    found = orb.detect(gray, None)
+    if grid and found:
+        found = _spread(found, gray.shape, features, grid)
+    found, descriptors = orb.compute(gray, found)
+    if descriptors is None or not found:
+        return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+    return np.array([k.pt for k in found], np.float32), descriptors
+
+
+def _spread(found, shape: tuple[int, int], features: int, grid: int) -> list:
+    """The strongest corners of each grid cell, topped up with the strongest of the rest."""
+    height, width = shape
+    response = np.array([k.response for k in found])
+    cells = np.array([min(grid - 1, int(k.pt[1] * grid / height)) * grid + min(grid - 1, int(k.pt[0] * grid / width))
+                      for k in found])
+    order = np.lexsort((-response, cells))  # by cell, strongest first within a cell
+    rank = np.empty(len(found), np.int64)
+    starts = np.searchsorted(cells[order], np.arange(grid * grid))
+    rank[order] = np.arange(len(found)) - starts[cells[order]]
+    per_cell = features // (grid * grid)
+    chosen = rank < per_cell
+    rest = np.flatnonzero(~chosen)
+    extra = rest[np.argsort(-response[rest])][: max(0, features - int(chosen.sum()))]
+    return [found[i] for i in np.concatenate([np.flatnonzero(chosen), extra])]
+
+
+KEYPOINTS = KeypointSignal()

@@ -1,0 +1,123 @@
+"""Geometric verification: is a reference really in the query, and where?
+
+Descriptor matches alone are noisy: any two photos share a few similar corners. What does not
+happen by chance is many matches agreeing on one perspective mapping (a homography) from the
+reference into the query. RANSAC finds that mapping and counts the matches consistent with it
+(inliers); the reference's corners mapped through it are the matched polygon in the query.
+
+Two ways in:
+- `retrieve` finds candidates among every reference at once: each query descriptor votes for
+  the image of its nearest pooled descriptor when that neighbour is clearly nearer than the second
+  (Lowe's ratio test across the whole pool, which also drops corners common to many images), and
+  the most voted images are verified with those same correspondences.
+- `localize` verifies one given image (a PDQ candidate, or `moderate explain`) with its own
+  nearest-neighbour matches.
+
+Measured on the robustness corpus (bench/robustness.py, 21 flagged photos, 20 distractors, 25
+edits each): distractor queries reach at most 8 inliers; every edited flagged photo but one
+reaches 14 or more, crops keeping 50% and photos pasted at 30% scale included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .index import KeypointIndex
+from .signals import KeypointSet
+
+RATIO = 0.8  # Lowe's ratio: the nearest neighbour must be clearly nearer than the second
+MAX_HAMMING = 64  # of 256 bits; farther neighbours are not the same corner
+MIN_VOTES = 6  # fewer correspondences cannot support a homography worth fitting
+REPROJECTION = 8.0  # RANSAC inlier tolerance, in pixels of a 1024 px picture
+
+
+@dataclass(frozen=True)
+class Localization:
+    """A reference image found in a query: inlier count and its outline in query pixels."""
+
+    image: int  # row of the image in the keypoint index
+    inliers: int
+    polygon: tuple[tuple[float, float], ...]  # the reference's corners in query coordinates
+    mirrored: bool  # matched through the mirror image's features
+
+
+def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, candidates: int,
+             min_inliers: int) -> list[Localization]:
+    """Verified localizations of the most voted allowed images (allowed: mask over images)."""
+    if len(query) == 0 or len(index) == 0:
+        return []
+    distances, rows = index.nearest(query.descriptors)
+    nearest = rows[:, 0]
+    good = (nearest >= 0) & (distances[:, 0] < RATIO * distances[:, 1]) & (distances[:, 0] <= MAX_HAMMING)
+    good &= allowed[index.owner[np.where(good, nearest, 0)]]
+    chosen = np.flatnonzero(good)
+    # a vote is for an image seen one way (as is, or mirrored): the two ways fit different mappings
+    keys = index.owner[nearest[chosen]].astype(np.int64) * 2 + index.mirrored[nearest[chosen]]
+    found, votes = np.unique(keys, return_counts=True)
+    out = []
+    for key in found[np.argsort(-votes, kind="stable")][:candidates]:
+        picked = chosen[keys == key]
+        if len(picked) < MIN_VOTES:
+            break
+        located = _fit(index, int(key // 2), bool(key % 2), index.points[nearest[picked]], query.points[picked], query)
+        if located is not None and located.inliers >= min_inliers:
+            out.append(located)
+    return out
+
+
+def localize(index: KeypointIndex, image: int, query: KeypointSet) -> Localization | None:
+    """The best localization of one indexed image in the query, trying it as is and mirrored."""
+    best = None
+    for mirrored in (False, True):
+        rows = np.flatnonzero((index.owner == image) & (index.mirrored == mirrored))
+        if len(rows) < 2 or len(query) < 2:
+            continue
+        import faiss
+
+        own = faiss.IndexBinaryFlat(256)
+        own.add(np.ascontiguousarray(index.descriptors[rows]))
+        distances, nearest = own.search(np.ascontiguousarray(query.descriptors), 2)
+        good = np.flatnonzero((distances[:, 0] < RATIO * distances[:, 1]) & (distances[:, 0] <= MAX_HAMMING))
+        if len(good) < MIN_VOTES:
+            continue
+        located = _fit(index, image, mirrored, index.points[rows[nearest[good, 0]]], query.points[good], query)
+        if located is not None and (best is None or located.inliers > best.inliers):
+            best = located
+    return best
+
+
+def _fit(index: KeypointIndex, image: int, mirrored: bool, reference_points: np.ndarray, query_points: np.ndarray,
+         query: KeypointSet) -> Localization | None:
+    """RANSAC homography from reference to query; None when it is degenerate."""
+    import cv2
+
+    tolerance = REPROJECTION * max(query.width, query.height) / 1024
+    homography, mask = cv2.findHomography(reference_points, query_points, cv2.RANSAC, tolerance,
+                                          maxIters=2000, confidence=0.995)
+    if homography is None:
+        return None
+    width, height = (int(v) for v in index.sizes[image])
+    corners = np.array([[[0, 0]], [[width, 0]], [[width, height]], [[0, height]]], np.float32)
+    polygon = cv2.perspectiveTransform(corners, homography).reshape(4, 2)
+    if not _plausible(homography, polygon, mirrored, query):
+        return None
+    inliers = int(np.unique(query_points[mask.ravel().astype(bool)].round(), axis=0).shape[0])
+    return Localization(image, inliers, tuple((round(float(x), 1), round(float(y), 1)) for x, y in polygon), mirrored)
+
+
+def _plausible(homography: np.ndarray, polygon: np.ndarray, mirrored: bool, query: KeypointSet) -> bool:
+    """A real picture maps to a convex quadrilateral of sensible size, flipped only if mirrored."""
+    import cv2
+
+    if not np.all(np.isfinite(polygon)):
+        return False
+    determinant = float(np.linalg.det(homography[:2, :2]))
+    if (determinant < 0) != mirrored or determinant == 0:
+        return False
+    if not cv2.isContourConvex(polygon.reshape(-1, 1, 2).astype(np.float32)):
+        return False
+    area = abs(cv2.contourArea(polygon.astype(np.float32)))
+    query_area = float(query.width * query.height)
+    return query_area * 0.002 <= area <= query_area * 25

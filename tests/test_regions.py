@@ -1,0 +1,175 @@
+"""Matching that survives edits: crops, borders, rotations, mirrors, pasted pictures, and regions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from moderate import Engine
+from moderate.errors import BankError, PolicyError
+from moderate.media import decode
+from moderate.policy import Policy
+from moderate.regions import _overlap, deborder, proposals
+
+
+def _save(image: Image.Image, path) -> str:
+    image.convert("RGB").save(path, quality=90)
+    return str(path)
+
+
+def _pasted(photo: Image.Image, background: Image.Image, scale: float, at: tuple[int, int]) -> Image.Image:
+    canvas = background.convert("RGB").resize((1024, round(1024 * background.height / background.width)))
+    small = photo.resize((round(canvas.width * scale), round(canvas.width * scale * photo.height / photo.width)))
+    canvas.paste(small, at)
+    return canvas
+
+
+def _box(polygon) -> tuple[float, float, float, float]:
+    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def test_half_crop_is_caught_where_pdq_alone_misses(banked, photos, tmp_path):
+    image = Image.open(photos["rocket"])
+    w, h = image.size
+    crop = _save(image.crop((0, 0, int(w * 0.7), int(h * 0.7))), tmp_path / "crop.jpg")  # keeps 49% of the area
+    whole_pdq_only = Engine(banked.data_dir, policy=Policy.from_mapping({"keypoints": {"enabled": False}}))
+    assert whole_pdq_only.check(crop).verdict == "allow"  # what PDQ alone does with a corner crop
+    verdict = banked.check(crop)
+    assert verdict.verdict == "block"
+    reason = verdict.reasons[0]
+    assert (reason.signal, reason.reference_id, reason.region.origin) == ("keypoints", "rocket", "localized")
+    assert reason.inliers >= 20
+    # the reference's outline extends past the crop by the part that was cut off (30% each way)
+    x0, y0, x1, y1 = _box(reason.polygon)
+    cw, ch = int(w * 0.7), int(h * 0.7)
+    assert abs(x0) < 0.05 * cw and abs(y0) < 0.05 * ch
+    assert abs(x1 - w) < 0.05 * w and abs(y1 - h) < 0.05 * h
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_photo_pasted_into_another_is_found_and_outlined(banked, photos, tmp_path, mirrored):
+    coffee = Image.open(photos["coffee"]).convert("RGB")
+    if mirrored:
+        coffee = ImageOps.mirror(coffee)
+    collage = _pasted(coffee, Image.open(photos["retina"]), 0.4, (500, 300))
+    verdict = banked.check(_save(collage, tmp_path / "collage.jpg"))
+    assert verdict.verdict == "block", verdict.reasons
+    reason = next(r for r in verdict.reasons if r.reference_id == "set2/coffee")
+    assert reason.signal == "keypoints" and reason.inliers >= 20
+    assert (reason.variant == "mirrored") is mirrored
+    x0, y0, x1, y1 = _box(reason.polygon)
+    pasted_w, pasted_h = round(1024 * 0.4), round(1024 * 0.4 * coffee.height / coffee.width)
+    assert abs(x0 - 500) < 12 and abs(y0 - 300) < 12
+    assert abs(x1 - (500 + pasted_w)) < 12 and abs(y1 - (300 + pasted_h)) < 12
+    assert verdict.to_dict()["reasons"][0]["polygon"] == [list(p) for p in reason.polygon]
+
+
+def test_unrelated_photos_and_their_collages_are_allowed(banked, photos, tmp_path):
+    for name in ("chelsea", "hubble", "immuno", "camera", "brick"):
+        assert banked.check(photos[name]).verdict == "allow", name
+    collage = _pasted(Image.open(photos["chelsea"]), Image.open(photos["retina"]), 0.4, (100, 100))
+    assert banked.check(_save(collage, tmp_path / "unrelated.jpg")).verdict == "allow"
+
+
+def test_small_rotation_and_mirror(banked, photos, tmp_path):
+    image = Image.open(photos["astronaut"]).convert("RGB")
+    for name, edited in (("rotated", image.rotate(5, Image.Resampling.BICUBIC, expand=True)),
+                         ("mirrored", ImageOps.mirror(image))):
+        verdict = banked.check(_save(edited, tmp_path / f"{name}.jpg"))
+        assert verdict.verdict == "block" and verdict.reasons[0].reference_id == "astronaut", name
+
+
+def test_borders_are_removed_before_hashing(banked, photos, tmp_path):
+    image = Image.open(photos["motorcycle"]).convert("RGB")
+    framed = ImageOps.expand(image, border=(80, 50, 80, 50), fill="black")
+    path = _save(framed, tmp_path / "framed.jpg")
+    frame = decode(path).frames[0]
+    inner = deborder(frame)
+    assert inner is not None and abs(inner.x - 80) <= 2 and abs(inner.y - 50) <= 2
+    assert abs(inner.w - image.width) <= 4 and abs(inner.h - image.height) <= 4
+    verdict = Engine(banked.data_dir, policy=Policy.from_mapping({"keypoints": {"enabled": False}})).check(path)
+    assert verdict.verdict == "block"
+    assert verdict.reasons[0].region.origin == "deborder" and verdict.reasons[0].distance <= 31
+    assert deborder(decode(photos["motorcycle"]).frames[0]) is None  # a photo without borders keeps its frame
+
+
+def test_reference_region_registers_an_object_and_finds_it_elsewhere(engine, photos, tmp_path):
+    engine.banks.create("SYMBOLS", "review")
+    astronaut = Image.open(photos["astronaut"]).convert("RGB")  # 512 x 512; the helmet is the object
+    engine.banks.add("SYMBOLS", [photos["astronaut"]], reference_id="patch", region="0.25,0.1,0.5,0.5")
+    (reference,) = engine.banks.references("SYMBOLS")
+    assert reference.metadata["region"] == "128,51,256,256" and reference.metadata["width"] == 256
+    part = astronaut.crop((128, 51, 384, 307))
+    collage = _pasted(part, Image.open(photos["hubble"]), 0.35, (600, 400))
+    verdict = engine.check(_save(collage, tmp_path / "patch.jpg"))
+    assert verdict.verdict == "review" and verdict.reasons[0].reference_id == "patch"
+    with pytest.raises(BankError, match="region '0,0,600,600': must lie inside the 512x512 image"):
+        engine.banks.add("SYMBOLS", [photos["astronaut"]], reference_id="bad", region="0,0,600,600")
+
+
+def test_several_images_make_one_reference_and_removal_drops_their_keypoints(engine, photos, tmp_path):
+    engine.banks.create("ITEMS")
+    engine.banks.add("ITEMS", [photos["coffee"], photos["rocket"]], reference_id="item-7")
+    (reference,) = engine.banks.references("ITEMS")
+    assert reference.id == "item-7" and reference.metadata["images"] == 2
+    rocket = Image.open(photos["rocket"])
+    crop = _save(rocket.crop((100, 50, 500, 350)), tmp_path / "crop.jpg")
+    assert engine.check(crop).reasons[0].reference_id == "item-7"
+    assert len(Engine(engine.data_dir).catalog.current().keypoints) == 2  # persisted for the next process
+    engine.banks.remove("ITEMS", "item-7")
+    assert len(engine.catalog.current().keypoints) == 0
+    assert Engine(engine.data_dir).check(crop).verdict == "allow"
+
+
+def test_parts_named_by_the_policy_compare_query_and_reference_alike(data_dir, photos, tmp_path):
+    policy = Policy.from_mapping({"regions": {"parts": [{"name": "top", "x": 0, "y": 0, "w": 1, "h": 0.8}]},
+                                  "keypoints": {"enabled": False}})
+    engine = Engine(data_dir, policy=policy)
+    engine.banks.create("MEMES")
+    engine.banks.add("MEMES", [photos["chelsea"]])
+    cat = Image.open(photos["chelsea"]).convert("RGB")
+    captioned = cat.copy()
+    captioned.paste((255, 255, 255), (0, int(cat.height * 0.8), cat.width, cat.height))  # a new caption strip
+    draw = ImageDraw.Draw(captioned)
+    draw.text((10, int(cat.height * 0.82)), "WHEN MODERATION MISSES IT", fill="black",
+              font=ImageFont.load_default(size=int(cat.height * 0.12)))
+    path = _save(captioned, tmp_path / "captioned.jpg")
+    verdict = engine.check(path)
+    assert verdict.verdict == "block" and verdict.reasons[0].region.origin == "part:top"
+    assert Engine(data_dir, policy=Policy.from_mapping({"keypoints": {"enabled": False}})).check(path).reasons[0].region.origin != "part:top"
+
+
+def test_objects_mode_proposes_the_pasted_rectangle(photos, tmp_path):
+    collage = _pasted(Image.open(photos["coffee"]).convert("RGB"), Image.open(photos["hubble"]), 0.45, (420, 260))
+    frame = decode(_save(collage, tmp_path / "c.jpg")).frames[0]
+    boxes = proposals(frame, 8)
+    pasted = (420, 260, round(1024 * 0.45), round(1024 * 0.45 * 400 / 600))
+    assert any(_overlap((b.x, b.y, b.w, b.h), pasted) >= 0.7 for b in boxes), boxes
+
+
+@pytest.mark.parametrize("section, problem", [
+    ({"keypoints": {"thresholds": [{"min_inliers": 12, "action": "bank"}, {"min_inliers": 20, "action": "review"}]}},
+     "keypoints.thresholds[1].min_inliers: must be smaller than the previous band's 12"),
+    ({"keypoints": {"thresholds": [{"min_inliers": 3, "action": "bank"}]}}, "min_inliers: must be an integer from 8"),
+    ({"regions": {"mode": "everything"}}, "regions.mode: must be one of whole, objects"),
+    ({"regions": {"parts": [{"name": "p", "x": 0.5, "y": 0, "w": 0.6, "h": 1}]}}, "must lie inside the frame"),
+    ({"regions": {"tiles": [1]}}, "regions.tiles: must be a list of grid sizes"),
+    ({"keypoints": {"feature": 10}}, "keypoints.feature: unknown field"),
+])
+def test_policy_refuses_bad_region_and_keypoint_settings(section, problem):
+    with pytest.raises(PolicyError, match=problem.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        Policy.from_mapping(section, "p.yaml")
+
+
+def test_keypoint_record_round_trips(photos):
+    from moderate.signals import KEYPOINTS, KeypointSet
+
+    frame = decode(photos["coffee"]).frames[0]
+    described = KEYPOINTS.reference(frame.pixels, frame.width, frame.height)
+    assert 100 < len(described) <= KEYPOINTS.reference_features and len(described.mirrored_descriptors) > 100
+    again = KeypointSet.from_bytes(described.to_bytes())
+    assert np.array_equal(again.descriptors, described.descriptors)
+    assert np.array_equal(again.mirrored_points, described.mirrored_points)
+    assert len(described.to_bytes()) < 45_000  # corners and descriptors, never the picture
