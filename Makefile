@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-deps run test bench clean
+.PHONY: setup system-deps run test bench bench-data clean
 
 $(BIN)/moderate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,8 +27,18 @@ system-deps:
 test: setup system-deps
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup bench-data
 	$(BIN)/python -m bench
+
+# Debian's opencv-doc example photos for the robustness corpus, unpacked without its dependencies.
+bench-data:
+	@if [ ! -d bench/out/opencv-doc ] && [ ! -d /usr/share/doc/opencv-doc/examples/data ]; then \
+	  rm -rf bench/out/deb && mkdir -p bench/out/deb && cd bench/out/deb && \
+	  { apt-get download opencv-doc >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download opencv-doc >/dev/null; }; } && \
+	  dpkg -x opencv-doc_*.deb unpacked && mkdir -p ../opencv-doc && \
+	  cp unpacked/usr/share/doc/opencv-doc/examples/data/*.jpg unpacked/usr/share/doc/opencv-doc/examples/data/*.png ../opencv-doc/ && \
+	  cd .. && rm -rf deb || echo "note: opencv-doc photos unavailable; the robustness corpus uses scikit-image photos only"; \
+	fi
 
 clean:
 	rm -rf $(VENV) demo bench/out

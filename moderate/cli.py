@@ -99,6 +99,7 @@ def check(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Parallel workers (default: cores)."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Put review verdicts (with the image) on the review queue."),
+    together: bool = typer.Option(False, "--together", help="The inputs are one item (a post, an album): one verdict, the strongest evidence wins."),
 ):
     """Check images: exit 0 allow, 3 review, 4 block."""
     from .engine import expand_inputs
@@ -107,6 +108,15 @@ def check(
     sources = expand_inputs(inputs, recursive)
     if not sources:
         raise ModerateError(f"{', '.join(inputs)}: no files to check")
+    if together:
+        verdict = engine.check_together(sources)
+        if as_json:
+            _out(verdict.to_json())
+        else:
+            from rich.console import Console
+
+            _print_verdict(Console(stderr=False), verdict)
+        raise typer.Exit(verdict.exit_code)
     raise typer.Exit(EXIT_CODES[_check_and_print(engine, sources, as_json, workers)])
 
 
@@ -187,12 +197,42 @@ def _print_verdict(console, verdict: Verdict) -> None:
     for reason in verdict.reasons[:5]:
         if reason.bank:
             variant = f" ({reason.variant})" if reason.variant else ""
-            line.append(f"  {reason.rule} {reason.bank}/{reason.reference_id} d={reason.distance}{variant}")
+            evidence = f"d={reason.distance}" if reason.distance is not None else f"inliers={reason.inliers}"
+            where = f" in {reason.source}" if reason.source else ""
+            line.append(f"  {reason.rule} {reason.bank}/{reason.reference_id} {evidence}{variant}{where}")
         elif reason.detail and not verdict.error:
             line.append(f"  {reason.rule}: {reason.detail}", style="dim")
     if len(verdict.reasons) > 5:
         line.append(f"  (+{len(verdict.reasons) - 5} more; --json for all)", style="dim")
     console.print(line)
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="Image file, URL, or - for standard input."),
+    reference_id: str = typer.Argument(..., metavar="REFERENCE_ID"),
+    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="The bank holding the reference (needed when several do)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a PNG: the query with the matched region outlined."),
+    reference_image: Optional[str] = typer.Option(None, "--reference-image", help="The flagged image, if you have it: drawn beside the query in --out."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Why an image does (or does not) match a reference: distance per signal, inliers, polygon (exit 0 either way)."""
+    from .explain import render
+
+    engine = _engine(ctx, policy)
+    source = sys.stdin.buffer.read() if query == "-" else query  # read once: --out decodes it again
+    explanation = engine.explain(source, reference_id, bank)
+    if out is not None:
+        render(explanation, source, out, reference_image, engine)
+    if as_json:
+        _out(json.dumps({**explanation.to_dict(), "out": str(out) if out else None}))
+    else:
+        for line in explanation.lines():
+            _out(line)
+        if out is not None:
+            _out(f"wrote {out}")
 
 
 @app.command("search")
@@ -244,7 +284,8 @@ def bank_add(
     bank: str,
     paths: List[Path] = typer.Argument(..., help="Image files or folders."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
-    reference_id: Optional[str] = typer.Option(None, "--id", help="Reference id for a single file."),
+    reference_id: Optional[str] = typer.Option(None, "--id", help="Reference id; with several files, they are all images of this one reference."),
+    region: Optional[str] = typer.Option(None, "--region", help="Only this part of each image is the reference: x,y,w,h in pixels or fractions (0.5,0,0.5,1)."),
     source_url: Optional[str] = typer.Option(None, "--source-url", help="Where the flagged item was found."),
     note: Optional[str] = typer.Option(None, "--note", help="Free text kept with the references."),
     added_by: Optional[str] = typer.Option(None, "--added-by", help="Who adds them (default: your user name)."),
@@ -256,7 +297,7 @@ def bank_add(
     if added_by:
         metadata["added_by"] = added_by
     report = _engine(ctx).banks.add(bank, paths, recursive=recursive, reference_id=reference_id,
-                                    metadata=metadata, skip_invalid=skip_invalid)
+                                    metadata=metadata, skip_invalid=skip_invalid, region=region)
     for problem in report.skipped:
         _err(f"skipped: {problem.message}")
     if as_json:

@@ -13,10 +13,10 @@ import functools
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .audit import AuditLog
 from .banks import Banks, default_actor, image_files
@@ -34,6 +34,9 @@ from .search import SearchHit, search
 from .store import Store
 from .verdict import Reason, Verdict, severity, worst
 from .webhooks import deliveries
+
+if TYPE_CHECKING:
+    from .explain import Explanation
 
 
 
@@ -134,6 +137,24 @@ class Engine:
     def check_frames(self, source: Source, name: str | None = None, actor: str | None = None,
                      enqueue: bool | None = None) -> list[Verdict]:
         """A verdict per frame of an input (one for a still image)."""
+        verdicts, data = self._verdicts(source, name)
+        return self._record(verdicts, data, actor, enqueue)
+
+    def check_together(self, sources: list[Source], actor: str | None = None, enqueue: bool | None = None) -> Verdict:
+        """Several images as one item (a post, an album, a listing): the strongest evidence of any of
+        them decides; every reason names the image it came from."""
+        if not sources:
+            raise ValueError("check_together needs at least one input")
+        checked = [self._verdicts(source, None) for source in sources]
+        verdicts = [replace(v, reasons=tuple(replace(r, source=v.source) for r in v.reasons))
+                    for frame_verdicts, _ in checked for v in frame_verdicts]
+        deciding = max(range(len(checked)), key=lambda i: max(severity(v.verdict) for v in checked[i][0]))
+        item = replace(_combined(verdicts), source=" + ".join(frames[0].source for frames, _ in checked),
+                       frames=len(verdicts))
+        return self._record([item], checked[deciding][1], actor, enqueue)[0]
+
+    def _verdicts(self, source: Source, name: str | None) -> tuple[list[Verdict], bytes | None]:
+        """Frame verdicts of one input and its bytes, not yet recorded anywhere."""
         start = time.perf_counter()
         name = name or describe(source)
         policy = self.policy
@@ -143,20 +164,24 @@ class Engine:
             media = self.decode(source, name)
         except MediaError as exc:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)
-            failed = [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
-                              elapsed_ms=_ms(start), policy=policy.name)]
-            return self._record(failed, None, actor, enqueue)
+            return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
+                            elapsed_ms=_ms(start), policy=policy.name)], None
         provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
         digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
         per_frame = [self._judge(snapshot, name, frame, provenance, digest_of) for frame in media.frames]
         elapsed = _ms(start)
-        verdicts = [
+        return [
             Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page, reasons=tuple(reasons),
                     elapsed_ms=elapsed, policy=policy.name, sha256=media.sha256, width=media.width,
                     height=media.height, frames=len(media.frames), signals=signals.pdq[:1], provenance=provenance)
             for signals, reasons in per_frame
-        ]
-        return self._record(verdicts, media.data, actor, enqueue)
+        ], media.data
+
+    def explain(self, source: Source, reference_id: str, bank: str | None = None) -> "Explanation":
+        """Why an input does or does not match one reference, signal by signal (`moderate.explain`)."""
+        from .explain import explain
+
+        return explain(self, source, reference_id, bank)
 
     def _record(self, verdicts: list[Verdict], data: bytes | None, actor: str | None = None,
                 enqueue: bool | None = None) -> list[Verdict]:

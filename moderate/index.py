@@ -214,6 +214,14 @@ class KeypointIndex:
         return len(self.images)
 
     def appended(self, records: list) -> "KeypointIndex":
+        grown = self._appended(records)
+        if len(self.descriptors) >= self.IVF_FROM:  # carry the trained inverted file: adding is cheap, training is not
+            index = self._faiss()
+            index.add(np.ascontiguousarray(grown.descriptors[len(self.descriptors):]))
+            object.__setattr__(grown, "_faiss_index", index)
+        return grown
+
+    def _appended(self, records: list) -> "KeypointIndex":
         first = len(self)
         parts = [(k.descriptors, k.points, False, k) for _, k in records] + [
             (k.mirrored_descriptors, k.mirrored_points, True, k) for _, k in records]
@@ -242,8 +250,28 @@ class KeypointIndex:
             return np.zeros((len(descriptors), 2), np.int32), np.full((len(descriptors), 2), -1, np.int64)
         return self._faiss().search(np.ascontiguousarray(descriptors, dtype=np.uint8), 2)
 
+    def load_from(self, path: Path) -> None:
+        """Use the inverted file saved at `path` if it covers exactly these descriptors (lazily).
+
+        Writers save it with each snapshot and carry it through appends: training and filling it
+        from scratch takes 20-30 s at 1M descriptors, loading it 50 ms."""
+        object.__setattr__(self, "_ivf_file", path)
+
     def _faiss(self):
         cached = self.__dict__.get("_faiss_index")
+        saved = self.__dict__.get("_ivf_file")
+        if cached is None and saved is not None and len(self.descriptors) >= self.IVF_FROM:
+            import faiss
+
+            faiss.omp_set_num_threads(1)
+            try:
+                loaded = faiss.read_index_binary(str(saved))
+            except RuntimeError:  # missing or damaged: rebuilt below
+                loaded = None
+            if loaded is not None and loaded.ntotal == len(self.descriptors):
+                loaded.nprobe = self.IVF_PROBE
+                cached = loaded
+                object.__setattr__(self, "_faiss_index", cached)
         if cached is None:
             import faiss
 
@@ -254,7 +282,8 @@ class KeypointIndex:
             else:
                 lists = len(data) // self.IVF_LIST
                 cached = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, lists)
-                sample = data[np.random.default_rng(0).choice(len(data), min(len(data), lists * 64), replace=False)]
+                cached.cp.niter = 10  # measured at 1M: 12 s to train on 16 per list, 4 s on 8, same recall
+                sample = data[np.random.default_rng(0).choice(len(data), min(len(data), lists * 8), replace=False)]
                 cached.train(sample)
                 cached.nprobe = self.IVF_PROBE
             cached.add(data)
@@ -383,6 +412,7 @@ class Catalog:
             keypoints = KeypointIndex(RecordIds(arrays["kp-offsets"], blobs["kp-ids"]), arrays["kp-sizes"],
                                       arrays["kp-descriptors"], arrays["kp-points"], arrays["kp-owner"],
                                       arrays["kp-mirrored"])
+            keypoints.load_from(self.dir / f"{tag}.kp-ivf")
         except (ValueError, KeyError, TypeError, OSError):
             return None
         consistent = (
@@ -407,6 +437,8 @@ class Catalog:
         blobs = {"pdq-ids": pdq.records.blob, "kp-ids": kp.images.blob}
         files = [(f"{name}.npy", lambda f, a=array: np.save(f, np.asarray(a))) for name, array in arrays.items()]
         files += [(name, lambda f, b=blob: f.write(bytes(b))) for name, blob in blobs.items()]
+        if len(kp.descriptors) >= KeypointIndex.IVF_FROM:
+            files.append(("kp-ivf", lambda f: f.write(_ivf_bytes(kp))))
         for name, write in files:
             target = self.dir / f"{tag}.{name}"
             with open(str(target) + pending, "wb") as fh:
@@ -422,6 +454,12 @@ class Catalog:
             stale = old.name.startswith(("s", "pdq-")) and not old.name.startswith(f"{tag}.")
             if (stale or old.name.endswith(".tmp")) and old.name != "snapshot.json":
                 old.unlink(missing_ok=True)
+
+
+def _ivf_bytes(keypoints: KeypointIndex) -> bytes:
+    import faiss
+
+    return faiss.serialize_index_binary(keypoints._faiss()).tobytes()
 
 
 _ARRAYS = ("pdq-codes", "pdq-offsets", "kp-offsets", "kp-sizes", "kp-descriptors", "kp-points", "kp-owner", "kp-mirrored")

@@ -65,10 +65,14 @@ class ReviewItem:
         return {k: v for k, v in self.__dict__.items()}
 
 
+KEYPOINT_PRIORITY = 256 - 31  # a verified local-feature match ranks like a PDQ match at Meta's threshold
+
+
 def priority_of(verdict: Verdict) -> int:
     """Block-adjacent evidence first: 256 minus the closest distance; errors and no evidence last."""
-    distances = [r.distance for r in verdict.reasons if r.distance is not None]
-    return 256 - int(min(distances)) if distances else 0
+    scores = [256 - int(r.distance) for r in verdict.reasons if r.distance is not None]
+    scores += [KEYPOINT_PRIORITY for r in verdict.reasons if r.distance is None and r.inliers is not None]
+    return max(scores, default=0)
 
 
 class ReviewQueue:

@@ -112,7 +112,7 @@ def router(queue: ReviewQueue, tokens: Tokens) -> APIRouter:
         )
         evidence = "".join(
             f"<tr><td>{html.escape(str(r.get('rule')))}</td><td>{html.escape(str(r.get('bank') or ''))}</td>"
-            f"<td>{html.escape(str(r.get('reference_id') or ''))}</td><td>{r.get('distance') if r.get('distance') is not None else ''}</td>"
+            f"<td>{html.escape(str(r.get('reference_id') or ''))}</td><td>{_evidence(r)}</td>"
             f"<td>{html.escape(str(r.get('detail') or r.get('signer') or ''))}</td></tr>"
             for r in verdict.get("reasons", [])
         )
@@ -123,7 +123,7 @@ def router(queue: ReviewQueue, tokens: Tokens) -> APIRouter:
 <p><a href='/ui'>Queue</a></p><h1>Item #{item.id}: {html.escape(item.source)}</h1>
 {picture}
 <p><button id='reveal' onclick='reveal()'>Reveal</button><span class='keys'>(v) - blurred and grayscale until revealed</span></p>
-<table id='evidence'><tr><th>rule</th><th>bank</th><th>reference</th><th>distance</th><th>detail</th></tr>{evidence}</table>
+<table id='evidence'><tr><th>rule</th><th>bank</th><th>reference</th><th>evidence</th><th>detail</th></tr>{evidence}</table>
 <form id='decide' method='post' action='/ui/items/{item.id}/decide'>
 <input type='hidden' id='decision' name='decision' value=''>
 <p><label>Note <textarea name='note' rows='2' cols='50'></textarea></label></p>
@@ -159,7 +159,7 @@ def _top(verdict: dict) -> str:
     if not reasons:
         return verdict.get("error") or ""
     top = reasons[0]
-    where = f" {top.get('bank')}/{top.get('reference_id')} d={top.get('distance')}" if top.get("bank") else ""
+    where = f" {top.get('bank')}/{top.get('reference_id')} {_evidence(top)}" if top.get("bank") else ""
     return f"{top.get('rule')}{where}"
 
 
@@ -171,3 +171,10 @@ def _media_type(data: bytes) -> str:
             return kind
     return "application/octet-stream"
 
+
+
+def _evidence(reason: dict) -> str:
+    """PDQ distance or keypoint inliers, as one short cell."""
+    if reason.get("distance") is not None:
+        return f"d={reason['distance']}"
+    return f"{reason['inliers']} inliers" if reason.get("inliers") is not None else ""

@@ -39,6 +39,7 @@ class Reason:
     signer: str | None = None  # for registered signed originals: who signed the original
     inliers: int | None = None  # local-feature matches consistent with one homography
     polygon: tuple | None = None  # the reference's outline in the query's pixels (x, y corners)
+    source: str | None = None  # with `check --together`: the image this evidence came from
 
     @property
     def strength(self) -> float:
@@ -59,6 +60,8 @@ class Reason:
             out["detail"] = self.detail
         if self.signer:
             out["signer"] = self.signer
+        if self.source:
+            out["source"] = self.source
         if self.inliers is not None:
             out["inliers"] = self.inliers
             out["polygon"] = [list(p) for p in self.polygon] if self.polygon else None

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -191,3 +192,34 @@ def test_long_lived_engine_sees_writes_by_other_processes(data_dir, photos):
     assert [r.id for r in engine.banks.references("LIVE")] == ["coffee"]
     assert run_cli("bank", "remove", "LIVE", "coffee", data_dir=data_dir).returncode == 0
     assert engine.check(photos["coffee"]).verdict == "allow"
+
+
+def test_together_explain_and_region_from_the_command_line(cli_bank, photos, tmp_path):
+    rocket = Image.open(photos["rocket"]).convert("RGB")
+    crop = tmp_path / "crop.jpg"
+    rocket.crop((0, 0, 420, 300)).save(crop, quality=90)
+    together = run_cli("check", "--together", "--json", str(photos["chelsea"]), str(crop), data_dir=cli_bank)
+    assert together.returncode == 4, together.stderr
+    (item,) = verdicts(together.stdout)
+    assert item["verdict"] == "block" and item["source"] == f"{photos['chelsea']} + {crop}"
+    assert item["reasons"][0]["source"] == str(crop) and item["reasons"][0]["inliers"] >= 20
+
+    picture = tmp_path / "explained.png"
+    explained = run_cli("explain", str(crop), "rocket", "--json", "--out", str(picture), data_dir=cli_bank)
+    assert explained.returncode == 0, explained.stderr
+    found = json.loads(explained.stdout)
+    assert found["matched"] is True and found["bank"] == "TERROR"
+    keypoints = next(s for s in found["signals"] if s["signal"] == "keypoints")
+    assert keypoints["matched"] and len(keypoints["polygon"]) == 4
+    drawn = np.asarray(Image.open(picture).convert("RGB")).reshape(-1, 3)
+    assert ((drawn[:, 1] > 200) & (drawn[:, 0] < 30) & (drawn[:, 2] < 30)).sum() > 200  # the green outline
+    unrelated = run_cli("explain", str(photos["moon"]), "rocket", data_dir=cli_bank)
+    assert unrelated.returncode == 0 and unrelated.stdout.startswith(b"NO MATCH")
+    missing = run_cli("explain", str(crop), "nope", data_dir=cli_bank)
+    assert missing.returncode == 1 and b"no bank has a reference 'nope'" in missing.stderr
+
+    added = run_cli("bank", "add", "TERROR", str(photos["hubble"]), "--id", "galaxy", "--region", "0,0,0.5,0.5", "--json",
+                    data_dir=cli_bank)
+    assert added.returncode == 0 and json.loads(added.stdout)["added"] == ["galaxy"]
+    bad = run_cli("bank", "add", "TERROR", str(photos["hubble"]), "--id", "g2", "--region", "1,2,3", data_dir=cli_bank)
+    assert bad.returncode == 1 and b"expected x,y,w,h" in bad.stderr and len(bad.stderr.splitlines()) == 1

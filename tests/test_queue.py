@@ -22,7 +22,8 @@ def reviewing(banked):
     from moderate import Policy
 
     policy = Policy.from_mapping({"pdq": {"thresholds": [{"max_distance": 4, "action": "bank"},
-                                                         {"max_distance": 52, "action": "review"}]}})
+                                                         {"max_distance": 52, "action": "review"}]},
+                                  "keypoints": {"thresholds": [{"min_inliers": 12, "action": "review"}]}})
     return Engine(banked.data_dir, policy=policy, enqueue_reviews=True)
 
 
@@ -133,7 +134,8 @@ def test_audit_chain_records_verdicts_and_decisions_and_detects_edits(reviewing,
 
 def test_queue_cli_round_trip(banked, photos, tmp_path):
     policy = tmp_path / "tight.yaml"
-    policy.write_text("pdq:\n  thresholds:\n    - {max_distance: 4, action: bank}\n    - {max_distance: 52, action: review}\n")
+    policy.write_text("pdq:\n  thresholds:\n    - {max_distance: 4, action: bank}\n    - {max_distance: 52, action: review}\n"
+                      "keypoints:\n  thresholds:\n    - {min_inliers: 12, action: review}\n")
     path = near_copy(photos, "astronaut", tmp_path)
     out = run_cli("check", str(path), "--policy", str(policy), "--enqueue", data_dir=banked.data_dir)
     assert out.returncode == 3

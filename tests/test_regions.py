@@ -173,3 +173,22 @@ def test_keypoint_record_round_trips(photos):
     assert np.array_equal(again.descriptors, described.descriptors)
     assert np.array_equal(again.mirrored_points, described.mirrored_points)
     assert len(described.to_bytes()) < 45_000  # corners and descriptors, never the picture
+
+
+def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_dir, photos, tmp_path, monkeypatch):
+    from moderate.index import KeypointIndex
+
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1500)  # the bank-scale path, with a few photos
+    engine = Engine(data_dir)
+    engine.banks.create("BIG")
+    engine.banks.add("BIG", [photos[n] for n in ("astronaut", "coffee")])
+    saved = list((engine.catalog.dir).glob("*.kp-ivf"))
+    assert len(saved) == 1  # written by the writer, so checks do not train it
+    crop = _save(Image.open(photos["rocket"]).crop((60, 40, 560, 380)), tmp_path / "crop.jpg")
+    engine.banks.add("BIG", [photos["rocket"]])
+    reader = Engine(data_dir)
+    keypoints = reader.catalog.current().keypoints
+    assert reader.check(crop).reasons[0].reference_id == "rocket"
+    assert type(keypoints._faiss()).__name__ == "IndexBinaryIVF" and keypoints._faiss().ntotal == len(keypoints.descriptors)
+    engine.banks.remove("BIG", "rocket")
+    assert Engine(data_dir).check(crop).verdict == "allow"
