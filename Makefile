@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/moderate: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0  # the CPU wheel, before anything can pull a CUDA build
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 

@@ -9,6 +9,7 @@ so the next process (another CLI call, a worker, a server) sees it.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,8 @@ class Reference:
     pdq: tuple[str, ...]
     metadata: dict = field(default_factory=dict)
     keypoints: tuple = field(default=(), repr=False)  # KeypointSet per image, when computed here
+    embeddings: tuple = field(default=(), repr=False)  # a vector per image, for banks with an embedding model
+    digests: tuple = field(default=(), repr=False)  # sha256 of each image's bytes (`bank reembed` finds them again)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,14 @@ class Problem:
 class AddReport:
     added: tuple[Reference, ...]
     skipped: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReembedReport:
+    reembedded: int  # reference images with a vector of the new model
+    missing: tuple[str, ...]  # reference ids of images not found again (no embedding now)
+    model: str  # the new model's key
+    previous: str | None  # the previous model's key, if the bank had one
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,10 @@ class Banks:
 
     # -- banks -------------------------------------------------------------------------------
 
-    def create(self, name: str, action: str = "block", description: str = "", kind: str = "flagged") -> Bank:
+    def create(self, name: str, action: str = "block", description: str = "", kind: str = "flagged",
+               embedding: str | None = None) -> Bank:
+        """A new bank; with `embedding` (a model: `efficientnet-lite0` or a Hugging Face folder), its
+        references also get embeddings of that model, for similar-content matching and search."""
         if not _BANK_NAME.fullmatch(name or ""):
             raise BankError(f"bank name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
         if action not in ACTIONS:
@@ -141,6 +155,8 @@ class Banks:
         if kind not in KINDS:
             raise BankError(f"bank {name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
         record = {"action": action, "description": description, "enabled": True, "created_at": now(), "kind": kind}
+        if embedding:
+            record.update(_model_record(embedding))
         with self.catalog.writing() as write:
             if name in write.snapshot.banks:
                 raise BankError(f"bank {name} already exists")
@@ -187,20 +203,23 @@ class Banks:
         """Delete a bank and all its references; returns how many hashes went with it."""
         with self.catalog.writing() as write:
             self._record(write.snapshot, name)
-            removed = self._delete_prefix(write, f"{name}::")
+            removed = self._delete_prefix(write, f"{name}::", write.snapshot.banks[name])
             self.store.delete_bank(name)
             banks = {k: v for k, v in write.snapshot.banks.items() if k != name}
             write.update(replace(write.snapshot, banks=banks))
         return removed
 
-    def _delete_prefix(self, write, prefix: str) -> int:
+    def _delete_prefix(self, write, prefix: str, bank_record: dict) -> int:
         """Delete every record whose id starts with `prefix` (by id, never by editable metadata)."""
         index, keypoints = write.snapshot.pdq, write.snapshot.keypoints
         mask, images = index.prefix_mask(prefix), keypoints.images.prefix_mask(prefix)
         ids = [index.id_at(int(p)) for p in np.flatnonzero(mask)]
+        image_ids = [keypoints.images.id_at(int(p)) for p in np.flatnonzero(images)]  # also the embeddings' ids
         write.touch()
         self.store.delete_pdq(ids)
-        self.store.delete_keypoints([keypoints.images.id_at(int(p)) for p in np.flatnonzero(images)])
+        self.store.delete_keypoints(image_ids)
+        if bank_record.get("embedding_key") and image_ids:
+            self.store.delete_embeddings(_model_of(bank_record), image_ids)
         write.update(replace(write.snapshot, pdq=index.without(mask), keypoints=keypoints.without(images)))
         return len(ids)
 
@@ -275,7 +294,7 @@ class Banks:
     def _reference_from_images(self, bank: str, images: list[Path | bytes], ref_id: str, base: dict,
                                region: str | None = None, name: str | None = None) -> Reference:
         _check_reference_id(ref_id)
-        hashes, keypoints, first = [], [], None
+        hashes, keypoints, crops, digests, first = [], [], [], [], None
         for image in images:
             media = decode(image, self.budgets, PDQ.working_size, name)
             label = name or str(image)
@@ -287,6 +306,8 @@ class Banks:
                 hashes += self._hashes(frame, box)
                 if frame.index == 0:  # one image's worth of corners; later frames of an animation add hashes
                     keypoints.append(KEYPOINTS.reference(box.crop(frame), box.w, box.h))
+                    crops.append(box.crop(frame))
+                    digests.append(media.sha256)
             first = first or (media, label, box)
         if not hashes:
             raise BankError(
@@ -299,7 +320,9 @@ class Banks:
         }
         if region:
             metadata["region"] = f"{box.x},{box.y},{box.w},{box.h}"
-        return Reference(bank, ref_id, tuple(dict.fromkeys(hashes)), metadata, tuple(keypoints))
+        record = self.catalog.current().banks.get(bank, {})
+        vectors = tuple(_embedder(record).compute(crops)) if record.get("embedding_key") else ()
+        return Reference(bank, ref_id, tuple(dict.fromkeys(hashes)), metadata, tuple(keypoints), vectors, tuple(digests))
 
     def _hashes(self, frame, box: Region) -> list[str]:
         """PDQ of the reference region, and of its de-bordered inside and policy parts (as queries get)."""
@@ -331,11 +354,15 @@ class Banks:
                 for n, hx in enumerate(ref.pdq)
             ]
             keypoints = [
-                (record_id(bank, ref.id, n), kp, {"bank": bank, "reference_id": ref.id})
+                (record_id(bank, ref.id, n), kp, {"bank": bank, "reference_id": ref.id, "sha256": digest})
                 for ref in references
-                for n, kp in enumerate(ref.keypoints)
+                for n, (kp, digest) in enumerate(zip(ref.keypoints, ref.digests))
             ]
             self._add_records(write, records, keypoints)
+            vectors = [(record_id(bank, ref.id, n), [float(x) for x in vector], {"bank": bank, "reference_id": ref.id})
+                       for ref in references for n, vector in enumerate(ref.embeddings)]
+            if vectors:
+                self.store.add_embeddings(_model_of(write.snapshot.banks[bank]), vectors)
 
     def _add_records(self, write, records: list[tuple[str, str, dict]], keypoints: list | None = None) -> None:
         write.touch()
@@ -353,7 +380,57 @@ class Banks:
             self._record(write.snapshot, bank)
             if not write.snapshot.pdq.prefix_mask(f"{bank}::{reference_id}::").any():
                 raise BankError(f"bank {bank} has no reference {reference_id!r}")
-            return self._delete_prefix(write, f"{bank}::{reference_id}::")
+            return self._delete_prefix(write, f"{bank}::{reference_id}::", write.snapshot.banks[bank])
+
+    def reembed(self, bank: str, model: str, paths: Iterable[str | os.PathLike], recursive: bool = True,
+                skip_missing: bool = False) -> ReembedReport:
+        """Move a bank to another embedding model (or give it one).
+
+        Banks keep no images, so the images come from `paths` again: each reference image is found
+        by the sha256 of its bytes, recorded when it was added. All or nothing unless `skip_missing`
+        (images not found then lose their embedding; PDQ and keypoints still match them).
+        """
+        snapshot = self.catalog.current()
+        record = self._record(snapshot, bank)
+        images = snapshot.keypoints.images
+        ids = [images.id_at(int(p)) for p in np.flatnonzero(images.prefix_mask(f"{bank}::"))]
+        wanted = {md.get("sha256"): rid for rid, md in self.store.image_metadata(ids).items() if md.get("sha256")}
+        found: dict[str, Path] = {}
+        for path, _ in image_files(paths, recursive):
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError as exc:
+                raise BankError(f"{path}: cannot read: {exc.strerror}") from None
+            if digest in wanted:
+                found[wanted[digest]] = path
+        missing = [rid for rid in ids if rid not in found]
+        if missing and not skip_missing:
+            raise BankError(f"bank {bank}: {len(missing)} of {len(ids)} reference images are not in the folders given "
+                            f"(first: {split_record_id(missing[0])[1]}); nothing changed (--skip-missing re-embeds the rest)")
+        new = _model_record(model)
+        referenced = self.lookup((bank, split_record_id(rid)[1]) for rid in found)
+        regions = {r.id: r.metadata.get("region") for r in referenced.values()}
+        vectors = []
+        embedder = _embedder(new)
+        for rid, path in found.items():
+            frame = decode(path, self.budgets, PDQ.working_size).frames[0]
+            region = regions.get(split_record_id(rid)[1])
+            box = Region.parse(region, frame.width, frame.height) if region else Region.whole(frame)
+            (vector,) = embedder.compute([box.crop(frame)])
+            bank_name, reference_id = split_record_id(rid)
+            vectors.append((rid, [float(x) for x in vector], {"bank": bank_name, "reference_id": reference_id}))
+        with self.catalog.writing() as write:
+            current = self._record(write.snapshot, bank)
+            write.touch()
+            if current.get("embedding_key"):
+                self.store.delete_embeddings(_model_of(current), ids)
+            updated = {**current, **new}
+            if vectors:
+                self.store.add_embeddings(_model_of(updated), vectors)
+            self.store.put_bank(bank, updated)
+            write.update(replace(write.snapshot, banks={**write.snapshot.banks, bank: updated}))
+        return ReembedReport(len(vectors), tuple(split_record_id(rid)[1] for rid in missing), new["embedding_key"],
+                             record.get("embedding_key"))
 
     def references(self, bank: str) -> Iterator[Reference]:
         """Every reference of a bank, read from Chroma (the system of record)."""
@@ -429,6 +506,36 @@ class Banks:
             return hashlist.write(rows, out, fmt)
         except ValueError as exc:
             raise BankError(str(exc)) from None
+
+
+def _model_record(spec: str) -> dict:
+    """What a bank records about its embedding model: how to load it and what it must be."""
+    from .signals.embedding import load_model
+
+    try:
+        identity = load_model(spec).identity
+    except (ValueError, OSError) as exc:
+        raise BankError(str(exc)) from None
+    return {"embedding_model": os.path.abspath(spec) if os.path.isdir(spec) else spec,  # how to load it
+            "embedding_key": identity.key, "embedding_name": identity.name, "embedding_version": identity.version,
+            "embedding_dimension": identity.dimension, "embedding_preprocessing": identity.preprocessing}
+
+
+def _model_of(bank_record: dict) -> dict:
+    """The store's description of a bank's embedding collection."""
+    return {"key": bank_record["embedding_key"], "model": bank_record["embedding_model"],
+            "dimension": bank_record["embedding_dimension"]}
+
+
+def _embedder(bank_record: dict):
+    """The bank's embedding model, refusing one whose weights changed since the bank was made."""
+    from .signals.embedding import load_model
+
+    model = load_model(bank_record["embedding_model"])
+    if model.identity.key != bank_record["embedding_key"]:
+        raise BankError(f"embedding model {bank_record['embedding_model']} is now {model.identity.key}, but the bank "
+                        f"holds {bank_record['embedding_key']} vectors: run `moderate bank reembed`")
+    return model
 
 
 def _grouped(records: Iterable[tuple[str, str, dict]]) -> list[Reference]:

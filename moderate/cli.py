@@ -77,10 +77,21 @@ def hash_cmd(
     images: List[str] = typer.Argument(..., help="Image files, or - for standard input."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per frame."),
     dihedral: bool = typer.Option(False, "--dihedral", help="Also the 8 rotations and flips."),
+    signal: str = typer.Option("pdq", "--signal", help="pdq, or embedding (a deep feature vector)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Embedding model: efficientnet-lite0 (default) or a Hugging Face folder."),
 ):
     """Print the signals of images (no store needed)."""
     engine = _engine(ctx)
-    for image in images:
+    if signal not in ("pdq", "embedding"):
+        raise ModerateError(f"--signal must be pdq or embedding, got {signal!r}")
+    for image in images if signal == "embedding" else ():
+        for frame, embedding in enumerate(engine.embed(image, model)):
+            if as_json:
+                _out(json.dumps({"source": image, "frame": frame, **embedding.to_dict()}))
+            else:
+                head = " ".join(f"{v:.4f}" for v in embedding.vector[:4])
+                _out(f"embedding {embedding.model.key} dim={embedding.model.dimension} [{head} ...] {image}#{frame}")
+    for image in images if signal == "pdq" else ():
         for signals in engine.hash(image, dihedral=dihedral):
             if as_json:
                 _out(json.dumps(signals.to_dict()))
@@ -242,16 +253,14 @@ def search_cmd(
     bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", help="Only these banks (repeatable)."),
     top: int = typer.Option(10, "--top", min=1, help="How many results."),
     signal: str = typer.Option("auto", "--signal", help="pdq, embedding or auto (what the banks hold)."),
-    min_similarity: float = typer.Option(0.75, "--min-similarity", min=0.0, max=1.0, help="PDQ: 1 - distance/256."),
+    min_similarity: float = typer.Option(0.75, "--min-similarity", min=0.0, max=1.0, help="PDQ: 1 - distance/256; embedding: cosine."),
     higher_res: bool = typer.Option(False, "--higher-res", help="Only references larger than the query."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Reverse image search: the source, near duplicates, a higher-resolution original, who signed it."""
-    if signal == "embedding":
-        raise ModerateError("--signal embedding: no embedding signal is configured yet; use pdq or auto")
-    if signal not in ("pdq", "auto"):
+    if signal not in ("pdq", "embedding", "auto"):
         raise ModerateError(f"--signal must be pdq, embedding or auto, got {signal!r}")
-    hits = _engine(ctx).search(image, bank or None, top, min_similarity, higher_res)
+    hits = _engine(ctx).search(image, bank or None, top, min_similarity, higher_res, signal)
     for hit in hits:
         if as_json:
             _out(json.dumps(hit.to_dict()))
@@ -259,7 +268,7 @@ def search_cmd(
             size = f"{hit.width}x{hit.height}" if hit.width else "?"
             who = f"  signed by {hit.signer}{'' if hit.signer_trusted else ' (untrusted)'}" if hit.signer else ""
             where = hit.metadata.get("source_url") or hit.metadata.get("filename") or ""
-            _out(f"{hit.similarity:.3f}  {hit.bank}/{hit.reference_id}  d={hit.distance}  {size}  {where}{who}")
+            _out(f"{hit.similarity:.3f}  {hit.bank}/{hit.reference_id}  {hit.signal} d={hit.distance}  {size}  {where}{who}")
 
 
 # -- banks --------------------------------------------------------------------------------------
@@ -272,9 +281,15 @@ def bank_create(
     action: str = typer.Option("block", "--action", help="Default action for matches: block or review."),
     description: str = typer.Option("", "--description", help="What the bank holds and why."),
     kind: str = typer.Option("flagged", "--kind", help="flagged, or originals (registered signed originals)."),
+    embedding: bool = typer.Option(False, "--embedding", help="Also store embeddings (similar-content matching and search)."),
+    model: Optional[str] = typer.Option(None, "--model", help="With --embedding: efficientnet-lite0 (default) or a Hugging Face model folder."),
 ):
     """Create a bank."""
-    bank = _engine(ctx).banks.create(name, action, description, kind)
+    from .signals.embedding import DEFAULT_MODEL
+
+    if model and not embedding:
+        raise ModerateError("--model names an embedding model: add --embedding")
+    bank = _engine(ctx).banks.create(name, action, description, kind, (model or DEFAULT_MODEL) if embedding else None)
     _out(f"created bank {bank.name} (" + (f"action {bank.action}" if bank.kind == "flagged" else bank.kind) + ")")
 
 
@@ -305,6 +320,25 @@ def bank_add(
                          "skipped": [p.message for p in report.skipped]}))
     else:
         _out(f"added {len(report.added)} references to {bank}" + (f", skipped {len(report.skipped)}" if report.skipped else ""))
+
+
+@bank_app.command("reembed")
+def bank_reembed(
+    ctx: typer.Context,
+    bank: str,
+    model: str = typer.Option(..., "--model", help="efficientnet-lite0, or a Hugging Face model folder."),
+    sources: List[Path] = typer.Option(..., "--from", help="Folders (or files) holding the bank's images again; repeatable."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Re-embed the images found; the others lose their embedding."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Give a bank embeddings of another model (banks keep no images: they are found again by sha256)."""
+    report = _engine(ctx).banks.reembed(bank, model, sources, skip_missing=skip_missing)
+    if as_json:
+        _out(json.dumps({"bank": bank, "model": report.model, "previous": report.previous,
+                         "reembedded": report.reembedded, "missing": list(report.missing)}))
+    else:
+        _out(f"re-embedded {report.reembedded} images of {bank} with {report.model}"
+             + (f"; {len(report.missing)} not found" if report.missing else ""))
 
 
 @bank_app.command("import")

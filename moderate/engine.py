@@ -23,7 +23,7 @@ from .banks import Banks, default_actor, image_files
 from .errors import MediaError, PolicyError
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
-from .match import Match, localized, match_keypoints, match_pdq
+from .match import Match, localized, match_embeddings, match_keypoints, match_pdq
 from .media import Frame, Media, Source, decode, describe
 from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from .provenance import Credentials, Keys, Provenance, Signatures, digests
@@ -37,6 +37,7 @@ from .webhooks import deliveries
 
 if TYPE_CHECKING:
     from .explain import Explanation
+    from .signals.embedding import Embedding
 
 
 
@@ -114,9 +115,18 @@ class Engine:
         return decode(source, self.policy.limits, PDQ.working_size, name)
 
     def search(self, source: Source, banks: list[str] | None = None, top: int = 10, min_similarity: float = 0.75,
-               higher_res: bool = False) -> list[SearchHit]:
+               higher_res: bool = False, signal: str = "auto") -> list[SearchHit]:
         """Reverse image search over the banks (see `moderate.search`)."""
-        return search(self, source, banks, top, min_similarity, higher_res)
+        return search(self, source, banks, top, min_similarity, higher_res, signal=signal)
+
+    def embed(self, source: Source, model: str | None = None, name: str | None = None) -> list["Embedding"]:
+        """The embedding of every frame of an input (`efficientnet-lite0` or a Hugging Face folder)."""
+        from .signals.embedding import DEFAULT_MODEL, Embedding, load_model
+
+        embedder = load_model(model or self.policy.embedding.model or DEFAULT_MODEL)
+        media = self.decode(source, name)
+        vectors = embedder.compute([frame.pixels for frame in media.frames])
+        return [Embedding(embedder.identity, vector) for vector in vectors]
 
     def hash(self, source: Source, dihedral: bool = False, name: str | None = None) -> list[FrameSignals]:
         """The signals of every frame of an input; needs no store."""
@@ -228,6 +238,10 @@ class Engine:
             described = KEYPOINTS.compute(frame.pixels, frame.width, frame.height, policy.keypoints.features)
             matches = localized(snapshot, matches, described) + match_keypoints(
                 snapshot, described, banks, policy.keypoints.candidates, policy.keypoints.min_inliers)
+        similar = policy.embedding
+        if similar.enabled and any(snapshot.banks[b].get("embedding_key") for b in banks):
+            matches += match_embeddings(self.store, snapshot, frame.pixels, signals.region, banks, similar.candidates,
+                                        similar.min_similarity, similar.model)
         reasons += policy.reasons_for(matches, snapshot.banks)
         originals = [m for m in matches if snapshot.banks[m.bank].get("kind") == "originals"]
         reasons += self._originals(originals, provenance, digest_of)

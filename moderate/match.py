@@ -25,7 +25,7 @@ class Match:
     """A query region matched a reference through one signal.
 
     PDQ matches have a Hamming `distance`; keypoint matches have `inliers` and the `polygon` the
-    reference occupies in the query. A PDQ match whose reference has keypoints is verified too, so
+    reference occupies in the query; embedding matches a cosine `similarity`. A PDQ match whose reference has keypoints is verified too, so
     it can carry both.
     """
 
@@ -37,14 +37,17 @@ class Match:
     variant: str = "original"
     inliers: int | None = None
     polygon: tuple[tuple[float, float], ...] | None = None
+    similarity: float | None = None  # embedding: cosine similarity
 
     @property
     def strength(self) -> float:
-        """Smaller is stronger: the PDQ distance, or minus the inliers."""
-        return self.distance if self.signal == "pdq" else -(self.inliers or 0)
+        """Smaller is stronger: the PDQ distance, minus the inliers, or minus the similarity."""
+        if self.signal == "pdq":
+            return self.distance
+        return -(self.inliers or 0) if self.signal == "keypoints" else -(self.similarity or 0.0)
 
     def reason(self, rule: str, action: str, detail: str | None = None, signer: str | None = None) -> Reason:
-        return Reason(rule, action, self.bank, self.reference_id, self.signal, self.distance, None, self.region,
+        return Reason(rule, action, self.bank, self.reference_id, self.signal, self.distance, self.similarity, self.region,
                       self.variant if self.variant != "original" else None, detail, signer, self.inliers, self.polygon)
 
 
@@ -108,3 +111,32 @@ def _located(index: KeypointIndex, found, query: KeypointSet) -> Match:
     region = Region(x0, y0, max(0, x1 - x0), max(0, y1 - y0), "localized")
     return Match(bank, reference_id, "keypoints", None, region, "mirrored" if found.mirrored else "original",
                  found.inliers, found.polygon)
+
+
+def match_embeddings(store, snapshot: Snapshot, frame_pixels, region: Region, banks: set[str], candidates: int,
+                     min_similarity: float, required_model: str | None = None) -> list[Match]:
+    """References of `banks` whose embeddings are similar to the frame's, model by model."""
+    from .errors import PolicyError
+    from .signals.embedding import load_model
+
+    by_model: dict[str, list[str]] = {}
+    for bank in sorted(banks):
+        record = snapshot.banks[bank]
+        if record.get("embedding_key"):
+            by_model.setdefault(record["embedding_model"], []).append(bank)
+    matches = []
+    for spec, model_banks in by_model.items():
+        record = snapshot.banks[model_banks[0]]
+        model = load_model(spec)
+        if model.identity.key != record["embedding_key"] or (required_model and required_model not in (
+                spec, model.identity.name, model.identity.key)):
+            wanted = required_model or model.identity.key
+            raise PolicyError(f"bank {model_banks[0]} holds {record['embedding_key']} embeddings, not {wanted}: "
+                              f"run `moderate bank reembed {model_banks[0]} --model MODEL --from DIR`")
+        (vector,) = model.compute([frame_pixels])
+        collection = {"key": record["embedding_key"], "model": spec, "dimension": record["embedding_dimension"]}
+        for rid, similarity in store.nearest_embeddings(collection, [float(x) for x in vector], candidates):
+            bank, reference_id = split_record_id(rid)
+            if bank in model_banks and similarity >= min_similarity:
+                matches.append(Match(bank, reference_id, "embedding", None, region, similarity=round(similarity, 4)))
+    return matches

@@ -88,6 +88,36 @@ class KeypointRules:
 
 
 @dataclass(frozen=True)
+class SimilarityBand:
+    """Embedding matches with cosine similarity of at least `min_similarity` get `action`."""
+
+    min_similarity: float
+    action: str
+    name: str
+
+    @classmethod
+    def of(cls, min_similarity: float, action: str, name: str | None = None) -> "SimilarityBand":
+        return cls(min_similarity, action, name or f"embedding.similarity>={min_similarity:g}")
+
+
+@dataclass(frozen=True)
+class EmbeddingRules:
+    """Similar-content matching, for banks created with an embedding model."""
+
+    enabled: bool = True
+    model: str | None = None  # require banks' vectors to come from this model (name or folder)
+    candidates: int = 20  # nearest references fetched from Chroma per frame
+    bands: tuple[SimilarityBand, ...] = (SimilarityBand.of(0.92, "bank"), SimilarityBand.of(0.85, "review"))
+
+    @property
+    def min_similarity(self) -> float:
+        return min(b.min_similarity for b in self.bands)
+
+    def band(self, similarity: float) -> SimilarityBand | None:
+        return next((b for b in self.bands if similarity >= b.min_similarity), None)
+
+
+@dataclass(frozen=True)
 class Part:
     """A part of every frame to compare on its own, in fractions of the frame (query and reference)."""
 
@@ -125,6 +155,7 @@ class Policy:
     banks: dict | None = None  # None: every enabled bank, with its own action
     pdq: PdqRules = PdqRules()
     keypoints: KeypointRules = KeypointRules()
+    embedding: EmbeddingRules = EmbeddingRules()
     regions: RegionRules = RegionRules()
     provenance: ProvenanceRules = ProvenanceRules()
     limits: Budgets = Budgets()
@@ -176,6 +207,17 @@ class Policy:
             bands=keypoint_fields.inlier_bands("thresholds"),
         )
         keypoint_fields.done()
+        embedding_fields = top.section("embedding")
+        model = embedding_fields.get("model", None)
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            embedding_fields.fail("model", f"must be a model name or a Hugging Face folder, got {model!r}")
+        embedding = EmbeddingRules(
+            enabled=embedding_fields.boolean("enabled", True),
+            model=model,
+            candidates=embedding_fields.integer("candidates", 20, 1, 1000),
+            bands=embedding_fields.similarity_bands("thresholds"),
+        )
+        embedding_fields.done()
         region_fields = top.section("regions")
         regions = RegionRules(
             mode=region_fields.choice("mode", "whole", ("whole", "objects")),
@@ -202,7 +244,7 @@ class Policy:
         limits_fields.done()
         webhooks = top.webhooks("webhooks")
         top.done()
-        return cls(name, default, on_error, banks, pdq, keypoints, regions, provenance, limits, origin, webhooks)
+        return cls(name, default, on_error, banks, pdq, keypoints, embedding, regions, provenance, limits, origin, webhooks)
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -220,6 +262,8 @@ class Policy:
         """The threshold band a match falls in (PDQ by distance, keypoints by inliers), or None."""
         if match.signal == "keypoints":
             return self.keypoints.band(match.inliers or 0)
+        if match.signal == "embedding":
+            return self.embedding.band(match.similarity or 0.0)
         return self.pdq.band(match.distance)
 
     def reasons_for(self, matches: list[Match], banks: dict) -> list[Reason]:
@@ -366,6 +410,25 @@ class _Fields:
             fields.done()
             if bands and band.min_inliers >= bands[-1].min_inliers:
                 fields.fail("min_inliers", f"must be smaller than the previous band's {bands[-1].min_inliers}")
+            bands.append(band)
+        return tuple(bands)
+
+    def similarity_bands(self, key: str) -> tuple[SimilarityBand, ...]:
+        value = self.get(key, None)
+        if value is None:
+            return EmbeddingRules().bands
+        if not isinstance(value, list) or not value:
+            self.fail(key, f"must be a non-empty list of {{min_similarity, action}}, got {value!r}")
+        bands = []
+        for i, item in enumerate(value):
+            fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
+            band = SimilarityBand.of(fields.fraction("min_similarity", 0.5, 1.0), fields.choice("action", None, BAND_ACTIONS),
+                                     fields.get("name", None))
+            if not isinstance(band.name, str) or not band.name:
+                fields.fail("name", f"must be a non-empty string, got {band.name!r}")
+            fields.done()
+            if bands and band.min_similarity >= bands[-1].min_similarity:
+                fields.fail("min_similarity", f"must be smaller than the previous band's {bands[-1].min_similarity:g}")
             bands.append(band)
         return tuple(bands)
 

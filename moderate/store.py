@@ -9,6 +9,9 @@ What lives here:
   indexes it derived are current.
 - `moderate-pdq`: one record per PDQ hash of a reference, with the bank and reference id as
   metadata. Record ids are `BANK::REFERENCE_ID::N`, N counting the hashes of that reference.
+- `moderate-emb-MODEL-VERSION`: one collection per embedding model (cosine HNSW), one record per
+  image of a reference, ids as above; the model's identity (name, version, dimension,
+  preprocessing) is the collection's metadata, so vectors of different models never mix.
 - `moderate-keypoints`: one record per image of a reference: its local features (ORB corners and
   descriptors, see `moderate.signals.keypoints`) as base64 in the record's document, ids as above
   with N counting the images. Its vector is a placeholder: these records are read, never searched
@@ -36,6 +39,7 @@ from .signals import PDQ, KeypointSet
 BANKS_COLLECTION = "moderate-banks"
 PDQ_COLLECTION = "moderate-pdq"
 KEYPOINTS_COLLECTION = "moderate-keypoints"
+EMBEDDING_PREFIX = "moderate-emb-"
 STATE_ID = "@state"  # bank names cannot start with "@"
 PAGE = 5000  # records per Chroma round trip; under Chroma's max batch size
 KEYPOINT_PAGE = 200  # keypoint records are ~50 kB each
@@ -131,12 +135,13 @@ class Store:
             self._client_obj = client
         return self._client_obj
 
-    def _collection(self, name: str):
+    def _collection(self, name: str, metadata: dict | None = None, configuration: dict | None = None):
         client = self._client()
         if name not in self._collections:
             with self._calling(f"opening collection {name}"):
                 self._collections[name] = client.get_or_create_collection(
-                    name, embedding_function=None, metadata={"created_by": "moderate"}
+                    name, embedding_function=None, metadata={"created_by": "moderate", **(metadata or {})},
+                    configuration=configuration,
                 )
         return self._collections[name]
 
@@ -226,6 +231,36 @@ class Store:
             with self._using(collection, "deleting references") as col:
                 col.delete(ids=ids[start : start + PAGE])
 
+    # -- embedding records --------------------------------------------------------------------------
+
+    @contextmanager
+    def _embeddings(self, model: dict, what: str):
+        """The collection of one embedding model (`ModelIdentity.to_dict()` plus `key`)."""
+        name = f"{EMBEDDING_PREFIX}{model['key']}"
+        with self._lock, self._calling(what):
+            yield self._collection(name, {k: v for k, v in model.items() if k != "key"}, {"hnsw": {"space": "cosine"}})
+
+    def add_embeddings(self, model: dict, records: list[tuple[str, list[float], dict]]) -> None:
+        for start in range(0, len(records), PAGE):
+            page = records[start : start + PAGE]
+            with self._embeddings(model, "adding embeddings") as col:
+                col.add(ids=[rid for rid, _, _ in page], embeddings=[v for _, v, _ in page],
+                        metadatas=[_clean(md) for _, _, md in page])
+
+    def nearest_embeddings(self, model: dict, vector: list[float], count: int) -> list[tuple[str, float]]:
+        """(record id, cosine similarity) of the `count` nearest records."""
+        with self._embeddings(model, "searching embeddings") as col:
+            total = col.count()
+            if total == 0:
+                return []
+            got = col.query(query_embeddings=[vector], n_results=min(count, total), include=["distances"])
+        return [(rid, 1.0 - float(d)) for rid, d in zip(got["ids"][0], got["distances"][0])]
+
+    def delete_embeddings(self, model: dict, ids: list[str]) -> None:
+        for start in range(0, len(ids), PAGE):
+            with self._embeddings(model, "deleting embeddings") as col:
+                col.delete(ids=ids[start : start + PAGE])
+
     # -- keypoint records ---------------------------------------------------------------------------
 
     def add_keypoints(self, records: list[tuple[str, KeypointSet, dict]]) -> None:
@@ -248,6 +283,15 @@ class Store:
             if len(got["ids"]) < KEYPOINT_PAGE:
                 return
             offset += KEYPOINT_PAGE
+
+    def image_metadata(self, ids: list[str]) -> dict[str, dict]:
+        """Metadata of keypoint records (one per reference image: bank, reference id, sha256)."""
+        out: dict[str, dict] = {}
+        for start in range(0, len(ids), PAGE):
+            with self._using(KEYPOINTS_COLLECTION, "reading keypoints") as col:
+                got = col.get(ids=ids[start : start + PAGE], include=["metadatas"])
+            out.update({rid: dict(md or {}) for rid, md in zip(got["ids"], got["metadatas"])})
+        return out
 
     def delete_keypoints(self, ids: list[str]) -> None:
         self._delete(KEYPOINTS_COLLECTION, ids)

