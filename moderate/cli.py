@@ -246,6 +246,79 @@ def explain(
             _out(f"wrote {out}")
 
 
+@app.command()
+def dedup(
+    ctx: typer.Context,
+    folders: List[Path] = typer.Argument(..., help="Folders (or files) of the photo library."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Descend into sub-folders."),
+    signal: str = typer.Option("pdq", "--signal", help="pdq, embedding or both."),
+    threshold: int = typer.Option(31, "--threshold", min=0, max=128, help="PDQ: largest Hamming distance (of 256) that is a duplicate."),
+    min_similarity: float = typer.Option(0.95, "--min-similarity", min=0.5, max=1.0, help="Embedding: smallest cosine that is a duplicate."),
+    prefer: str = typer.Option("resolution,size,oldest", "--prefer", help="Keeper order: resolution, size, oldest, newest (comma-separated)."),
+    move_to: Optional[Path] = typer.Option(None, "--move-to", help="Move duplicates here (keepers stay)."),
+    delete: bool = typer.Option(False, "--delete", help="Delete duplicates (keepers stay); asks first unless --yes."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per group."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV rows: group, role, path, signal, distance, width, height, bytes."),
+):
+    """Group exact and near-duplicate photos and pick a keeper in each; only reports unless told to act."""
+    from . import dedup as library
+    from .banks import image_files
+
+    order = tuple(p.strip() for p in prefer.split(",") if p.strip())
+    if not order or any(p not in library.PREFERENCES for p in order):
+        raise ModerateError(f"--prefer {prefer!r}: use resolution, size, oldest or newest, comma-separated")
+    if signal not in ("pdq", "embedding", "both"):
+        raise ModerateError(f"--signal must be pdq, embedding or both, got {signal!r}")
+    if move_to is not None and delete:
+        raise ModerateError("--move-to and --delete: choose one")
+    engine = _engine(ctx)
+    files = [path for path, _ in image_files(folders, recursive)]
+    embedder = None
+    if signal in ("embedding", "both"):
+        from .signals.embedding import DEFAULT_MODEL, load_model
+
+        embedder = load_model(engine.policy.embedding.model or DEFAULT_MODEL)
+    with _progress(len(files), as_json or as_csv) as (_, advance):
+        found = library.scan(files, engine.policy.limits, embedder, advance)
+    for path, why in found.skipped:
+        _err(f"skipped: {why}")
+    groups = library.group(found, threshold if signal in ("pdq", "both") else None,
+                           min_similarity if signal in ("embedding", "both") else None, order)
+    _print_groups(groups, as_json, as_csv)
+    if delete and groups:
+        count = sum(len(g.duplicates) for g in groups)
+        if not yes and not typer.confirm(f"delete {count} duplicates (keeping {len(groups)} keepers)?", err=True):
+            raise typer.Exit(1)
+        _err(f"deleted {len(library.delete(groups))} files")
+    elif move_to is not None and groups:
+        root = folders[0] if len(folders) == 1 and folders[0].is_dir() else None
+        _err(f"moved {len(library.move(groups, move_to, root))} files to {move_to}")
+
+
+def _print_groups(groups, as_json: bool, as_csv: bool) -> None:
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["group", "role", "path", "signal", "distance", "width", "height", "bytes"])
+        for n, g in enumerate(groups):
+            k = g.keeper
+            writer.writerow([n, "keep", k.path, "", "", k.width, k.height, k.bytes])
+            for d in g.duplicates:
+                writer.writerow([n, "duplicate", d.item.path, d.signal, d.distance, d.item.width, d.item.height, d.item.bytes])
+        return
+    for n, g in enumerate(groups):
+        if as_json:
+            _out(json.dumps({"group": n, **g.to_dict()}))
+        else:
+            _out(f"keep {g.keeper.path} ({g.keeper.width}x{g.keeper.height}, {g.keeper.bytes} bytes)")
+            for d in g.duplicates:
+                _out(f"  dup {d.item.path} ({d.signal} d={d.distance}, {d.item.width}x{d.item.height})")
+    if not as_json:
+        _err(f"{len(groups)} groups, {sum(len(g.duplicates) for g in groups)} duplicates")
+
+
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,

@@ -1,0 +1,203 @@
+"""Duplicates in a photo library: group exact and near copies, keep one of each, move or delete the rest.
+
+Each file is decoded once (within the usual budgets), reduced to its signals and dropped, so memory
+holds 32 bytes of PDQ per file (plus the embedding, when asked for), never the pictures: 100k files
+fit easily. Near copies are found with the exact Hamming index (`moderate.index.PdqIndex`) and,
+for embeddings, a faiss inner-product range search; groups are the connected pieces of "is a near
+copy of" (union-find). Flat pictures (PDQ quality below 50) hash unstably, so they only group with
+byte-identical copies.
+
+The keeper of a group is chosen by `prefer`: largest resolution, then largest file, then oldest
+modification time, by default. Nothing is touched unless asked, and never the keeper.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import MediaError
+from .media import Budgets, decode
+
+PREFERENCES = {
+    "resolution": lambda item: -item.width * item.height,
+    "size": lambda item: -item.bytes,
+    "oldest": lambda item: item.mtime,
+    "newest": lambda item: -item.mtime,
+}
+DEFAULT_PREFER = ("resolution", "size", "oldest")
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str
+    width: int
+    height: int
+    bytes: int
+    mtime: float
+    sha256: str
+    pdq: str
+    quality: int
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "width": self.width, "height": self.height, "bytes": self.bytes,
+                "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    item: Item
+    signal: str  # exact | pdq | embedding
+    distance: float  # bits for pdq, 1 - cosine for embedding, 0 for exact
+
+    def to_dict(self) -> dict:
+        return {**self.item.to_dict(), "signal": self.signal, "distance": self.distance}
+
+
+@dataclass(frozen=True)
+class Group:
+    keeper: Item
+    duplicates: tuple[Duplicate, ...]
+
+    def to_dict(self) -> dict:
+        return {"keeper": self.keeper.to_dict(), "duplicates": [d.to_dict() for d in self.duplicates]}
+
+
+@dataclass(frozen=True)
+class Scan:
+    items: tuple[Item, ...]
+    skipped: tuple[tuple[str, str], ...]  # (path, why)
+    vectors: np.ndarray | None = field(default=None, repr=False)  # (N, d) embeddings, when asked for
+
+
+def scan(paths: Iterable[Path], budgets: Budgets = Budgets(), embedder=None,
+         progress: Callable[[], None] | None = None) -> Scan:
+    """Signals of every readable file; unreadable ones are listed with the reason."""
+    from .signals import PDQ
+
+    items, skipped, vectors = [], [], []
+    for path in paths:
+        try:
+            stat = path.stat()
+            media = decode(path, budgets, PDQ.working_size)
+            frame = media.frames[0]
+            (value,) = PDQ.compute(frame.pixels)
+            if embedder is not None:
+                vectors.append(embedder.compute([frame.pixels])[0])
+            items.append(Item(str(path), media.width, media.height, stat.st_size, stat.st_mtime, media.sha256,
+                              value.hex, value.quality))
+        except (MediaError, OSError) as exc:
+            skipped.append((str(path), str(exc)))
+        if progress:
+            progress()
+    return Scan(tuple(items), tuple(skipped), np.stack(vectors).astype(np.float32) if vectors else None)
+
+
+def group(found: Scan, max_distance: int | None = 31, min_similarity: float | None = None,
+          prefer: tuple[str, ...] = DEFAULT_PREFER, min_quality: int = 50) -> list[Group]:
+    """Groups of two or more copies; `max_distance` (PDQ) and/or `min_similarity` (embedding)."""
+    from .index import PdqIndex
+
+    items = found.items
+    parent = list(range(len(items)))
+    how: dict[tuple[int, int], tuple[str, float]] = {}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(a: int, b: int, signal: str, distance: float) -> None:
+        how.setdefault((min(a, b), max(a, b)), (signal, distance))
+        parent[root(a)] = root(b)
+
+    by_digest: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.sha256 in by_digest:
+            join(i, by_digest[item.sha256], "exact", 0)
+        by_digest.setdefault(item.sha256, i)
+    if max_distance is not None and items:
+        usable = [i for i, item in enumerate(items) if item.quality >= min_quality]
+        codes = np.frombuffer(b"".join(bytes.fromhex(items[i].pdq) for i in usable), np.uint8).reshape(-1, 32)
+        index = PdqIndex.build(codes, [str(i) for i in usable])
+        for start in range(0, len(usable), 4096):  # bounded result lists per batch
+            for row, position, distance in index.search(codes[start : start + 4096], max_distance):
+                a, b = usable[start + row], usable[position]
+                if a != b:
+                    join(a, b, "pdq", distance)
+    if min_similarity is not None and found.vectors is not None and len(items):
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        space = faiss.IndexFlatIP(found.vectors.shape[1])
+        space.add(found.vectors)
+        for start in range(0, len(items), 4096):
+            lims, similarities, positions = space.range_search(found.vectors[start : start + 4096], min_similarity)
+            for row in range(len(lims) - 1):
+                for k in range(lims[row], lims[row + 1]):
+                    if int(positions[k]) != start + row:
+                        join(start + row, int(positions[k]), "embedding", round(1.0 - float(similarities[k]), 4))
+    members: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        members.setdefault(root(i), []).append(i)
+    order = lambda i: tuple(PREFERENCES[p](items[i]) for p in prefer) + (items[i].path,)  # noqa: E731
+    groups = []
+    for indices in members.values():
+        if len(indices) < 2:
+            continue
+        indices.sort(key=order)
+        keeper = indices[0]
+        duplicates = tuple(Duplicate(items[i], *_evidence(how, keeper, i, indices)) for i in indices[1:])
+        groups.append(Group(items[keeper], duplicates))
+    groups.sort(key=lambda g: g.keeper.path)
+    return groups
+
+
+def _evidence(how: dict, keeper: int, i: int, indices: list[int]) -> tuple[str, float]:
+    """How `i` is tied to the keeper: directly if it is, else through its closest link in the group."""
+    direct = how.get((min(keeper, i), max(keeper, i)))
+    if direct:
+        return direct
+    return next(how[(min(i, j), max(i, j))] for j in indices if (min(i, j), max(i, j)) in how)
+
+
+def move(groups: list[Group], target: Path, root: Path | None = None) -> list[tuple[str, str]]:
+    """Move every duplicate (never a keeper) under `target`; returns (from, to) pairs."""
+    keepers = {g.keeper.path for g in groups}
+    moved = []
+    for duplicate in (d for g in groups for d in g.duplicates):
+        source = Path(duplicate.item.path)
+        if str(source) in keepers:
+            continue
+        relative = source.relative_to(root) if root and source.is_relative_to(root) else Path(source.name)
+        destination = _free(target / relative)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), destination)
+        moved.append((str(source), str(destination)))
+    return moved
+
+
+def delete(groups: list[Group]) -> list[str]:
+    """Delete every duplicate (never a keeper); returns the paths deleted."""
+    keepers = {g.keeper.path for g in groups}
+    deleted = []
+    for duplicate in (d for g in groups for d in g.duplicates):
+        if duplicate.item.path not in keepers:
+            os.unlink(duplicate.item.path)
+            deleted.append(duplicate.item.path)
+    return deleted
+
+
+def _free(path: Path) -> Path:
+    """`path`, or `name-1.ext`, `name-2.ext`... if it is taken: a move never overwrites."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
