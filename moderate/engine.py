@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .audit import AuditLog
+from .detectors import load as load_detector
 from .banks import Banks, default_actor, image_files
 from .errors import MediaError, PolicyError
 from .fetch import fetch, is_url
@@ -224,7 +225,11 @@ class Engine:
         if provenance.state == "verified" and policy.provenance.allow_verified_originals:
             reasons.append(Reason(VERIFIED_ORIGINAL, "allow", signer=provenance.signer,
                                   detail=f"verified original signed by {provenance.signer}; the policy allows verified originals"))
-        hashed = [(region, PDQ.compute(region.crop(frame), rules.dihedral)) for region in regions_for(frame, policy.regions)]
+        found = {name: load_detector(name).detect(frame.pixels) for name in dict.fromkeys(r.detector for r in policy.detectors)}
+        regions = regions_for(frame, policy.regions)
+        if policy.regions.mode == "objects":  # what detectors box is matched against the banks too
+            regions += [_detected(d, frame) for name, items in found.items() if name != "ocr" for d in items if d.box]
+        hashed = [(region, PDQ.compute(region.crop(frame), rules.dihedral)) for region in regions]
         signals = FrameSignals(name, frame.index, hashed[0][0], hashed[0][1], frame.page)
         quality = signals.pdq[0].quality
         if quality < rules.min_quality:
@@ -243,6 +248,11 @@ class Engine:
             matches += match_embeddings(self.store, snapshot, frame.pixels, signals.region, banks, similar.candidates,
                                         similar.min_similarity, similar.model)
         reasons += policy.reasons_for(matches, snapshot.banks)
+        reasons += [
+            Reason(rule.name, rule.action, signal=rule.detector, score=d.score, region=_detected(d, frame) if d.box else None,
+                   detail=f"{rule.detector} found {what!r} (score {d.score:.2f})")
+            for rule in policy.detectors for d in found[rule.detector] for what in [rule.finds(d)] if what
+        ]
         originals = [m for m in matches if snapshot.banks[m.bank].get("kind") == "originals"]
         reasons += self._originals(originals, provenance, digest_of)
         allowed = self._allowlisted(matches, reasons, snapshot)
@@ -321,6 +331,13 @@ class Engine:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in done)
+
+
+def _detected(detection, frame: Frame) -> Region:
+    """A detector's box (working pixels) as a region of the original frame."""
+    x, y, w, h = detection.box
+    scale = frame.scale
+    return Region(round(x / scale), round(y / scale), round(w / scale), round(h / scale), f"detector:{detection.label}")
 
 
 def _combined(verdicts: list[Verdict]) -> Verdict:

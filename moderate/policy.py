@@ -118,6 +118,34 @@ class EmbeddingRules:
 
 
 @dataclass(frozen=True)
+class DetectorRule:
+    """A detector finding that means an action: labels over a score, or text matching words or a pattern."""
+
+    detector: str
+    action: str
+    name: str
+    labels: tuple[str, ...] = ()
+    min_score: float = 0.5
+    keywords: tuple[str, ...] = ()  # case-insensitive, anywhere in the text read
+    regex: str | None = None
+
+    def finds(self, detection) -> str | None:
+        """What in `detection` fires this rule (its label or the matched text), or None."""
+        if self.labels:
+            return detection.label if detection.label in self.labels and detection.score >= self.min_score else None
+        text = detection.text or ""
+        for keyword in self.keywords:
+            if keyword.lower() in text.lower():
+                return text
+        if self.regex:
+            import re
+
+            found = re.search(self.regex, text)
+            return found.group(0) if found else None
+        return None
+
+
+@dataclass(frozen=True)
 class Part:
     """A part of every frame to compare on its own, in fractions of the frame (query and reference)."""
 
@@ -161,6 +189,7 @@ class Policy:
     limits: Budgets = Budgets()
     source: str = "<built-in default>"
     webhooks: tuple = ()  # moderate.webhooks.Webhook
+    detectors: tuple = ()  # DetectorRule, after the fields above so positional construction keeps working
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -243,8 +272,10 @@ class Policy:
         )
         limits_fields.done()
         webhooks = top.webhooks("webhooks")
+        detectors = top.detector_rules("detectors")
         top.done()
-        return cls(name, default, on_error, banks, pdq, keypoints, embedding, regions, provenance, limits, origin, webhooks)
+        return cls(name, default, on_error, banks, pdq, keypoints, embedding, regions, provenance, limits, origin, webhooks,
+                   detectors)
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -460,6 +491,48 @@ class _Fields:
         if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 8 for v in value):
             self.fail(key, f"must be a list of grid sizes from 2 to 8 (e.g. [2, 3]), got {value!r}")
         return tuple(value)
+
+    def detector_rules(self, key: str) -> tuple[DetectorRule, ...]:
+        from .detectors import require
+        from .detectors.nudity import LABELS
+
+        value = self.get(key, {})
+        if not isinstance(value, dict):
+            self.fail(key, f"must map detector names (nudenet, ocr) to lists of rules, got {value!r}")
+        rules = []
+        for detector, items in value.items():
+            require(detector, self.origin)
+            if not isinstance(items, list) or not items:
+                self.fail(f"{key}.{detector}", f"must be a non-empty list of rules, got {items!r}")
+            for i, item in enumerate(items):
+                fields = _Fields(item, self.origin, f"{self.prefix}{key}.{detector}[{i}].")
+                action = fields.choice("action", None, VERDICTS)
+                if detector == "nudenet":
+                    labels = fields.get("labels", None)
+                    if not isinstance(labels, list) or not labels or any(label not in LABELS for label in labels):
+                        fields.fail("labels", f"must be a list of NudeNet labels ({', '.join(LABELS)}), got {labels!r}")
+                    min_score = fields.fraction("min_score", 0.2, 1.0) if "min_score" in fields.data else 0.5
+                    rule = DetectorRule(detector, action, fields.get("name", None) or f"nudenet.{'|'.join(labels)}",
+                                        labels=tuple(labels), min_score=min_score)
+                else:
+                    keywords = fields.get("keywords", [])
+                    regex = fields.get("regex", None)
+                    if not isinstance(keywords, list) or any(not isinstance(k, str) or not k.strip() for k in keywords):
+                        fields.fail("keywords", f"must be a list of words or phrases, got {keywords!r}")
+                    if regex is not None:
+                        import re
+
+                        try:
+                            re.compile(regex)
+                        except (re.error, TypeError) as exc:
+                            fields.fail("regex", f"not a valid regular expression: {exc}")
+                    if not keywords and regex is None:
+                        fields.fail("keywords", "an ocr rule needs keywords or a regex")
+                    rule = DetectorRule(detector, action, fields.get("name", None) or f"ocr.{'regex' if regex else 'keywords'}",
+                                        keywords=tuple(keywords), regex=regex)
+                fields.done()
+                rules.append(rule)
+        return tuple(rules)
 
     def webhooks(self, key: str) -> tuple:
         from .webhooks import Webhook

@@ -1,0 +1,56 @@
+"""Detectors: models that say what is *in* a picture (labels with scores and boxes, or text).
+
+Banks answer "is this a known image?"; detectors answer "does this picture show X?" for content
+nobody has flagged yet. Each detector is one module with one small interface: `detect(pixels)`
+returns `Detection`s in the pixels' coordinates. Policies map labels and text to actions
+(`moderate.policy.DetectorRules`), and in objects mode detector boxes become regions that are
+hashed and matched like any other.
+
+Detectors ship their models in their PyPI packages and are optional extras: `moderate[nsfw]`
+(NudeNet, AGPL-3.0, so never a default dependency) and `moderate[ocr]` (RapidOCR). A policy that
+asks for a detector whose extra is missing is refused with the install command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from ..errors import PolicyError
+
+# detector name -> (module that implements it, the package it needs, the extra that installs it)
+DETECTORS = {
+    "nudenet": ("moderate.detectors.nudity", "nudenet", "nsfw"),
+    "ocr": ("moderate.detectors.text", "rapidocr", "ocr"),
+}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A label (or read text) with a score, and its box (x, y, w, h) in the picture's pixels."""
+
+    label: str
+    score: float
+    box: tuple[int, int, int, int] | None = None
+    text: str | None = None
+
+
+def require(name: str, origin: str = "<policy>") -> None:
+    """Refuse, naming the extra, a detector that is unknown or not installed."""
+    if name not in DETECTORS:
+        raise PolicyError(f"{origin}: detectors.{name}: unknown detector (known: {', '.join(DETECTORS)})")
+    _, package, extra = DETECTORS[name]
+    if importlib.util.find_spec(package) is None:
+        raise PolicyError(f"{origin}: detectors.{name}: needs the optional extra: pip install 'moderate[{extra}]'")
+
+
+_LOADED: dict = {}
+
+
+def load(name: str):
+    """The detector, loaded once per process (models take seconds to load)."""
+    if name not in _LOADED:
+        import importlib
+
+        _LOADED[name] = importlib.import_module(DETECTORS[name][0]).DETECTOR()
+    return _LOADED[name]
