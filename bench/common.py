@@ -39,14 +39,18 @@ class Scale:
     provenance_runs: int  # timed sign/verify calls per method and image (the median is kept)
     load_seconds: int  # duration of the HTTP load on `moderate serve` (bench/load.py)
     robustness_photos: int | None  # photos of the edited-copies corpus (None: all)
+    embedding_refs: int  # references in Chroma for the embedding search latency
+    dedup_files: int  # files of the dedup benchmark
 
 
 FULL = Scale("full", photos=8, rounds=3, cli_runs=3, lookup_sizes=(100_000, 1_000_000), queries=250,
              import_hashes=100_000, startup_runs=5, opencv_photos=16,
-             provenance_runs=7, load_seconds=60, robustness_photos=None)
+             provenance_runs=7, load_seconds=60, robustness_photos=None,
+             embedding_refs=100_000, dedup_files=10_000)
 QUICK = Scale("quick", photos=4, rounds=2, cli_runs=1, lookup_sizes=(20_000, 100_000), queries=100,
               import_hashes=20_000, startup_runs=5, opencv_photos=4,
-              provenance_runs=3, load_seconds=15, robustness_photos=12)
+              provenance_runs=3, load_seconds=15, robustness_photos=12,
+              embedding_refs=5_000, dedup_files=500)
 
 
 @dataclass
