@@ -225,7 +225,7 @@ class Policy:
             min_quality=pdq_fields.integer("min_quality", 50, 0, 100),
             on_low_quality=pdq_fields.choice("on_low_quality", "allow", VERDICTS),
             dihedral=pdq_fields.boolean("dihedral", False),
-            bands=pdq_fields.bands("thresholds"),
+            bands=pdq_fields.bands("thresholds", Band, PdqRules().bands, "max_distance", rising=True),
         )
         pdq_fields.done()
         keypoint_fields = top.section("keypoints")
@@ -233,7 +233,7 @@ class Policy:
             enabled=keypoint_fields.boolean("enabled", True),
             features=keypoint_fields.integer("features", 1500, 100, 20000),
             candidates=keypoint_fields.integer("candidates", 4, 1, 100),
-            bands=keypoint_fields.inlier_bands("thresholds"),
+            bands=keypoint_fields.bands("thresholds", InlierBand, KeypointRules().bands, "min_inliers", rising=False),
         )
         keypoint_fields.done()
         embedding_fields = top.section("embedding")
@@ -244,7 +244,8 @@ class Policy:
             enabled=embedding_fields.boolean("enabled", True),
             model=model,
             candidates=embedding_fields.integer("candidates", 20, 1, 1000),
-            bands=embedding_fields.similarity_bands("thresholds"),
+            bands=embedding_fields.bands("thresholds", SimilarityBand, EmbeddingRules().bands, "min_similarity",
+                                         rising=False),
         )
         embedding_fields.done()
         region_fields = top.section("regions")
@@ -403,63 +404,28 @@ class _Fields:
                 self.fail(f"{key}.{bank}", f"must be one of {', '.join(BAND_ACTIONS)}, got {action!r}")
         return dict(value)
 
-    def bands(self, key: str) -> tuple[Band, ...]:
+    def bands(self, key: str, kind, default: tuple, bound: str, rising: bool) -> tuple:
+        """Threshold bands, first fit wins: `kind.of(bound value, action, name)` from each item, the
+        bound rising (distances) or falling (inliers, similarities) from band to band."""
         value = self.get(key, None)
         if value is None:
-            return PdqRules().bands
+            return default
         if not isinstance(value, list) or not value:
-            self.fail(key, f"must be a non-empty list of {{max_distance, action}}, got {value!r}")
+            self.fail(key, f"must be a non-empty list of {{{bound}, action}}, got {value!r}")
+        read = {"max_distance": lambda f: f.integer(bound, None, 0, 256),
+                "min_inliers": lambda f: f.integer(bound, None, 8, 10000),
+                "min_similarity": lambda f: f.fraction(bound, 0.5, 1.0)}[bound]
         bands = []
         for i, item in enumerate(value):
             fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
-            band = Band.of(
-                fields.integer("max_distance", None, 0, 256),
-                fields.choice("action", None, BAND_ACTIONS),
-                fields.get("name", None),
-            )
+            band = kind.of(read(fields), fields.choice("action", None, BAND_ACTIONS), fields.get("name", None))
             if not isinstance(band.name, str) or not band.name:
                 fields.fail("name", f"must be a non-empty string, got {band.name!r}")
             fields.done()
-            if bands and band.max_distance <= bands[-1].max_distance:
-                fields.fail("max_distance", f"must be larger than the previous band's {bands[-1].max_distance}")
-            bands.append(band)
-        return tuple(bands)
-
-    def inlier_bands(self, key: str) -> tuple[InlierBand, ...]:
-        value = self.get(key, None)
-        if value is None:
-            return KeypointRules().bands
-        if not isinstance(value, list) or not value:
-            self.fail(key, f"must be a non-empty list of {{min_inliers, action}}, got {value!r}")
-        bands = []
-        for i, item in enumerate(value):
-            fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
-            band = InlierBand.of(fields.integer("min_inliers", None, 8, 10000), fields.choice("action", None, BAND_ACTIONS),
-                                 fields.get("name", None))
-            if not isinstance(band.name, str) or not band.name:
-                fields.fail("name", f"must be a non-empty string, got {band.name!r}")
-            fields.done()
-            if bands and band.min_inliers >= bands[-1].min_inliers:
-                fields.fail("min_inliers", f"must be smaller than the previous band's {bands[-1].min_inliers}")
-            bands.append(band)
-        return tuple(bands)
-
-    def similarity_bands(self, key: str) -> tuple[SimilarityBand, ...]:
-        value = self.get(key, None)
-        if value is None:
-            return EmbeddingRules().bands
-        if not isinstance(value, list) or not value:
-            self.fail(key, f"must be a non-empty list of {{min_similarity, action}}, got {value!r}")
-        bands = []
-        for i, item in enumerate(value):
-            fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
-            band = SimilarityBand.of(fields.fraction("min_similarity", 0.5, 1.0), fields.choice("action", None, BAND_ACTIONS),
-                                     fields.get("name", None))
-            if not isinstance(band.name, str) or not band.name:
-                fields.fail("name", f"must be a non-empty string, got {band.name!r}")
-            fields.done()
-            if bands and band.min_similarity >= bands[-1].min_similarity:
-                fields.fail("min_similarity", f"must be smaller than the previous band's {bands[-1].min_similarity:g}")
+            if bands:
+                previous, current = getattr(bands[-1], bound), getattr(band, bound)
+                if (current <= previous) if rising else (current >= previous):
+                    fields.fail(bound, f"must be {'larger' if rising else 'smaller'} than the previous band's {previous:g}")
             bands.append(band)
         return tuple(bands)
 
