@@ -242,11 +242,11 @@ class Engine:
         if policy.keypoints.enabled and len(snapshot.keypoints) and banks:
             described = KEYPOINTS.compute(frame.pixels, frame.width, frame.height, policy.keypoints.features)
             matches = localized(snapshot, matches, described) + match_keypoints(
-                snapshot, described, banks, policy.keypoints.candidates, policy.keypoints.min_inliers)
+                snapshot, described, banks, policy.keypoints.candidates, policy.keypoints.floor)
         similar = policy.embedding
         if similar.enabled and any(snapshot.banks[b].get("embedding_key") for b in banks):
             matches += match_embeddings(self.store, snapshot, frame.pixels, signals.region, banks, similar.candidates,
-                                        similar.min_similarity, similar.model)
+                                        similar.floor, similar.model)
         reasons += policy.reasons_for(matches, snapshot.banks)
         reasons += [
             Reason(rule.name, rule.action, signal=rule.detector, score=d.score, region=_detected(d, frame) if d.box else None,

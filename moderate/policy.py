@@ -40,6 +40,10 @@ class Band:
     def of(cls, max_distance: int, action: str, name: str | None = None) -> "Band":
         return cls(max_distance, action, name or f"pdq.distance<={max_distance}")
 
+    @property
+    def bound(self) -> int:
+        return self.max_distance
+
 
 @dataclass(frozen=True)
 class PdqRules:
@@ -57,64 +61,59 @@ class PdqRules:
 
 
 @dataclass(frozen=True)
-class InlierBand:
-    """Local-feature matches with at least `min_inliers` get `action` ("bank": the bank's action)."""
+class FloorBand:
+    """Evidence scoring at least `minimum` (keypoint inliers, embedding similarity) gets `action`."""
 
-    min_inliers: int
+    minimum: float
     action: str
     name: str
 
-    @classmethod
-    def of(cls, min_inliers: int, action: str, name: str | None = None) -> "InlierBand":
-        return cls(min_inliers, action, name or f"keypoints.inliers>={min_inliers}")
+    @property
+    def bound(self) -> float:
+        return self.minimum
+
+    @staticmethod
+    def maker(measure: str):
+        """A band constructor whose default names read `MEASURE>=VALUE`."""
+        return lambda minimum, action, name=None: FloorBand(minimum, action, name or f"{measure}>={minimum:g}")
+
+
+class _FloorBands:
+    """Rules whose bands are floors, highest first: the first band the value reaches applies."""
+
+    bands: tuple[FloorBand, ...]
+
+    @property
+    def floor(self) -> float:
+        return min(b.minimum for b in self.bands)
+
+    def band(self, value: float) -> FloorBand | None:
+        return next((b for b in self.bands if value >= b.minimum), None)
+
+
+INLIERS = FloorBand.maker("keypoints.inliers")
+SIMILARITY = FloorBand.maker("embedding.similarity")
 
 
 @dataclass(frozen=True)
-class KeypointRules:
+class KeypointRules(_FloorBands):
     """Local-feature matching (see `moderate.verification`): candidates from a pooled descriptor
     index, verified by RANSAC. Distractors reach at most 8 inliers on the robustness corpus."""
 
     enabled: bool = True
     features: int = 1500  # ORB corners described per query frame
     candidates: int = 4  # most voted reference images verified per frame
-    bands: tuple[InlierBand, ...] = (InlierBand.of(20, "bank"), InlierBand.of(12, "review"))
-
-    @property
-    def min_inliers(self) -> int:
-        return min(b.min_inliers for b in self.bands)
-
-    def band(self, inliers: int) -> InlierBand | None:
-        return next((b for b in self.bands if inliers >= b.min_inliers), None)
+    bands: tuple[FloorBand, ...] = (INLIERS(20, "bank"), INLIERS(12, "review"))
 
 
 @dataclass(frozen=True)
-class SimilarityBand:
-    """Embedding matches with cosine similarity of at least `min_similarity` get `action`."""
-
-    min_similarity: float
-    action: str
-    name: str
-
-    @classmethod
-    def of(cls, min_similarity: float, action: str, name: str | None = None) -> "SimilarityBand":
-        return cls(min_similarity, action, name or f"embedding.similarity>={min_similarity:g}")
-
-
-@dataclass(frozen=True)
-class EmbeddingRules:
+class EmbeddingRules(_FloorBands):
     """Similar-content matching, for banks created with an embedding model."""
 
     enabled: bool = True
     model: str | None = None  # require banks' vectors to come from this model (name or folder)
     candidates: int = 20  # nearest references fetched from Chroma per frame
-    bands: tuple[SimilarityBand, ...] = (SimilarityBand.of(0.92, "bank"), SimilarityBand.of(0.85, "review"))
-
-    @property
-    def min_similarity(self) -> float:
-        return min(b.min_similarity for b in self.bands)
-
-    def band(self, similarity: float) -> SimilarityBand | None:
-        return next((b for b in self.bands if similarity >= b.min_similarity), None)
+    bands: tuple[FloorBand, ...] = (SIMILARITY(0.92, "bank"), SIMILARITY(0.85, "review"))
 
 
 @dataclass(frozen=True)
@@ -225,7 +224,7 @@ class Policy:
             min_quality=pdq_fields.integer("min_quality", 50, 0, 100),
             on_low_quality=pdq_fields.choice("on_low_quality", "allow", VERDICTS),
             dihedral=pdq_fields.boolean("dihedral", False),
-            bands=pdq_fields.bands("thresholds", Band, PdqRules().bands, "max_distance", rising=True),
+            bands=pdq_fields.bands("thresholds", Band.of, PdqRules().bands, "max_distance", rising=True),
         )
         pdq_fields.done()
         keypoint_fields = top.section("keypoints")
@@ -233,7 +232,7 @@ class Policy:
             enabled=keypoint_fields.boolean("enabled", True),
             features=keypoint_fields.integer("features", 1500, 100, 20000),
             candidates=keypoint_fields.integer("candidates", 4, 1, 100),
-            bands=keypoint_fields.bands("thresholds", InlierBand, KeypointRules().bands, "min_inliers", rising=False),
+            bands=keypoint_fields.bands("thresholds", INLIERS, KeypointRules().bands, "min_inliers", rising=False),
         )
         keypoint_fields.done()
         embedding_fields = top.section("embedding")
@@ -244,7 +243,7 @@ class Policy:
             enabled=embedding_fields.boolean("enabled", True),
             model=model,
             candidates=embedding_fields.integer("candidates", 20, 1, 1000),
-            bands=embedding_fields.bands("thresholds", SimilarityBand, EmbeddingRules().bands, "min_similarity",
+            bands=embedding_fields.bands("thresholds", SIMILARITY, EmbeddingRules().bands, "min_similarity",
                                          rising=False),
         )
         embedding_fields.done()
@@ -404,8 +403,8 @@ class _Fields:
                 self.fail(f"{key}.{bank}", f"must be one of {', '.join(BAND_ACTIONS)}, got {action!r}")
         return dict(value)
 
-    def bands(self, key: str, kind, default: tuple, bound: str, rising: bool) -> tuple:
-        """Threshold bands, first fit wins: `kind.of(bound value, action, name)` from each item, the
+    def bands(self, key: str, make, default: tuple, bound: str, rising: bool) -> tuple:
+        """Threshold bands, first fit wins: `make(bound value, action, name)` from each item, the
         bound rising (distances) or falling (inliers, similarities) from band to band."""
         value = self.get(key, None)
         if value is None:
@@ -418,12 +417,12 @@ class _Fields:
         bands = []
         for i, item in enumerate(value):
             fields = _Fields(item, self.origin, f"{self.prefix}{key}[{i}].")
-            band = kind.of(read(fields), fields.choice("action", None, BAND_ACTIONS), fields.get("name", None))
+            band = make(read(fields), fields.choice("action", None, BAND_ACTIONS), fields.get("name", None))
             if not isinstance(band.name, str) or not band.name:
                 fields.fail("name", f"must be a non-empty string, got {band.name!r}")
             fields.done()
             if bands:
-                previous, current = getattr(bands[-1], bound), getattr(band, bound)
+                previous, current = bands[-1].bound, band.bound
                 if (current <= previous) if rising else (current >= previous):
                     fields.fail(bound, f"must be {'larger' if rising else 'smaller'} than the previous band's {previous:g}")
             bands.append(band)
