@@ -5,7 +5,8 @@
 - Search: p50/p99 of `Store.nearest_embeddings` (Chroma's HNSW, cosine) at `scale.embedding_refs`
   references (real embeddings of the corpus plus noisy copies), against exact numpy search.
 - Dedup: wall time of `moderate.dedup` scan + group over `scale.dedup_files` JPEGs made from the
-  corpus (crops and resizes, a third of them near copies of another file), against bare decoding.
+  corpus (crops and resizes of 41 photos), in one process and one per core, against bare decoding.
+- Memory: peak RSS of a process with the model loaded (each worker carries one).
 - Quality: recall@1 and mAP@10 (one relevant item per query, so the mean reciprocal rank in the top
   10) of finding each edited photo's original among all originals of the robustness corpus
   (`bench/edits.py`), EfficientNet-Lite0 cosine against PDQ Hamming distance.
@@ -13,9 +14,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
-import statistics
+import subprocess
+import sys
 import time
 from collections import defaultdict
 
@@ -55,6 +58,7 @@ def run_section(scale: Scale) -> Section:
     section.rows += _quality(model, photos, queries, section.data)
     section.rows += _search(model, frames, scale.embedding_refs, folder, section.data)
     section.rows += _dedup(photos, scale.dedup_files, folder, section.data)
+    section.rows += _memory(section.data)
     return section
 
 
@@ -67,9 +71,16 @@ def _quality(model, photos, queries, out: dict) -> list[Row]:
     gallery_vectors = np.concatenate([model.compute(originals[i : i + 8]) for i in range(0, len(originals), 8)])
     gallery_codes = np.stack([np.frombuffer(PDQ.compute(o)[0].to_bytes(), np.uint8) for o in originals])
     ranks = defaultdict(list)
+    flagged = np.array([p.name in {q.photo for q in queries if q.flagged} for p in photos])
+    own, distractor_best = defaultdict(list), []  # cosine to the own original; distractors: to any flagged one
     for q in queries:
         pixels = decode(q.path).frames[0].pixels
         (vector,) = model.compute([pixels])
+        cosines = gallery_vectors @ vector
+        if q.flagged:
+            own[q.edit].append(float(cosines[names.index(q.photo)]))
+        else:
+            distractor_best.append(float(cosines[flagged].max()))
         by_embedding = np.argsort(-(gallery_vectors @ vector), kind="stable")
         code = np.frombuffer(PDQ.compute(pixels)[0].to_bytes(), np.uint8)
         by_pdq = np.argsort(np.bitwise_count(gallery_codes ^ code).sum(axis=1), kind="stable")
@@ -85,8 +96,16 @@ def _quality(model, photos, queries, out: dict) -> list[Row]:
         per_edit[q.edit]["pdq"].append(p == 1)
     out["quality"] = {**scores, "per_edit_recall_at_1": {
         edit: {s: float(np.mean(v)) for s, v in signals.items()} for edit, signals in per_edit.items()}}
+    ceiling = max(distractor_best)
+    bands = {f">= {t}": float(np.mean([c >= t for v in own.values() for c in v])) for t in (0.92, 0.85)}
+    out["calibration"] = {"distractor_max_cosine": ceiling, "flagged_share_in_band": bands,
+                          "per_edit_min_cosine": {e: min(v) for e, v in own.items()}}
     e, p = scores["embedding"], scores["pdq"]
     return [
+        Row("embedding", "calibration: distractor edits' best cosine to a flagged original", f"{ceiling:.3f}",
+            "", "", "< 0.85 (default review band)", ceiling < 0.85),
+        Row("embedding", "edited flagged photos at >= 0.92 (>= 0.85)",
+            f"{bands['>= 0.92']:.2f} ({bands['>= 0.85']:.2f})"),
         Row("embedding", f"recall@1, {len(queries)} edited queries, {len(photos)} originals",
             f"{e['recall_at_1']:.3f}", f"PDQ {p['recall_at_1']:.3f}", f"{e['recall_at_1'] / p['recall_at_1']:.2f}x"),
         Row("embedding", "mAP@10", f"{e['map_at_10']:.3f}", f"PDQ {p['map_at_10']:.3f}",
@@ -149,10 +168,29 @@ def _dedup(photos, files: int, folder, out: dict) -> list[Row]:
     for path in paths:
         decode(path)
     bare_s = time.perf_counter() - start
-    start = time.perf_counter()
-    groups = dedup.group(dedup.scan(paths))
-    wall_s = time.perf_counter() - start
-    out["dedup"] = {"files": files, "wall_s": wall_s, "bare_decode_s": bare_s, "groups": len(groups),
-                    "duplicates": sum(len(g.duplicates) for g in groups)}
-    return [Row("embedding", f"dedup (PDQ) of {files:,} JPEGs, wall", f"{wall_s:.0f} s ({files / wall_s:.0f} files/s)",
-                f"decode only {bare_s:.0f} s", f"{bare_s / wall_s:.2f}x", "", None)]
+    rows = []
+    for workers in (1, os.cpu_count() or 1):
+        start = time.perf_counter()
+        groups = dedup.group(dedup.scan(paths, workers=workers))
+        wall_s = time.perf_counter() - start
+        out[f"dedup_{workers}_workers"] = {"files": files, "wall_s": wall_s, "bare_decode_s": bare_s,
+                                           "groups": len(groups), "duplicates": sum(len(g.duplicates) for g in groups)}
+        rows.append(Row("embedding", f"dedup (PDQ) of {files:,} JPEGs, {workers} worker(s), wall",
+                        f"{wall_s:.0f} s ({files / wall_s:.0f} files/s)", f"decode only, 1 core {bare_s:.0f} s",
+                        f"{bare_s / wall_s:.2f}x"))
+    return rows
+
+
+def _memory(out: dict) -> list[Row]:
+    """Peak RSS of a process that loaded EfficientNet-Lite0 (what each worker carries), against one
+    that only imported moderate's engine."""
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report the bench's own peak
+    code = ("from moderate import Engine; {load}; "
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])")
+    rss = {}
+    for name, load in (("engine", "pass"), ("model", "from moderate.signals.embedding import load_model; load_model()")):
+        done = subprocess.run([sys.executable, "-c", code.format(load=load)], capture_output=True, text=True, check=True)
+        rss[name] = int(done.stdout.split()[-1]) / 1024
+    out["rss_mb"] = rss
+    return [Row("embedding", "peak RSS of a process with the model loaded", f"{rss['model']:.0f} MB",
+                f"engine only {rss['engine']:.0f} MB", f"+{rss['model'] - rss['engine']:.0f} MB")]

@@ -7,6 +7,7 @@ Exit codes (README.md): 0 all allowed, 3 at least one review and no block, 4 at 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -260,6 +261,7 @@ def dedup(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per group."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV rows: group, role, path, signal, distance, width, height, bytes."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes reading files (default: cores)."),
 ):
     """Group exact and near-duplicate photos and pick a keeper in each; only reports unless told to act."""
     from . import dedup as library
@@ -274,13 +276,13 @@ def dedup(
         raise ModerateError("--move-to and --delete: choose one")
     engine = _engine(ctx)
     files = [path for path, _ in image_files(folders, recursive)]
-    embedder = None
+    model = None
     if signal in ("embedding", "both"):
-        from .signals.embedding import DEFAULT_MODEL, load_model
+        from .signals.embedding import DEFAULT_MODEL
 
-        embedder = load_model(engine.policy.embedding.model or DEFAULT_MODEL)
+        model = engine.policy.embedding.model or DEFAULT_MODEL
     with _progress(len(files), as_json or as_csv) as (_, advance):
-        found = library.scan(files, engine.policy.limits, embedder, advance)
+        found = library.scan(files, engine.policy.limits, model, advance, workers or os.cpu_count() or 1)
     for path, why in found.skipped:
         _err(f"skipped: {why}")
     groups = library.group(found, threshold if signal in ("pdq", "both") else None,

@@ -75,11 +75,40 @@ class Scan:
     vectors: np.ndarray | None = field(default=None, repr=False)  # (N, d) embeddings, when asked for
 
 
-def scan(paths: Iterable[Path], budgets: Budgets = Budgets(), embedder=None,
-         progress: Callable[[], None] | None = None) -> Scan:
-    """Signals of every readable file; unreadable ones are listed with the reason."""
+def scan(paths: Iterable[Path], budgets: Budgets = Budgets(), model: str | None = None,
+         progress: Callable[[], None] | None = None, workers: int = 1) -> Scan:
+    """Signals of every readable file (with `model`, an embedding too); unreadable ones are listed
+    with the reason. With several workers, files are read in spawned processes, 32 at a time."""
+    paths = list(paths)
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    if workers > 1 and len(chunks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=get_context("spawn")) as pool:
+            parts = []
+            for part in pool.map(_scan_chunk, chunks, [budgets] * len(chunks), [model] * len(chunks)):
+                parts.append(part)
+                for _ in range(len(part[0]) + len(part[1])):
+                    progress and progress()
+    else:
+        parts = [_scan_chunk(chunk, budgets, model, progress) for chunk in chunks]
+    vectors = [v for _, _, vs in parts for v in vs]
+    return Scan(tuple(i for items, _, _ in parts for i in items), tuple(s for _, skipped, _ in parts for s in skipped),
+                np.stack(vectors).astype(np.float32) if vectors else None)
+
+
+CHUNK = 32
+
+
+def _scan_chunk(paths: list[Path], budgets: Budgets, model: str | None, progress=None) -> tuple[list, list, list]:
     from .signals import PDQ
 
+    embedder = None
+    if model is not None:
+        from .signals.embedding import load_model
+
+        embedder = load_model(model)
     items, skipped, vectors = [], [], []
     for path in paths:
         try:
@@ -95,7 +124,7 @@ def scan(paths: Iterable[Path], budgets: Budgets = Budgets(), embedder=None,
             skipped.append((str(path), str(exc)))
         if progress:
             progress()
-    return Scan(tuple(items), tuple(skipped), np.stack(vectors).astype(np.float32) if vectors else None)
+    return items, skipped, vectors
 
 
 def group(found: Scan, max_distance: int | None = 31, min_similarity: float | None = None,

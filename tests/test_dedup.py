@@ -87,3 +87,18 @@ def test_embedding_groups_what_pdq_alone_does_not(tmp_path, photos):
     (group,) = [json.loads(line) for line in both.stdout.splitlines()]
     assert group["keeper"]["path"].endswith("a.jpg") and group["duplicates"][0]["signal"] == "embedding"
     assert run_cli("dedup", str(folder), "--json").stdout.strip() == b""
+
+
+def test_worker_processes_find_the_same_groups(tmp_path, photos):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    names = ["rocket", "coffee", "chelsea", "moon", "hubble", "astronaut", "camera"]
+    for i in range(70):  # 10 sizes of 7 photos: 7 groups of 10
+        image = Image.open(photos[names[i % 7]]).convert("RGB")
+        image.resize((image.width * (6 + i // 7) // 16, image.height * (6 + i // 7) // 16)).save(folder / f"{i:03d}.jpg")
+    files = sorted(folder.iterdir())
+    alone = dedup.group(dedup.scan(files, workers=1))
+    together = dedup.group(dedup.scan(files, workers=2))
+    assert len(alone) == 7 and all(len(g.duplicates) == 9 for g in alone)
+    assert [(g.keeper.path, [d.item.path for d in g.duplicates]) for g in alone] == \
+           [(g.keeper.path, [d.item.path for d in g.duplicates]) for g in together]
