@@ -17,6 +17,10 @@ echo "== moderate check demo/incoming/astronaut-q30.jpg --json"
 moderate check demo/incoming/astronaut-q30.jpg --json || true
 
 echo
+echo "== why the collage matched: the mirrored coffee photo, outlined in demo/why.png"
+moderate explain demo/incoming/coffee-collage.jpg coffee --out demo/why.png
+
+echo
 echo "== signed originals: a newsroom signs and registers a photo; a re-encoded copy is a modified copy"
 moderate keys generate newsroom --signer "Demo Newsroom"
 moderate keys trust "$MODERATE_HOME/keys/newsroom.pub" --name "Demo Newsroom (trusted)"

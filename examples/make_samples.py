@@ -26,6 +26,14 @@ def main(out: Path) -> None:
         ImageEnhance.Brightness(image).enhance(1.3).save(out / "incoming" / f"{name}-bright.webp")
     crop = Image.fromarray(data.astronaut()).crop((12, 12, 500, 500))
     crop.save(out / "incoming" / "astronaut-crop.png")
+    # Edits whole-image hashes miss: a corner crop keeping half the picture, and a mirrored photo
+    # pasted small into another one (keypoints find and outline both).
+    rocket = Image.fromarray(data.rocket())
+    rocket.crop((0, 0, rocket.width * 7 // 10, rocket.height * 7 // 10)).save(out / "incoming" / "rocket-corner.jpg", quality=85)
+    collage = Image.fromarray(data.hubble_deep_field()).resize((1000, 872))
+    coffee = Image.fromarray(data.coffee()).transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((400, 267))
+    collage.paste(coffee, (520, 80))
+    collage.save(out / "incoming" / "coffee-collage.jpg", quality=85)
     for name, load in UNRELATED.items():
         Image.fromarray(np.asarray(load())).save(out / "incoming" / f"{name}.jpg", quality=90)
 

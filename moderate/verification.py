@@ -104,7 +104,7 @@ def _fit(index: KeypointIndex, image: int, mirrored: bool, reference_points: np.
     if not _plausible(homography, polygon, mirrored, query):
         return None
     inliers = int(np.unique(query_points[mask.ravel().astype(bool)].round(), axis=0).shape[0])
-    return Localization(image, inliers, tuple((round(float(x), 1), round(float(y), 1)) for x, y in polygon), mirrored)
+    return Localization(image, inliers, tuple((round(float(x), 1) + 0.0, round(float(y), 1) + 0.0) for x, y in polygon), mirrored)  # no -0.0
 
 
 def _plausible(homography: np.ndarray, polygon: np.ndarray, mirrored: bool, query: KeypointSet) -> bool:
