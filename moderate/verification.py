@@ -104,7 +104,8 @@ def _fit(index: KeypointIndex, image: int, mirrored: bool, reference_points: np.
     if not _plausible(homography, polygon, mirrored, query):
         return None
     inliers = int(np.unique(query_points[mask.ravel().astype(bool)].round(), axis=0).shape[0])
-    return Localization(image, inliers, tuple((round(float(x), 1) + 0.0, round(float(y), 1) + 0.0) for x, y in polygon), mirrored)  # no -0.0
+    corners = tuple((round(float(x), 1) + 0.0, round(float(y), 1) + 0.0) for x, y in polygon)  # + 0.0: never -0.0
+    return Localization(image, inliers, corners, mirrored)
 
 
 def _plausible(homography: np.ndarray, polygon: np.ndarray, mirrored: bool, query: KeypointSet) -> bool:
