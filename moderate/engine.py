@@ -213,9 +213,11 @@ class Engine:
 
     def _check_policy_banks(self, snapshot: Snapshot) -> None:
         """A policy naming a bank the store does not have is a mistake (a typo would fail open)."""
-        missing = sorted(set(self.policy.banks or ()) - set(snapshot.banks))
+        named = [(f"banks.{b}", b) for b in self.policy.banks or ()]
+        named += [(f"embedding.banks.{b}", b) for b, _ in self.policy.embedding.per_bank]
+        missing = sorted(field for field, bank in named if bank not in snapshot.banks)
         if missing:
-            raise PolicyError(f"{self.policy.source}: banks.{missing[0]}: no such bank in {self.store.location}")
+            raise PolicyError(f"{self.policy.source}: {missing[0]}: no such bank in {self.store.location}")
 
     def _judge(self, snapshot: Snapshot, name: str, frame: Frame, provenance: Provenance,
                digest_of: Callable[[str], str]) -> tuple[FrameSignals, list[Reason]]:

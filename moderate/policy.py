@@ -114,6 +114,14 @@ class EmbeddingRules(_FloorBands):
     model: str | None = None  # require banks' vectors to come from this model (name or folder)
     candidates: int = 20  # nearest references fetched from Chroma per frame
     bands: tuple[FloorBand, ...] = (SIMILARITY(0.92, "bank"), SIMILARITY(0.85, "review"))
+    per_bank: tuple[tuple[str, tuple[FloorBand, ...]], ...] = ()  # (bank, its own bands)
+
+    def bands_for(self, bank: str) -> tuple[FloorBand, ...]:
+        return dict(self.per_bank).get(bank, self.bands)
+
+    @property
+    def floor(self) -> float:
+        return min(b.minimum for bands in [self.bands, *dict(self.per_bank).values()] for b in bands)
 
 
 @dataclass(frozen=True)
@@ -239,12 +247,16 @@ class Policy:
         model = embedding_fields.get("model", None)
         if model is not None and (not isinstance(model, str) or not model.strip()):
             embedding_fields.fail("model", f"must be a model name or a Hugging Face folder, got {model!r}")
+        bands = embedding_fields.bands("thresholds", SIMILARITY, EmbeddingRules().bands, "min_similarity", rising=False)
+        per_bank_fields = embedding_fields.section("banks")  # BANK: its own thresholds
+        per_bank = tuple((str(bank), per_bank_fields.bands(bank, SIMILARITY, bands, "min_similarity", rising=False))
+                         for bank in per_bank_fields.data)
         embedding = EmbeddingRules(
             enabled=embedding_fields.boolean("enabled", True),
             model=model,
             candidates=embedding_fields.integer("candidates", 20, 1, 1000),
-            bands=embedding_fields.bands("thresholds", SIMILARITY, EmbeddingRules().bands, "min_similarity",
-                                         rising=False),
+            bands=bands,
+            per_bank=per_bank,
         )
         embedding_fields.done()
         region_fields = top.section("regions")
@@ -294,7 +306,8 @@ class Policy:
         if match.signal == "keypoints":
             return self.keypoints.band(match.inliers or 0)
         if match.signal == "embedding":
-            return self.embedding.band(match.similarity or 0.0)
+            bands = self.embedding.bands_for(match.bank)
+            return next((b for b in bands if (match.similarity or 0.0) >= b.minimum), None)
         return self.pdq.band(match.distance)
 
     def reasons_for(self, matches: list[Match], banks: dict) -> list[Reason]:

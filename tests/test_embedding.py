@@ -102,6 +102,12 @@ def test_embedding_bank_search_and_policy(data_dir, photos, tmp_path):
     assert (reason.signal, reason.reference_id, reason.rule) == ("embedding", "coffee", "embedding.similarity>=0.85")
     assert reason.score > 0.85 and verdict.to_dict()["reasons"][0]["score"] == reason.score
     assert Engine(data_dir, policy=only_embeddings).check(photos["moon"]).verdict == "allow"
+    stricter_here = Policy.from_mapping({"keypoints": {"enabled": False}, "pdq": {"thresholds": [
+        {"max_distance": 1, "action": "bank"}]}, "embedding": {"banks": {"SIMILAR": [{"min_similarity": 0.995, "action": "review"}]}}})
+    assert Engine(data_dir, policy=stricter_here).check(edited).verdict == "allow"  # this bank's own bands apply
+    typo = Policy.from_mapping({"embedding": {"banks": {"SIMILAR_": [{"min_similarity": 0.9, "action": "review"}]}}}, "t.yaml")
+    with pytest.raises(PolicyError, match="t.yaml: embedding.banks.SIMILAR_: no such bank"):
+        Engine(data_dir, policy=typo).check(edited)
 
     engine.banks.remove("SIMILAR", "coffee")
     assert all(h.reference_id != "coffee" for h in engine.search(edited, signal="embedding", min_similarity=0.0))
