@@ -90,10 +90,11 @@ class Store:
             raise StoreError(f"{self.location}: {what} failed: {text}") from None
 
     @contextmanager
-    def _using(self, collection: str, what: str):
-        """The named collection, under the store's lock, with failures turned into StoreError."""
+    def _using(self, collection: str, what: str, metadata: dict | None = None, configuration: dict | None = None):
+        """The named collection (created with `metadata` and `configuration` if new), under the
+        store's lock, with failures turned into StoreError."""
         with self._lock, self._calling(what):
-            yield self._collection(collection)
+            yield self._collection(collection, metadata, configuration)
 
     def reset(self) -> None:
         """Drop the client; the next call connects afresh (after another process wrote, an embedded
@@ -213,15 +214,21 @@ class Store:
 
     def pdq_records(self, where: dict | None = None, ids: list[str] | None = None) -> Iterator[tuple[str, str, dict]]:
         """Yield (record id, pdq hex, metadata), optionally filtered by metadata or ids, page by page."""
-        offset = 0
-        while True:
-            with self._using(PDQ_COLLECTION, "reading references") as col:
-                got = col.get(ids=ids, where=where, include=["embeddings", "metadatas"], limit=PAGE, offset=offset)
+        for got in self._pages(PDQ_COLLECTION, "reading references", PAGE, ids=ids, where=where,
+                               include=["embeddings", "metadatas"]):
             for rid, vector, md in zip(got["ids"], got["embeddings"], got["metadatas"]):
                 yield rid, PDQ.from_vector(vector), dict(md or {})
-            if len(got["ids"]) < PAGE:
+
+    def _pages(self, collection: str, what: str, page: int, **query) -> Iterator[dict]:
+        """`get` results of a collection, `page` records at a time (one Chroma call each)."""
+        offset = 0
+        while True:
+            with self._using(collection, what) as col:
+                got = col.get(**query, limit=page, offset=offset)
+            yield got
+            if len(got["ids"]) < page:
                 return
-            offset += PAGE
+            offset += page
 
     def delete_pdq(self, ids: list[str]) -> None:
         self._delete(PDQ_COLLECTION, ids)
@@ -236,9 +243,9 @@ class Store:
     @contextmanager
     def _embeddings(self, model: dict, what: str):
         """The collection of one embedding model (`ModelIdentity.to_dict()` plus `key`)."""
-        name = f"{EMBEDDING_PREFIX}{model['key']}"
-        with self._lock, self._calling(what):
-            yield self._collection(name, {k: v for k, v in model.items() if k != "key"}, {"hnsw": {"space": "cosine"}})
+        identity = {k: v for k, v in model.items() if k != "key"}
+        with self._using(f"{EMBEDDING_PREFIX}{model['key']}", what, identity, {"hnsw": {"space": "cosine"}}) as col:
+            yield col
 
     def add_embeddings(self, model: dict, records: list[tuple[str, list[float], dict]]) -> None:
         for start in range(0, len(records), PAGE):
@@ -274,15 +281,9 @@ class Store:
 
     def keypoint_records(self, ids: list[str] | None = None) -> Iterator[tuple[str, KeypointSet]]:
         """Yield (record id, keypoints), page by page."""
-        offset = 0
-        while True:
-            with self._using(KEYPOINTS_COLLECTION, "reading keypoints") as col:
-                got = col.get(ids=ids, include=["documents"], limit=KEYPOINT_PAGE, offset=offset)
+        for got in self._pages(KEYPOINTS_COLLECTION, "reading keypoints", KEYPOINT_PAGE, ids=ids, include=["documents"]):
             for rid, document in zip(got["ids"], got["documents"]):
                 yield rid, KeypointSet.from_bytes(base64.b64decode(document))
-            if len(got["ids"]) < KEYPOINT_PAGE:
-                return
-            offset += KEYPOINT_PAGE
 
     def image_metadata(self, ids: list[str]) -> dict[str, dict]:
         """Metadata of keypoint records (one per reference image: bank, reference id, sha256)."""
