@@ -227,10 +227,11 @@ class Engine:
         if provenance.state == "verified" and policy.provenance.allow_verified_originals:
             reasons.append(Reason(VERIFIED_ORIGINAL, "allow", signer=provenance.signer,
                                   detail=f"verified original signed by {provenance.signer}; the policy allows verified originals"))
-        found = {name: load_detector(name).detect(frame.pixels) for name in dict.fromkeys(r.detector for r in policy.detectors)}
+        found = {detector: load_detector(detector).detect(frame.pixels)
+                 for detector in dict.fromkeys(r.detector for r in policy.detectors)}
         regions = regions_for(frame, policy.regions)
         if policy.regions.mode == "objects":  # what detectors box is matched against the banks too
-            regions += [_detected(d, frame) for name, items in found.items() if name != "ocr" for d in items if d.box]
+            regions += [_detected(d, frame) for detector, items in found.items() if detector != "ocr" for d in items if d.box]
         hashed = [(region, PDQ.compute(region.crop(frame), rules.dihedral)) for region in regions]
         signals = FrameSignals(name, frame.index, hashed[0][0], hashed[0][1], frame.page)
         quality = signals.pdq[0].quality
@@ -337,9 +338,7 @@ class Engine:
 
 def _detected(detection, frame: Frame) -> Region:
     """A detector's box (working pixels) as a region of the original frame."""
-    x, y, w, h = detection.box
-    scale = frame.scale
-    return Region(round(x / scale), round(y / scale), round(w / scale), round(h / scale), f"detector:{detection.label}")
+    return Region.at_working(frame, *detection.box, f"detector:{detection.label}")
 
 
 def _combined(verdicts: list[Verdict]) -> Verdict:

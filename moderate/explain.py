@@ -145,10 +145,7 @@ def _keypoint_evidence(policy, found, frame) -> SignalEvidence:
         return SignalEvidence("keypoints", False, None, None, inliers=0,
                               note="no geometrically consistent local-feature matches")
     band = policy.keypoints.band(found.inliers) if policy.keypoints.enabled else None
-    xs, ys = [p[0] for p in found.polygon], [p[1] for p in found.polygon]
-    x0, y0 = max(0, int(min(xs))), max(0, int(min(ys)))
-    box = Region(x0, y0, max(0, min(frame.width, int(max(xs))) - x0), max(0, min(frame.height, int(max(ys))) - y0),
-                 "localized")
+    box = Region.around(found.polygon, frame.width, frame.height)
     note = None if policy.keypoints.enabled else "keypoint matching is off in this policy"
     return SignalEvidence("keypoints", band is not None, band.action if band else None, band.name if band else None,
                           region=box, variant="mirrored" if found.mirrored else "original", inliers=found.inliers,

@@ -104,11 +104,7 @@ def _allowed(index: KeypointIndex, banks: set[str]) -> np.ndarray:
 
 def _located(index: KeypointIndex, found, query: KeypointSet) -> Match:
     bank, reference_id = split_record_id(index.images.id_at(found.image))
-    xs = [x for x, _ in found.polygon]
-    ys = [y for _, y in found.polygon]
-    x0, y0 = max(0, int(min(xs))), max(0, int(min(ys)))
-    x1, y1 = min(query.width, int(max(xs) + 0.5)), min(query.height, int(max(ys) + 0.5))
-    region = Region(x0, y0, max(0, x1 - x0), max(0, y1 - y0), "localized")
+    region = Region.around(found.polygon, query.width, query.height)
     return Match(bank, reference_id, "keypoints", None, region, "mirrored" if found.mirrored else "original",
                  found.inliers, found.polygon)
 

@@ -61,6 +61,20 @@ class Region:
             raise ValueError(f"region {text!r}: must lie inside the {width}x{height} image and be at least 16x16 pixels")
         return cls(x, y, w, h, "reference")
 
+    @classmethod
+    def at_working(cls, frame: Frame, x: float, y: float, w: float, h: float, origin: str) -> "Region":
+        """A box measured in the frame's working pixels, as a region of the original frame."""
+        scale = frame.scale
+        return cls(round(x / scale), round(y / scale), round(w / scale), round(h / scale), origin)
+
+    @classmethod
+    def around(cls, polygon, width: int, height: int) -> "Region":
+        """The box around a matched polygon, clipped to a `width` x `height` picture."""
+        xs, ys = [x for x, _ in polygon], [y for _, y in polygon]
+        x0, y0 = max(0, int(min(xs))), max(0, int(min(ys)))
+        x1, y1 = min(width, int(max(xs) + 0.5)), min(height, int(max(ys) + 0.5))
+        return cls(x0, y0, max(0, x1 - x0), max(0, y1 - y0), "localized")
+
     def crop(self, frame: Frame) -> np.ndarray:
         """This region's pixels at the frame's working size."""
         scale = frame.scale
@@ -109,8 +123,7 @@ def deborder(frame: Frame) -> Region | None:
     inner_w, inner_h = width - left - right, height - top - bottom
     if inner_w < 0.3 * width or inner_h < 0.3 * height:
         return None  # mostly flat: a border this deep is the picture itself
-    scale = frame.scale
-    return Region(round(left / scale), round(top / scale), round(inner_w / scale), round(inner_h / scale), "deborder")
+    return Region.at_working(frame, left, top, inner_w, inner_h, "deborder")
 
 
 def _border_depth(gray) -> int:
@@ -165,8 +178,7 @@ def proposals(frame: Frame, limit: int) -> list[Region]:
             kept.append((x, y, w, h))
         if len(kept) == limit:
             break
-    scale = frame.scale
-    return [Region(round(x / scale), round(y / scale), round(w / scale), round(h / scale), "proposal") for x, y, w, h in kept]
+    return [Region.at_working(frame, x, y, w, h, "proposal") for x, y, w, h in kept]
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
