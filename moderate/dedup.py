@@ -89,8 +89,8 @@ def scan(paths: Iterable[Path], budgets: Budgets = Budgets(), model: str | None 
             parts = []
             for part in pool.map(_scan_chunk, chunks, [budgets] * len(chunks), [model] * len(chunks)):
                 parts.append(part)
-                for _ in range(len(part[0]) + len(part[1])):
-                    progress and progress()
+                for _ in range(len(part[0]) + len(part[1]) if progress else 0):
+                    progress()
     else:
         parts = [_scan_chunk(chunk, budgets, model, progress) for chunk in chunks]
     vectors = [v for _, _, vs in parts for v in vs]

@@ -87,8 +87,11 @@ class _FloorBands:
     def floor(self) -> float:
         return min(b.minimum for b in self.bands)
 
-    def band(self, value: float) -> FloorBand | None:
-        return next((b for b in self.bands if value >= b.minimum), None)
+    def bands_for(self, bank: str | None) -> tuple[FloorBand, ...]:
+        return self.bands
+
+    def band(self, value: float, bank: str | None = None) -> FloorBand | None:
+        return next((b for b in self.bands_for(bank) if value >= b.minimum), None)
 
 
 INLIERS = FloorBand.maker("keypoints.inliers")
@@ -116,7 +119,7 @@ class EmbeddingRules(_FloorBands):
     bands: tuple[FloorBand, ...] = (SIMILARITY(0.92, "bank"), SIMILARITY(0.85, "review"))
     per_bank: tuple[tuple[str, tuple[FloorBand, ...]], ...] = ()  # (bank, its own bands)
 
-    def bands_for(self, bank: str) -> tuple[FloorBand, ...]:
+    def bands_for(self, bank: str | None) -> tuple[FloorBand, ...]:
         return dict(self.per_bank).get(bank, self.bands)
 
     @property
@@ -302,12 +305,12 @@ class Policy:
         return bank_record.get("action", "block") if chosen == "bank" else chosen
 
     def band_for(self, match: Match):
-        """The threshold band a match falls in (PDQ by distance, keypoints by inliers), or None."""
+        """The threshold band a match falls in (PDQ by distance, keypoints by inliers, embeddings by
+        similarity with the bank's own bands if the policy sets them), or None."""
         if match.signal == "keypoints":
             return self.keypoints.band(match.inliers or 0)
         if match.signal == "embedding":
-            bands = self.embedding.bands_for(match.bank)
-            return next((b for b in bands if (match.similarity or 0.0) >= b.minimum), None)
+            return self.embedding.band(match.similarity or 0.0, match.bank)
         return self.pdq.band(match.distance)
 
     def reasons_for(self, matches: list[Match], banks: dict) -> list[Reason]:
