@@ -244,11 +244,12 @@ class KeypointIndex:
                              np.ascontiguousarray(self.descriptors[rows]), np.ascontiguousarray(self.points[rows]),
                              renumber[self.owner[rows]].astype(np.int32), np.ascontiguousarray(self.mirrored[rows]))
 
-    def nearest(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, rows) of the two nearest pooled descriptors of each query descriptor."""
-        if len(self.descriptors) < 2 or len(descriptors) == 0:
-            return np.zeros((len(descriptors), 2), np.int32), np.full((len(descriptors), 2), -1, np.int64)
-        return self._faiss().search(np.ascontiguousarray(descriptors, dtype=np.uint8), 2)
+    def nearest(self, descriptors: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, rows), each (Q, k): the `k` nearest pooled descriptors of each query
+        descriptor, nearest first; rows are -1 where the pool has fewer than `k`."""
+        if len(self.descriptors) == 0 or len(descriptors) == 0:
+            return np.zeros((len(descriptors), k), np.int32), np.full((len(descriptors), k), -1, np.int64)
+        return self._faiss().search(np.ascontiguousarray(descriptors, dtype=np.uint8), k)
 
     def load_from(self, path: Path) -> None:
         """Use the inverted file saved at `path` if it covers exactly these descriptors (lazily).

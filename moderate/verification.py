@@ -7,9 +7,10 @@ reference into the query. RANSAC finds that mapping and counts the matches consi
 
 Two ways in:
 - `retrieve` finds candidates among every reference at once: each query descriptor votes for
-  the image of its nearest pooled descriptor when that neighbour is clearly nearer than the second
-  (Lowe's ratio test across the whole pool, which also drops corners common to many images), and
-  the most voted images are verified with those same correspondences.
+  the image of its nearest pooled descriptor when that neighbour is clearly nearer than the
+  nearest *other* corner (Lowe's ratio test across the pool, which drops corners common to many
+  images; copies of the same corner in duplicate references share the vote), and the most voted
+  images are verified with those same correspondences.
 - `localize` verifies one given image (a PDQ candidate, or `moderate explain`) with its own
   nearest-neighbour matches.
 
@@ -31,6 +32,8 @@ RATIO = 0.8  # Lowe's ratio: the nearest neighbour must be clearly nearer than t
 MAX_HAMMING = 64  # of 256 bits; farther neighbours are not the same corner
 MIN_VOTES = 6  # fewer correspondences cannot support a homography worth fitting
 REPROJECTION = 8.0  # RANSAC inlier tolerance, in pixels of a 1024 px picture
+NEIGHBOURS = 16  # pooled neighbours read per query descriptor: the nearest corner and its copies
+MAX_COPIES = 8  # fits per distinct candidate picture, copies included (bounds the cost of many copies)
 
 
 @dataclass(frozen=True)
@@ -45,26 +48,68 @@ class Localization:
 
 def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, candidates: int,
              min_inliers: int) -> list[Localization]:
-    """Verified localizations of the most voted allowed images (allowed: mask over images)."""
+    """Verified localizations of the most voted allowed images (allowed: mask over images).
+
+    Every copy of a picture in the pool gets the same votes and is verified on its own, so a
+    picture held under several ids, in several banks or re-encoded is found once per copy with the
+    same strength (the index contract python-threatexchange states: every matching entry is
+    returned). `candidates` bounds the distinct pictures verified; copies of one are not counted.
+    """
     if len(query) == 0 or len(index) == 0:
         return []
-    distances, rows = index.nearest(query.descriptors)
-    nearest = rows[:, 0]
-    good = (nearest >= 0) & (distances[:, 0] < RATIO * distances[:, 1]) & (distances[:, 0] <= MAX_HAMMING)
-    good &= allowed[index.owner[np.where(good, nearest, 0)]]
-    chosen = np.flatnonzero(good)
-    # a vote is for an image seen one way (as is, or mirrored): the two ways fit different mappings
-    keys = index.owner[nearest[chosen]].astype(np.int64) * 2 + index.mirrored[nearest[chosen]]
+    distances, rows = index.nearest(query.descriptors, NEIGHBOURS)
+    voters, keys, reference_rows = _votes(index, distances, rows, allowed)
     found, votes = np.unique(keys, return_counts=True)
-    out = []
-    for key in found[np.argsort(-votes, kind="stable")][:candidates]:
-        picked = chosen[keys == key]
+    out: list[Localization] = []
+    tried: list[tuple[set, bool]] = []  # (voting query descriptors, verified) per distinct picture
+    distinct = 0
+    for key in found[np.argsort(-votes, kind="stable")][: candidates * MAX_COPIES]:
+        picked = np.flatnonzero(keys == key)
         if len(picked) < MIN_VOTES:
             break
-        located = _fit(index, int(key // 2), bool(key % 2), index.points[nearest[picked]], query.points[picked], query)
-        if located is not None and located.inliers >= min_inliers:
+        voting = set(voters[picked].tolist())
+        twin = next((ok for seen, ok in tried if len(seen & voting) * 2 >= len(seen | voting)), None)
+        if twin is False:
+            continue  # a copy of a picture that did not verify
+        if twin is None:
+            if distinct == candidates:
+                continue  # only copies of pictures already verified are still fitted
+            distinct += 1
+        located = _fit(index, int(key // 2), bool(key % 2), index.points[reference_rows[picked]],
+                       query.points[voters[picked]], query)
+        verified = located is not None and located.inliers >= min_inliers
+        tried.append((voting, verified))
+        if verified:
             out.append(located)
     return out
+
+
+def _votes(index: KeypointIndex, distances: np.ndarray, rows: np.ndarray,
+           allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query descriptor, image key, pooled row) of every vote.
+
+    Lowe's ratio test compares the nearest pooled descriptor with the nearest *other corner*:
+    neighbours no farther from the nearest one than the query is are the same corner in another
+    copy of the picture (a duplicate reference, a re-encoded near-copy), and they share the vote
+    instead of cancelling it. A vote is for an image seen one way (as is, or mirrored): the two
+    ways fit different mappings, so the key is image * 2 + mirrored.
+    """
+    present = rows >= 0
+    safe = np.where(present, rows, 0)
+    pooled = index.descriptors[safe]  # (Q, k, 32)
+    apart = np.bitwise_count(np.bitwise_xor(pooled, pooled[:, :1])).sum(axis=2)  # from the nearest, in bits
+    nearest = distances[:, :1]
+    same = present & (apart <= nearest)
+    same[:, 0] = present[:, 0]
+    other = present & ~same
+    second = np.where(other.any(axis=1), distances[np.arange(len(rows)), other.argmax(axis=1)], np.inf)
+    good = present[:, 0] & (nearest[:, 0] <= MAX_HAMMING) & (nearest[:, 0] < RATIO * second)
+    voting = same & good[:, None] & (distances <= MAX_HAMMING) & allowed[index.owner[safe]]
+    query_rows, columns = np.nonzero(voting)
+    pooled_rows = rows[query_rows, columns]
+    keys = index.owner[pooled_rows].astype(np.int64) * 2 + index.mirrored[pooled_rows]
+    _, first = np.unique(query_rows * (2 * len(index)) + keys, return_index=True)  # one vote per descriptor and key
+    return query_rows[first], keys[first], pooled_rows[first]
 
 
 def localize(index: KeypointIndex, image: int, query: KeypointSet) -> Localization | None:
