@@ -10,6 +10,7 @@ caller can do with the same objects.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -22,6 +23,7 @@ from .audit import AuditLog
 from .detectors import load as load_detector
 from .banks import Banks, default_actor, image_files
 from .errors import MediaError, PolicyError
+from .evidence import Evidence
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
 from .match import Match, localized, match_embeddings, match_keypoints, match_pdq
@@ -174,7 +176,7 @@ class Engine:
         try:
             media = self.decode(source, name)
         except MediaError as exc:
-            reason = Reason("on_error", policy.on_error, detail=exc.detail)
+            reason = Reason("on_error", policy.on_error, detail=exc.detail)  # no evidence: the input is the problem
             return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
                             elapsed_ms=_ms(start), policy=policy.name)], None
         provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
@@ -237,8 +239,8 @@ class Engine:
         quality = signals.pdq[0].quality
         if quality < rules.min_quality:
             detail = f"PDQ quality {quality} is below {rules.min_quality}: the hash is not used for matching"
-            reasons.append(Reason("pdq.low_quality", rules.on_low_quality, signal="pdq", score=quality,
-                                  region=signals.region, detail=detail))
+            reasons.append(Reason("pdq.low_quality", rules.on_low_quality,
+                                  Evidence("pdq", "score", quality, region=signals.region), detail))
         banks = {b for b, record in snapshot.banks.items() if policy.uses(b, record)}
         queries = [(region, h) for region, hashes in hashed for h in hashes if h.quality >= rules.min_quality]
         matches = match_pdq(snapshot, queries, rules.max_distance, banks)
@@ -252,29 +254,42 @@ class Engine:
                                         similar.floor, similar.model)
         reasons += policy.reasons_for(matches, snapshot.banks)
         reasons += [
-            Reason(rule.name, rule.action, signal=rule.detector, score=d.score, region=_detected(d, frame) if d.box else None,
-                   detail=f"{rule.detector} found {what!r} (score {d.score:.2f})")
+            Reason(rule.name, rule.action, Evidence(rule.detector, "score", d.score, region=_detected(d, frame) if d.box else None,
+                                                    label=d.label), f"{rule.detector} found {what!r} (score {d.score:.2f})")
             for rule in policy.detectors for d in found[rule.detector] for what in [rule.finds(d)] if what
         ]
         originals = [m for m in matches if snapshot.banks[m.bank].get("kind") == "originals"]
         reasons += self._originals(originals, provenance, digest_of)
-        allowed = self._allowlisted(matches, reasons, snapshot)
-        reasons.sort(key=lambda r: -severity(r.action))
-        return signals, ([allowed] if allowed else []) + reasons
+        reasons = self._allowlisted(matches, reasons, snapshot)
+        reasons.sort(key=lambda r: (r.rule != ALLOWLISTED, -severity(r.action)))
+        return signals, reasons
 
-    def _allowlisted(self, matches: list[Match], reasons: list[Reason], snapshot: Snapshot) -> Reason | None:
-        """A known false positive at least as close as any flagged evidence allows the input."""
-        first_band = self.policy.pdq.bands[0].max_distance
-        known = [m for m in matches if snapshot.banks[m.bank].get("kind") == "allowlist" and m.signal == "pdq"
-                 and m.distance <= first_band]
+    def _allowlisted(self, matches: list[Match], reasons: list[Reason], snapshot: Snapshot) -> list[Reason]:
+        """`reasons` with the false positives moderators recorded turned into allow reasons.
+
+        An allow-list entry is a picture a moderator rejected as a false positive of certain
+        references (`suppresses` in its metadata). A reason is suppressed only when it names one of
+        those references and the input is strictly closer to the entry than to that reference
+        (ties go to the flagged side); other evidence in the same input is never suppressed.
+        Entries recorded without their references suppress only PDQ evidence for the same region.
+        """
+        known = [m for m in matches if snapshot.banks[m.bank].get("kind") == "allowlist"
+                 and self.policy.band_rank(m) == 0]
         if not known:
-            return None
-        best = min(known, key=lambda m: m.distance)
-        flagged = [r.distance for r in reasons if r.distance is not None and r.action != "allow"]
-        if flagged and min(flagged) < best.distance:
-            return None
-        return best.reason(ALLOWLISTED, "allow",
-                           detail=f"a moderator rejected a near-identical item as a false positive ({best.reference_id})")
+            return reasons
+        entries = self.banks.lookup(m.reference for m in known)
+        out = []
+        for reason in reasons:
+            entry = min((m for m in known if reason.action != "allow" and reason.evidence is not None
+                         and _suppresses(entries.get(m.reference), m, reason.evidence, self.policy)),
+                        key=lambda m: m.strength, default=None)
+            if entry is None:
+                out.append(reason)
+                continue
+            out.append(entry.reason(ALLOWLISTED, "allow", detail=(
+                f"a moderator rejected a near-identical item as a false positive of {reason.bank}/{reason.reference_id} "
+                f"({entry.reference_id}); it would have been: {reason.rule} -> {reason.action}")))
+        return out
 
     def _originals(self, matches: list[Match], provenance: Provenance, digest_of: Callable[[str], str]) -> list[Reason]:
         """A match with a registered signed original: the original itself, or a modified copy of it."""
@@ -334,6 +349,21 @@ class Engine:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (f.result() for f in done)
+
+
+def _suppresses(entry, known: Match, flagged: Match, policy: Policy) -> bool:
+    """Whether allow-list evidence `known` (for reference `entry`) outweighs `flagged` evidence."""
+    if entry is None:
+        return False
+    listed = entry.metadata.get("suppresses")
+    if listed is not None:
+        if [flagged.bank, flagged.reference_id] not in json.loads(listed):
+            return False
+    elif flagged.signal != "pdq" or flagged.region != known.region:
+        return False  # an entry from before references were recorded: only the same region's hash
+    if known.signal == flagged.signal:
+        return known.strength < flagged.strength
+    return policy.band_rank(known) < policy.band_rank(flagged)
 
 
 def _detected(detection, frame: Frame) -> Region:

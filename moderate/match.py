@@ -9,46 +9,17 @@ whose references have keypoints are verified too, which localizes them in the qu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .index import KeypointIndex, Snapshot
 from .regions import Region
-from .verdict import Reason
+from .evidence import Evidence
 from .signals import KeypointSet, PdqHash
 from .store import split_record_id
 
 
-@dataclass(frozen=True)
-class Match:
-    """A query region matched a reference through one signal.
-
-    PDQ matches have a Hamming `distance`; keypoint matches have `inliers` and the `polygon` the
-    reference occupies in the query; embedding matches a cosine `similarity`. A PDQ match whose reference has keypoints is verified too, so
-    it can carry both.
-    """
-
-    bank: str
-    reference_id: str
-    signal: str
-    distance: int | None
-    region: Region
-    variant: str = "original"
-    inliers: int | None = None
-    polygon: tuple[tuple[float, float], ...] | None = None
-    similarity: float | None = None  # embedding: cosine similarity
-
-    @property
-    def strength(self) -> float:
-        """Smaller is stronger: the PDQ distance, minus the inliers, or minus the similarity."""
-        if self.signal == "pdq":
-            return self.distance
-        return -(self.inliers or 0) if self.signal == "keypoints" else -(self.similarity or 0.0)
-
-    def reason(self, rule: str, action: str, detail: str | None = None, signer: str | None = None) -> Reason:
-        return Reason(rule, action, self.bank, self.reference_id, self.signal, self.distance, self.similarity, self.region,
-                      self.variant if self.variant != "original" else None, detail, signer, self.inliers, self.polygon)
+Match = Evidence  # the name matching results had before evidence became one type for every signal
 
 
 def match_pdq(snapshot: Snapshot, queries: list[tuple[Region, PdqHash]], max_distance: int,
@@ -62,7 +33,7 @@ def match_pdq(snapshot: Snapshot, queries: list[tuple[Region, PdqHash]], max_dis
         bank, reference_id = split_record_id(snapshot.pdq.id_at(position))
         if bank in banks:
             region, value = queries[row]
-            matches.append(Match(bank, reference_id, "pdq", distance, region, value.variant))
+            matches.append(Evidence("pdq", "distance", distance, bank, reference_id, region, value.variant))
     return matches
 
 
@@ -91,7 +62,7 @@ def localized(snapshot: Snapshot, matches: list[Match], query: KeypointSet) -> l
             best = max(found, key=lambda f: f.inliers, default=None)
             cache[key] = (best.inliers, best.polygon) if best else (None, None)
         inliers, polygon = cache[key]
-        out.append(replace(m, inliers=inliers, polygon=polygon) if inliers is not None else m)
+        out.append(m.verified(inliers, polygon) if inliers is not None else m)
     return out
 
 
@@ -105,8 +76,8 @@ def _allowed(index: KeypointIndex, banks: set[str]) -> np.ndarray:
 def _located(index: KeypointIndex, found, query: KeypointSet) -> Match:
     bank, reference_id = split_record_id(index.images.id_at(found.image))
     region = Region.around(found.polygon, query.width, query.height)
-    return Match(bank, reference_id, "keypoints", None, region, "mirrored" if found.mirrored else "original",
-                 found.inliers, found.polygon)
+    return Evidence("keypoints", "inliers", found.inliers, bank, reference_id, region,
+                    "mirrored" if found.mirrored else "original", found.inliers, found.polygon)
 
 
 def match_embeddings(store, snapshot: Snapshot, frame_pixels, region: Region, banks: set[str], candidates: int,
@@ -134,5 +105,5 @@ def match_embeddings(store, snapshot: Snapshot, frame_pixels, region: Region, ba
         for rid, similarity in store.nearest_embeddings(collection, [float(x) for x in vector], candidates):
             bank, reference_id = split_record_id(rid)
             if bank in model_banks and similarity >= min_similarity:
-                matches.append(Match(bank, reference_id, "embedding", None, region, similarity=round(similarity, 4)))
+                matches.append(Evidence("embedding", "score", round(similarity, 4), bank, reference_id, region))
     return matches

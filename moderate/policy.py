@@ -313,6 +313,20 @@ class Policy:
             return self.embedding.band(match.similarity or 0.0, match.bank)
         return self.pdq.band(match.distance)
 
+    def band_rank(self, match: Match) -> int:
+        """Which of its signal's bands a match falls in: 0 for the first (strongest), and so on;
+        one past the last when it is in none."""
+        bands = self.bands_of(match)
+        band = self.band_for(match)
+        return bands.index(band) if band is not None else len(bands)
+
+    def bands_of(self, match: Match) -> tuple:
+        if match.signal == "keypoints":
+            return self.keypoints.bands
+        if match.signal == "embedding":
+            return self.embedding.bands_for(match.bank)
+        return self.pdq.bands
+
     def reasons_for(self, matches: list[Match], banks: dict) -> list[Reason]:
         """One reason per matched reference (its strongest match), most severe and closest first."""
         best: dict[tuple[str, str], tuple[Match, object]] = {}
@@ -332,8 +346,6 @@ class Policy:
         return reasons
 
     def verdict_for(self, reasons: list[Reason]) -> str:
-        if any(r.rule == ALLOWLISTED for r in reasons):
-            return "allow"
         if self.provenance.allow_verified_originals and any(r.rule == VERIFIED_ORIGINAL for r in reasons):
             return "allow"
         return worst([self.default] + [r.action for r in reasons])

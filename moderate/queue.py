@@ -190,6 +190,10 @@ class ReviewQueue:
             raise QueueError(f"review item {item.id}: the image was purged, its signals cannot be added to a bank")
         target = bank if decision == "confirm" else self.banks.allowlist()
         metadata = {"note": note, "added_by": moderator, "review_item": item.id, "source_url": None}
+        if decision == "reject":  # what it is a false positive of: the allow-list suppresses only that
+            flagged = {(r["bank"], r["reference_id"]) for r in item.verdict.get("reasons", [])
+                       if r.get("bank") and r.get("action") != "allow"}
+            metadata["suppresses"] = json.dumps(sorted(flagged))
         self.banks.add_bytes(target, image, f"review-{item.id}", metadata)
 
     def stats(self) -> dict:

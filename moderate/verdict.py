@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .regions import Region
+from .evidence import Evidence
 
 VERDICTS = ("allow", "review", "block")  # in rising severity
 EXIT_CODES = {"allow": 0, "review": 3, "block": 4}
@@ -24,49 +24,46 @@ def worst(actions) -> str:
 
 @dataclass(frozen=True)
 class Reason:
-    """One piece of evidence: which rule fired, with what action, on which reference and region."""
+    """Judged evidence: which rule fired, with what action, on what evidence (see `moderate.evidence`).
+
+    Reasons without evidence are about the input itself (`on_error`, a verified original)."""
 
     rule: str
     action: str
-    bank: str | None = None
-    reference_id: str | None = None
-    signal: str | None = None
-    distance: float | None = None
-    score: float | None = None
-    region: Region | None = None
-    variant: str | None = None  # the transform of the query that matched (dihedral PDQ)
+    evidence: Evidence | None = None
     detail: str | None = None
     signer: str | None = None  # for registered signed originals: who signed the original
-    inliers: int | None = None  # local-feature matches consistent with one homography
-    polygon: tuple | None = None  # the reference's outline in the query's pixels (x, y corners)
     source: str | None = None  # with `check --together`: the image this evidence came from
+
+    def _of(self, name: str):
+        return getattr(self.evidence, name) if self.evidence is not None else None
+
+    bank = property(lambda self: self._of("bank"))
+    reference_id = property(lambda self: self._of("reference_id"))
+    signal = property(lambda self: self._of("signal"))
+    distance = property(lambda self: self._of("distance"))
+    score = property(lambda self: self._of("score"))
+    region = property(lambda self: self._of("region"))
+    inliers = property(lambda self: self._of("inliers"))
+    polygon = property(lambda self: self._of("polygon"))
+
+    @property
+    def variant(self) -> str | None:
+        variant = self._of("variant")
+        return variant if variant != "original" else None
 
     @property
     def strength(self) -> float:
-        """Smaller is stronger: the PDQ distance, or minus the inliers."""
-        if self.distance is not None:
-            return self.distance
-        if self.inliers is not None:
-            return -self.inliers
-        return -self.score if self.score is not None else 0
+        """Smaller is stronger (within one signal); reasons without evidence rank last."""
+        return self.evidence.strength if self.evidence is not None else 0
 
     def to_dict(self) -> dict:
-        out = {
-            "rule": self.rule, "action": self.action, "bank": self.bank, "reference_id": self.reference_id,
-            "signal": self.signal, "distance": self.distance, "score": self.score,
-            "region": self.region.to_dict() if self.region else None,
-        }
-        if self.variant:
-            out["variant"] = self.variant
-        if self.detail:
-            out["detail"] = self.detail
-        if self.signer:
-            out["signer"] = self.signer
-        if self.source:
-            out["source"] = self.source
-        if self.inliers is not None:
-            out["inliers"] = self.inliers
-            out["polygon"] = [list(p) for p in self.polygon] if self.polygon else None
+        out = {"rule": self.rule, "action": self.action}
+        out.update(self.evidence.to_dict() if self.evidence is not None else {
+            "bank": None, "reference_id": None, "signal": None, "distance": None, "score": None, "region": None})
+        for key in ("detail", "signer", "source"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
         return out
 
 
