@@ -24,6 +24,7 @@ from .detectors import load as load_detector
 from .banks import Banks, default_actor, image_files
 from .errors import MediaError, PolicyError
 from .evidence import Evidence
+from .explain import Explanation, explain
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
 from .match import Match, localized, match_embeddings, match_keypoints, match_pdq
@@ -31,7 +32,7 @@ from .media import Frame, Media, Source, decode, describe
 from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from .provenance import Credentials, Keys, Provenance, Signatures, digests
 from .regions import Region, regions_for
-from .signals import KEYPOINTS, PDQ, PdqHash
+from .signals import KEYPOINTS, PDQ, KeypointSet, PdqHash
 from .queue import ReviewQueue
 from .search import SearchHit, search
 from .store import Store
@@ -39,7 +40,6 @@ from .verdict import Reason, Verdict, severity, worst
 from .webhooks import deliveries
 
 if TYPE_CHECKING:
-    from .explain import Explanation
     from .signals.embedding import Embedding
 
 
@@ -73,6 +73,20 @@ class FrameSignals:
         if self.page is not None:
             out["page"] = self.page
         return out
+
+
+@dataclass(frozen=True)
+class FrameTrace:
+    """What one frame's check computed and decided, for `moderate explain` to read instead of
+    matching again its own way: the PDQ hashes matched (regions and variants, quality-filtered),
+    the query's keypoints (None when keypoint matching did not run), every piece of evidence
+    found, and the judged reasons."""
+
+    frame: Frame
+    queries: tuple[tuple[Region, PdqHash], ...]
+    described: KeypointSet | None
+    matches: tuple[Match, ...]
+    reasons: tuple[Reason, ...]
 
 
 class Engine:
@@ -166,8 +180,10 @@ class Engine:
                        frames=len(verdicts))
         return self._record([item], checked[deciding][1], actor, enqueue)[0]
 
-    def _verdicts(self, source: Source, name: str | None) -> tuple[list[Verdict], bytes | None]:
-        """Frame verdicts of one input and its bytes, not yet recorded anywhere."""
+    def _verdicts(self, source: Source, name: str | None,
+                  trace: list[FrameTrace] | None = None) -> tuple[list[Verdict], bytes | None]:
+        """Frame verdicts of one input and its bytes, not yet recorded anywhere; with `trace`, what
+        each frame's pass computed and decided is appended to it (`moderate explain` reads it)."""
         start = time.perf_counter()
         name = name or describe(source)
         policy = self.policy
@@ -181,7 +197,7 @@ class Engine:
                             elapsed_ms=_ms(start), policy=policy.name)], None
         provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
         digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
-        per_frame = [self._judge(snapshot, name, frame, provenance, digest_of) for frame in media.frames]
+        per_frame = [self._judge(snapshot, name, frame, provenance, digest_of, trace) for frame in media.frames]
         elapsed = _ms(start)
         return [
             Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page, reasons=tuple(reasons),
@@ -192,8 +208,6 @@ class Engine:
 
     def explain(self, source: Source, reference_id: str, bank: str | None = None) -> "Explanation":
         """Why an input does or does not match one reference, signal by signal (`moderate.explain`)."""
-        from .explain import explain
-
         return explain(self, source, reference_id, bank)
 
     def _record(self, verdicts: list[Verdict], data: bytes | None, actor: str | None = None,
@@ -222,7 +236,7 @@ class Engine:
             raise PolicyError(f"{self.policy.source}: {missing[0]}: no such bank in {self.store.location}")
 
     def _judge(self, snapshot: Snapshot, name: str, frame: Frame, provenance: Provenance,
-               digest_of: Callable[[str], str]) -> tuple[FrameSignals, list[Reason]]:
+               digest_of: Callable[[str], str], trace: list[FrameTrace] | None = None) -> tuple[FrameSignals, list[Reason]]:
         policy = self.policy
         rules = policy.pdq
         reasons = []
@@ -244,6 +258,7 @@ class Engine:
         banks = {b for b, record in snapshot.banks.items() if policy.uses(b, record)}
         queries = [(region, h) for region, hashes in hashed for h in hashes if h.quality >= rules.min_quality]
         matches = match_pdq(snapshot, queries, rules.max_distance, banks)
+        described = None
         if policy.keypoints.enabled and len(snapshot.keypoints) and banks:
             described = KEYPOINTS.compute(frame.pixels, frame.width, frame.height, policy.keypoints.features)
             matches = localized(snapshot, matches, described) + match_keypoints(
@@ -262,6 +277,8 @@ class Engine:
         reasons += self._originals(originals, provenance, digest_of)
         reasons = self._allowlisted(matches, reasons, snapshot)
         reasons.sort(key=lambda r: (r.rule != ALLOWLISTED, -severity(r.action)))
+        if trace is not None:
+            trace.append(FrameTrace(frame, tuple(queries), described, tuple(matches), tuple(reasons)))
         return signals, reasons
 
     def _allowlisted(self, matches: list[Match], reasons: list[Reason], snapshot: Snapshot) -> list[Reason]:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import BankError
-from .regions import Region, regions_for
-from .signals import KEYPOINTS, PDQ
+from .regions import Region
+from .signals import PDQ
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -30,19 +30,20 @@ class SignalEvidence:
     """One signal's best evidence for the pair, and what the policy makes of it."""
 
     signal: str
-    matched: bool  # within the policy's widest band for this signal
+    matched: bool  # within one of the policy's bands for this signal
     action: str | None  # the band's action, when matched ("bank": the bank's own)
     band: str | None
     distance: int | None = None  # pdq
     region: Region | None = None  # pdq: the query region; keypoints: the localized box
     variant: str | None = None
-    inliers: int | None = None  # keypoints
+    inliers: int | None = None  # keypoints, and PDQ evidence verified by keypoints
     polygon: tuple | None = None
     note: str | None = None
+    score: float | None = None  # embedding: cosine similarity
 
     def to_dict(self) -> dict:
         out = {"signal": self.signal, "matched": self.matched, "action": self.action, "band": self.band}
-        for key in ("distance", "variant", "inliers", "note"):
+        for key in ("distance", "score", "variant", "inliers", "note"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.region is not None:
@@ -54,6 +55,9 @@ class SignalEvidence:
 
 @dataclass(frozen=True)
 class Explanation:
+    """The evidence `check` decided on for one reference: per signal its best value (also when it
+    fell short of every band), the input's verdict, and the reasons naming the reference."""
+
     source: str
     bank: str
     reference_id: str
@@ -61,6 +65,8 @@ class Explanation:
     width: int
     height: int
     signals: tuple[SignalEvidence, ...]
+    verdict: str = "allow"  # the input's verdict under the same policy (what `check` says)
+    reasons: tuple = ()  # the judged reasons that name this reference (moderate.verdict.Reason)
 
     @property
     def matched(self) -> bool:
@@ -68,8 +74,8 @@ class Explanation:
 
     def to_dict(self) -> dict:
         return {"source": self.source, "bank": self.bank, "reference_id": self.reference_id, "frame": self.frame,
-                "width": self.width, "height": self.height, "matched": self.matched,
-                "signals": [s.to_dict() for s in self.signals]}
+                "width": self.width, "height": self.height, "matched": self.matched, "verdict": self.verdict,
+                "reasons": [r.to_dict() for r in self.reasons], "signals": [s.to_dict() for s in self.signals]}
 
     def lines(self) -> list[str]:
         head = "MATCH" if self.matched else "NO MATCH"
@@ -79,43 +85,125 @@ class Explanation:
             if s.signal == "pdq":
                 where = f" region {s.region.origin} {s.region.x},{s.region.y},{s.region.w},{s.region.h}" if s.region else ""
                 variant = f" ({s.variant})" if s.variant and s.variant != "original" else ""
-                out.append(f"  pdq: distance {s.distance}/256{variant}{where}: {verdict}")
-            else:
+                value = f"distance {s.distance}/256{variant}{where}" if s.distance is not None else "no distance"
+                out.append(f"  pdq: {value}: {verdict}")
+            elif s.signal == "keypoints":
                 polygon = " ".join(f"({x:.0f},{y:.0f})" for x, y in s.polygon) if s.polygon else "none"
                 out.append(f"  keypoints: {s.inliers or 0} inliers, polygon {polygon}: {verdict}")
+            else:
+                value = f"similarity {s.score:.4f}" if s.score is not None else "no similarity"
+                out.append(f"  {s.signal}: {value}: {verdict}")
             if s.note:
                 out.append(f"    {s.note}")
+        decided = "; ".join(f"{r.rule} -> {r.action}" for r in self.reasons) or "no reason names this reference"
+        out.append(f"  check: {self.verdict.upper()} ({decided})")
         return out
 
 
 def explain(engine: Engine, source: Source, reference_id: str, bank: str | None = None) -> Explanation:
+    """Run the same pass `check` runs, then read off the evidence for one reference.
+
+    The frame shown is the one with the strongest evidence for the reference (the first when none
+    has any). Errors: BankError when no bank (or several, without `bank`) holds the reference;
+    MediaError when the input cannot be decoded.
+    """
+    from .errors import MediaError
+
     snapshot = engine.catalog.current()
     bank = _bank_of(snapshot, reference_id, bank)
-    prefix = f"{bank}::{reference_id}::"
-    media = engine.decode(source)
-    frame = media.frames[0]
+    traces: list = []
+    verdicts, _ = engine._verdicts(source, None, traces)
+    if not traces:  # the input could not be decoded: what check reports, raised
+        failed = verdicts[0]
+        raise MediaError(failed.source, failed.error_code or "unreadable", failed.reasons[0].detail or failed.error)
+    explained = [_frame_evidence(engine, snapshot, (bank, reference_id), trace) for trace in traces]
+    best = max(range(len(explained)), key=lambda i: (sum(s.matched for s in explained[i]), -i))
+    trace, first = traces[best], verdicts[0]
+    combined = max((v.verdict for v in verdicts), key=("allow", "review", "block").index)
+    naming = tuple(r for v in verdicts for r in v.reasons if (r.bank, r.reference_id) == (bank, reference_id)
+                   or (r.detail and f"{bank}/{reference_id}" in r.detail))
+    return Explanation(first.source, bank, reference_id, trace.frame.index, trace.frame.width, trace.frame.height,
+                       explained[best], combined, naming)
+
+
+def _frame_evidence(engine: Engine, snapshot, reference: tuple[str, str], trace) -> tuple[SignalEvidence, ...]:
     policy = engine.policy
-    hashes = snapshot.pdq.codes[np.flatnonzero(snapshot.pdq.prefix_mask(prefix))]
-    found = []  # (distance, region, variant) of every region and variant against the nearest hash
-    for region in regions_for(frame, policy.regions):
-        for value in PDQ.compute(region.crop(frame), dihedral=True) if len(hashes) else ():
-            query = np.frombuffer(value.to_bytes(), np.uint8)
-            found.append((int(np.bitwise_count(np.bitwise_xor(hashes, query)).sum(axis=1).min()), region, value.variant))
-    used = [f for f in found if policy.pdq.dihedral or f[2] == "original"]
-    evidence = [_pdq_evidence(policy, min(used, key=lambda f: f[0], default=None),
-                              min(found, key=lambda f: f[0], default=None))]
+    prefix = f"{reference[0]}::{reference[1]}::"
+    found = [m for m in trace.matches if m.reference == reference]
+    evidence = [_pdq_evidence(policy, snapshot.pdq.codes[np.flatnonzero(snapshot.pdq.prefix_mask(prefix))], trace)]
     images = np.flatnonzero(snapshot.keypoints.images.prefix_mask(prefix))
     if len(images):
+        evidence.append(_keypoint_evidence(policy, snapshot, images, found, trace))
+    if snapshot.banks.get(reference[0], {}).get("embedding_key"):
+        evidence.append(_embedding_evidence(policy, reference[0], found))
+    return tuple(evidence)
+
+
+def _pdq_evidence(policy, hashes: np.ndarray, trace) -> SignalEvidence:
+    """The closest of the hashes check matched (its regions, variants and quality floor) to the reference's."""
+    if not len(hashes):
+        return SignalEvidence("pdq", False, None, None, note="the reference has no PDQ hash")
+    found = [(int(np.bitwise_count(np.bitwise_xor(hashes, np.frombuffer(value.to_bytes(), np.uint8))).sum(axis=1).min()),
+              region, value.variant) for region, value in trace.queries]
+    if not found:
+        return SignalEvidence("pdq", False, None, None, note=f"the query's PDQ quality is below min_quality "
+                                                              f"({policy.pdq.min_quality}): check does not use its hash")
+    distance, region, variant = min(found, key=lambda f: f[0])
+    band = policy.pdq.band(distance)
+    note = None
+    if not band and not policy.pdq.dihedral:
+        turned = min(((int(np.bitwise_count(np.bitwise_xor(hashes, np.frombuffer(v.to_bytes(), np.uint8))).sum(axis=1).min()),
+                       v.variant) for v in PDQ.compute(region.crop(trace.frame), dihedral=True)[1:]), default=None)
+        if turned and policy.pdq.band(turned[0]):
+            note = (f"the {turned[1]} variant is {turned[0]} bits away, but this policy does not match "
+                    f"rotations and mirrors (pdq.dihedral: false)")
+    return SignalEvidence("pdq", band is not None, band.action if band else None, band.name if band else None,
+                          distance=distance, region=region, variant=variant, note=note)
+
+
+def _keypoint_evidence(policy, snapshot, images: np.ndarray, found: list, trace) -> SignalEvidence:
+    """Check's own localization of the reference when it made one; otherwise the reference verified
+    directly against the same query keypoints, to show how far it fell short."""
+    verified = [m for m in found if m.inliers is not None]
+    note = None
+    if verified:
+        best = max(verified, key=lambda m: m.inliers)
+        inliers, polygon, mirrored, box = best.inliers, best.polygon, best.variant == "mirrored", best.region
+    elif trace.described is None:
+        return SignalEvidence("keypoints", False, None, None, inliers=0, note="keypoint matching is off in this policy"
+                              if not policy.keypoints.enabled else "check did not run keypoint matching")
+    else:
         from .verification import localize
 
-        described = KEYPOINTS.compute(frame.pixels, frame.width, frame.height, policy.keypoints.features)
-        found = [f for f in (localize(snapshot.keypoints, int(i), described) for i in images) if f is not None]
-        evidence.append(_keypoint_evidence(policy, max(found, key=lambda f: f.inliers, default=None), frame))
-    return Explanation(media.source, bank, reference_id, frame.index, frame.width, frame.height, tuple(evidence))
+        located = [f for f in (localize(snapshot.keypoints, int(i), trace.described) for i in images) if f is not None]
+        direct = max(located, key=lambda f: f.inliers, default=None)
+        if direct is None:
+            return SignalEvidence("keypoints", False, None, None, inliers=0,
+                                  note="no geometrically consistent local-feature matches")
+        inliers, polygon, mirrored = direct.inliers, direct.polygon, direct.mirrored
+        box = Region.around(polygon, trace.frame.width, trace.frame.height)
+        note = "not among the candidates check verified; verified directly against the same query keypoints"
+    band = policy.keypoints.band(inliers) if verified else None
+    return SignalEvidence("keypoints", band is not None, band.action if band else None, band.name if band else None,
+                          region=box, variant="mirrored" if mirrored else "original", inliers=inliers,
+                          polygon=polygon, note=note)
+
+
+def _embedding_evidence(policy, bank: str, found: list) -> SignalEvidence:
+    similar = [m for m in found if m.signal == "embedding"]
+    if not similar:
+        return SignalEvidence("embedding", False, None, None, note=(
+            f"not among the {policy.embedding.candidates} nearest at similarity >= {policy.embedding.floor:g}"
+            if policy.embedding.enabled else "embedding matching is off in this policy"))
+    best = max(similar, key=lambda m: m.value)
+    band = policy.embedding.band(best.value, bank)
+    return SignalEvidence("embedding", band is not None, band.action if band else None, band.name if band else None,
+                          region=best.region, score=best.value)
 
 
 def _bank_of(snapshot, reference_id: str, bank: str | None) -> str:
-    holding = [b for b in sorted(snapshot.banks) if snapshot.pdq.prefix_mask(f"{b}::{reference_id}::").any()]
+    holding = [b for b in sorted(snapshot.banks) if snapshot.pdq.prefix_mask(f"{b}::{reference_id}::").any()
+               or snapshot.keypoints.images.prefix_mask(f"{b}::{reference_id}::").any()]
     if bank is not None:
         if bank not in holding:
             raise BankError(f"bank {bank!r} has no reference {reference_id!r}")
@@ -125,31 +213,6 @@ def _bank_of(snapshot, reference_id: str, bank: str | None) -> str:
     if len(holding) > 1:
         raise BankError(f"reference {reference_id!r} is in banks {', '.join(holding)}: name one with --bank")
     return holding[0]
-
-
-def _pdq_evidence(policy, best, best_variant) -> SignalEvidence:
-    if best is None:
-        return SignalEvidence("pdq", False, None, None, note="the reference has no PDQ hash")
-    distance, region, variant = best
-    band = policy.pdq.band(distance)
-    note = None
-    if not band and policy.pdq.band(best_variant[0]):
-        note = (f"the {best_variant[2]} variant is {best_variant[0]} bits away, but this policy does not match "
-                f"rotations and mirrors (pdq.dihedral: false)")
-    return SignalEvidence("pdq", band is not None, band.action if band else None, band.name if band else None,
-                          distance=distance, region=region, variant=variant, note=note)
-
-
-def _keypoint_evidence(policy, found, frame) -> SignalEvidence:
-    if found is None:
-        return SignalEvidence("keypoints", False, None, None, inliers=0,
-                              note="no geometrically consistent local-feature matches")
-    band = policy.keypoints.band(found.inliers) if policy.keypoints.enabled else None
-    box = Region.around(found.polygon, frame.width, frame.height)
-    note = None if policy.keypoints.enabled else "keypoint matching is off in this policy"
-    return SignalEvidence("keypoints", band is not None, band.action if band else None, band.name if band else None,
-                          region=box, variant="mirrored" if found.mirrored else "original", inliers=found.inliers,
-                          polygon=found.polygon, note=note)
 
 
 def render(explanation: Explanation, query: Source, out: str | Path, reference_image: Source | None = None,
