@@ -303,7 +303,7 @@ class Engine:
             if entry is None:
                 out.append(reason)
                 continue
-            out.append(entry.reason(ALLOWLISTED, "allow", detail=(
+            out.append(Reason(ALLOWLISTED, "allow", entry, detail=(
                 f"a moderator rejected a near-identical item as a false positive of {reason.bank}/{reason.reference_id} "
                 f"({entry.reference_id}); it would have been: {reason.rule} -> {reason.action}")))
         return out
@@ -331,7 +331,7 @@ class Engine:
             else:
                 rule, action = "provenance.modified_copy", self.policy.provenance.modified_copy
                 detail = f"modified copy of {signer}'s original {m.reference_id}"
-            reasons.append(m.reason(rule, action, detail, signer))
+            reasons.append(Reason(rule, action, m, detail, signer))
         return reasons
 
     def check_many(self, sources: Iterable[Source], workers: int | None = None) -> Iterator[list[Verdict]]:

@@ -65,11 +65,6 @@ class Evidence:
     def verified(self, inliers: int, polygon: tuple) -> "Evidence":
         return replace(self, inliers=inliers, polygon=polygon)
 
-    def reason(self, rule: str, action: str, detail: str | None = None, signer: str | None = None):
-        from .verdict import Reason
-
-        return Reason(rule, action, self, detail, signer)
-
     def to_dict(self) -> dict:
         """The JSON fields a verdict's reasons have always had (`distance`, `score`, `inliers`, ...)."""
         out = {"bank": self.bank, "reference_id": self.reference_id, "signal": self.signal,

@@ -341,7 +341,7 @@ class Policy:
             if bank_action is None:
                 continue
             action = bank_action if band.action == "bank" else band.action
-            reasons.append(m.reason(band.name, action))
+            reasons.append(Reason(band.name, action, m))
         reasons.sort(key=lambda r: (-severity(r.action), r.strength, r.bank, r.reference_id))
         return reasons
 
