@@ -62,6 +62,7 @@ _INVALID = (
     "assertion.dataHash.malformed", "assertion.boxesHash.malformed", "assertion.boxesHash.unknownBox",
     "assertion.bmffHash.malformed", "assertion.collectionHash.malformed", "assertion.collectionHash.invalidURI",
     "assertion.collectionHash.incorrectFileCount",
+    *("moderate.certificate." + c for c in ("missing", "notYetValid", "expired", "eku")),  # _credential_failures
 )
 CODE_STATES = {**dict.fromkeys(_INVALID, "invalid"), **dict.fromkeys(_TAMPERED, "tampered"),
                **dict.fromkeys(_UNTRUSTED, "untrusted")}
@@ -134,7 +135,7 @@ class Credentials:
 
         try:
             with c2pa.Reader(io.BytesIO(data), context=self._context(reading=True)) as reader:
-                return self._judge(reader, "embedded")
+                return self._judge(reader, data, "embedded")
         except (c2pa.C2paError.ManifestNotFound, c2pa.C2paError.NotSupported):
             return Provenance("unsigned")
         except c2pa.C2paError as exc:
@@ -158,11 +159,13 @@ class Credentials:
 
         try:  # any asset will do: its bytes only feed the hard binding, which is set aside
             with c2pa.Reader("image/png", io.BytesIO(_blank_png()), manifest, context=self._context(reading=True)) as reader:
-                return self._judge(reader, "registry", expected=_HARD_BINDINGS)
+                return self._judge(reader, manifest, "registry", expected=_HARD_BINDINGS)
         except c2pa.C2paError as exc:
             return Provenance("invalid", "c2pa", carrier="registry", detail=f"registered C2PA manifest unreadable: {_one_line(exc)}")
 
-    def _judge(self, reader, carrier: str, expected: tuple[str, ...] = ()) -> Provenance:
+    def _judge(self, reader, blob: bytes, carrier: str, expected: tuple[str, ...] = ()) -> Provenance:
+        """Our state from everything the SDK validated, plus our own checks of the signing
+        certificate (`blob`: the bytes holding the manifest store)."""
         state = reader.get_validation_state()
         results = reader.get_validation_results() or {}
         active = reader.get_active_manifest() or {}
@@ -170,6 +173,7 @@ class Credentials:
         successes = [s.get("code", "") for s in results.get("activeManifest", {}).get("success", [])]
         info = active.get("signature_info", {})
         signed_at, source = _signed_at(active, info, successes)
+        failures += self._credential_failures(blob, info, signed_at if source == "trusted-timestamp" else None)
         codes = tuple(dict.fromkeys(f["code"] for f in failures)) or tuple(dict.fromkeys(successes))
         facts = {"scheme": "c2pa", "carrier": carrier, "digest_type": "c2pa", "codes": codes, "failures": tuple(failures),
                  "signer": ", ".join(filter(None, [info.get("common_name"), info.get("issuer")])) or None,
@@ -189,6 +193,34 @@ class Credentials:
         if vouched and (state == "Trusted" or expected):  # with the binding set aside the SDK says Invalid
             return Provenance("verified", **facts)
         return Provenance("invalid", detail=f"C2PA validation state {state} without a trusted, validated claim signature", **facts)
+
+    def _credential_failures(self, blob: bytes, info: dict, stamped: str | None) -> list[dict]:
+        """What the SDK lets through about the signing certificate (it accepts a certificate that is
+        not valid yet, or lacks an allowed EKU, when no time-stamp is present): the certificate must
+        be valid at the trusted time-stamp, else now, and carry an EKU from the allowed list."""
+        from cryptography import x509
+
+        def failure(code: str, why: str) -> list[dict]:
+            return [{"code": f"moderate.certificate.{code}", "where": "active manifest", "url": None, "explanation": why}]
+
+        try:
+            certificate = _signing_certificate(blob, int(info.get("cert_serial_number") or ""))
+        except ValueError:
+            certificate = None
+        if certificate is None:
+            return failure("missing", "the signing certificate could not be read from the manifest")
+        at = datetime.fromisoformat(stamped.replace("Z", "+00:00")) if stamped else datetime.now(timezone.utc)
+        if at < certificate.not_valid_before_utc:
+            return failure("notYetValid", f"signing certificate is valid only from {certificate.not_valid_before_utc:%Y-%m-%d}")
+        if at > certificate.not_valid_after_utc:
+            return failure("expired", f"signing certificate expired on {certificate.not_valid_after_utc:%Y-%m-%d}")
+        try:
+            ekus = {oid.dotted_string for oid in certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}
+        except x509.ExtensionNotFound:
+            ekus = set()
+        if not ekus & set(self._ekus().split()):
+            return failure("eku", f"signing certificate has no allowed extended key usage (has {', '.join(sorted(ekus)) or 'none'})")
+        return []
 
     def sign(self, data: bytes, image_format: str, chain_pem: Path, key_pem: Path, title: str) -> tuple[bytes, bytes]:
         """`data` with a signed C2PA manifest embedded (a c2pa.created action; no thumbnail), and the
@@ -275,6 +307,31 @@ def _signed_at(active: dict, signature_info: dict, successes: list[str]) -> tupl
                 if action.get("when"):
                     return action["when"], "claimed"
     return None, None
+
+
+def _signing_certificate(blob: bytes, serial: int):
+    """The DER certificate with this serial number in a COSE signature box of the manifest store.
+
+    The signature box holds the x5chain; scanning it for DER sequences and matching the serial the
+    SDK reported avoids a CBOR parser. None if not found.
+    """
+    from cryptography import x509
+
+    label = blob.find(b"c2pa.signature")
+    while label >= 0:
+        window = blob[label:label + 65536]
+        at = window.find(b"\x30\x82")
+        while at >= 0:
+            size = 4 + int.from_bytes(window[at + 2:at + 4], "big")
+            try:
+                certificate = x509.load_der_x509_certificate(window[at:at + size])
+                if certificate.serial_number == serial:
+                    return certificate
+            except ValueError:
+                pass
+            at = window.find(b"\x30\x82", at + 1)
+        label = blob.find(b"c2pa.signature", label + 1)
+    return None
 
 
 def _has_jumbf(data: bytes) -> bool:
