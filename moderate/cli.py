@@ -576,7 +576,7 @@ def sign(
     cert: Optional[Path] = typer.Option(None, "--cert", help="With --c2pa: the PEM certificate chain, signer first."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the signed image (or, with --detached, the signature) here instead of in place."),
     detached: bool = typer.Option(False, "--detached", help="Write IMAGE.sig.json beside the image instead of embedding."),
-    digest: str = typer.Option("pixels-v1", "--digest", help="pixels-v1 (survives metadata edits and lossless re-saves) or jpeg-scan-v1."),
+    digest: str = typer.Option("pixels-v2", "--digest", help="pixels-v2 (pixels plus orientation and colour metadata; survives other metadata edits and lossless re-saves) or jpeg-scan-v2; v1 types bind less."),
     register: Optional[str] = typer.Option(None, "--register", help="Also record the signed original in this bank (--kind originals)."),
     reference_id: Optional[str] = typer.Option(None, "--id", help="Reference id when registering (default: file stem)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -613,10 +613,7 @@ def verify(
     if as_json:
         _out(json.dumps({"source": "<stdin>" if image == "-" else image, **result.to_dict()}))
     else:
-        who = f" by {result.signer}" if result.signer else ""
-        extra = f" ({result.detail})" if result.detail else ""
-        how = f" [{result.scheme}, {result.carrier}]" if result.scheme else ""
-        _out(f"{result.state.upper()}{who}{how}{extra}")
+        _out(result.text())
     raise typer.Exit(PROVENANCE_EXIT[result.state])
 
 

@@ -195,7 +195,9 @@ class Engine:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)  # no evidence: the input is the problem
             return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
                             elapsed_ms=_ms(start), policy=policy.name)], None
-        provenance = self.signatures.verify(media.data, registry=False, name=name, path=source)
+        # Same answer as `verify`: a stripped original is looked up (only when an originals bank exists).
+        originals = any(record.get("kind") == "originals" for record in snapshot.banks.values())
+        provenance = self.signatures.verify(media.data, registry=originals, name=name, path=source)
         digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
         per_frame = [self._judge(snapshot, name, frame, provenance, digest_of, trace) for frame in media.frames]
         elapsed = _ms(start)
@@ -326,8 +328,11 @@ class Engine:
                 same = digest_of(reference.metadata["digest_type"]) == reference.metadata["signed_digest"]
             except (MediaError, ValueError):
                 same = False
-            if same:
+            if same and provenance.state == "verified":  # allowed only as far as `verify` vouches
                 rule, action, detail = "provenance.original", "allow", f"the registered original signed by {signer}"
+            elif same:
+                rule, action = "provenance.unverified_original", self.policy.provenance.modified_copy
+                detail = f"{signer}'s registered original {m.reference_id}, but its signature is {provenance.state} now"
             else:
                 rule, action = "provenance.modified_copy", self.policy.provenance.modified_copy
                 detail = f"modified copy of {signer}'s original {m.reference_id}"

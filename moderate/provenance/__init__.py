@@ -5,14 +5,18 @@ Two kinds of evidence, one `Provenance` result:
   the image or beside it, checked against the trust store (`keys`);
 - C2PA Content Credentials (`c2pa`), validated offline against configured trust anchors.
 Signed originals can also be registered in a bank; an input whose signature was stripped is still
-recognized by its exact digest there (`source: registry`).
+recognized by its exact digest there (`carrier: registry`). A registry entry keeps the evidence it
+was registered with (the own-scheme envelope, or the C2PA manifest store) and is re-evaluated
+against the current trust store on every read, so it never vouches for more than the signature.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import MediaError, ProvenanceError
@@ -44,7 +48,7 @@ class Signatures:
         self.budgets = budgets
 
     def sign(self, image: str | os.PathLike, key: str, *, passphrase: str | None = None,
-             out: str | os.PathLike | None = None, detached: bool = False, digest_type: str = "pixels-v1",
+             out: str | os.PathLike | None = None, detached: bool = False, digest_type: str = "pixels-v2",
              register: str | None = None, reference_id: str | None = None) -> Signed:
         path = Path(image)
         data = read_bytes(path, self.budgets)
@@ -73,21 +77,30 @@ class Signatures:
     def sign_c2pa(self, image: str | os.PathLike, chain: str | os.PathLike, key: str | os.PathLike, *,
                   out: str | os.PathLike | None = None, register: str | None = None,
                   reference_id: str | None = None) -> Signed:
-        """Embed a C2PA manifest signed with the user's certificate chain and key."""
+        """Embed a C2PA manifest signed with the user's certificate chain and key.
+
+        With `register`, the signed original goes into that bank with its manifest store (the
+        evidence re-validated on every registry read). Signatures that come out `invalid` or
+        `tampered` are refused (ProvenanceError) and nothing is written; `untrusted` ones are
+        registered as such.
+        """
         path = Path(image)
         data = read_bytes(path, self.budgets)
         with opened(data, self.budgets, str(path)) as image:  # the header names the format; no decode
             image_format = image.format
-        signed = self.credentials.sign(data, image_format, Path(chain), Path(key), path.name)
+        signed, manifest_store = self.credentials.sign(data, image_format, Path(chain), Path(key), path.name)
         target = Path(out) if out else path
-        _write_atomic(target, signed)
         found = self.credentials.verify(signed, str(target))
+        if register and found.state not in ("verified", "untrusted"):
+            raise ProvenanceError(f"{path}: not registered: its C2PA credentials are {found.state} ({found.detail})")
+        _write_atomic(target, signed)
         record = {"scheme": "c2pa", "signer": found.signer, "time": found.signed_at, "state": found.state}
         if register:  # the registry finds originals by exact pixel digest (C2PA embedding leaves pixels alone)
-            digest = digests.compute("pixels-v1", signed, self.budgets, str(target))
+            digest = digests.compute("pixels-v2", signed, self.budgets, str(target))
             self._register(register, target, reference_id or path.stem, {
                 "signer": found.signer, "signed_digest": digest.hex, "digest_type": digest.type,
-                "signed_at": found.signed_at, "scheme": "c2pa",
+                "signed_at": found.signed_at, "signed_at_source": found.signed_at_source, "scheme": "c2pa",
+                "signature": base64.b64encode(manifest_store).decode(),
             })
         return Signed(target, None, record)
 
@@ -107,13 +120,12 @@ class Signatures:
         trusted = self.keys.trusted()
         if envelope is not None:
             return signature.verify(envelope, data, trusted, where, self.budgets, name)
-        if self.credentials.present(data):
-            found = self.credentials.verify(data, name)
-            if found.state != "unsigned":
-                return found
+        found = self.credentials.verify(data, name)
+        if found.state != "unsigned":
+            return found
         if registry:
-            return self.registered(data, name) or Provenance("unsigned")
-        return Provenance("unsigned")
+            return self.registered(data, name) or found
+        return found
 
     def _envelope(self, source, data: bytes, signature_file, name: str) -> tuple[bytes | None, str | None]:
         if signature_file is not None:
@@ -134,23 +146,45 @@ class Signatures:
         return None, None
 
     def registered(self, data: bytes, name: str) -> Provenance | None:
-        """Look the input's exact digests up among registered signed originals."""
-        wanted = []
-        for digest_type in digests.DIGEST_TYPES:
+        """The input as a registered signed original (exact digest), else None.
+
+        Each matching entry's evidence is re-evaluated now (own-scheme envelope against the trust
+        store, C2PA manifest store against the trust anchors); the best state wins, so an entry by a
+        signer still trusted is not hidden by a stale one. `carrier: registry`, `reference` set.
+        """
+        wanted = [d.hex for d in digests.compute_all(data, self.budgets, name).values()]
+        found = [self.entry(reference, data, name) for reference in self.banks.signed_originals(wanted)]
+        return min(found, key=lambda p: (_RANK.index(p.state), p.reference["bank"], p.reference["reference_id"]),
+                   default=None)
+
+    def entry(self, reference, data: bytes, name: str) -> Provenance:
+        """What a registry entry vouches for `data` now (`reference`: a banks.Reference).
+
+        C2PA entries re-validate their stored manifest store; own-scheme entries re-verify their
+        envelope against `data`. An entry without readable evidence (registered by an older
+        version) is `invalid`.
+        """
+        metadata = reference.metadata
+        where = {"reference": {"bank": reference.bank, "reference_id": reference.id}}
+        evidence = metadata.get("signature")
+        if metadata.get("scheme") == "c2pa":
             try:
-                wanted.append(digests.compute(digest_type, data, self.budgets, name).hex)
-            except MediaError:
-                continue
-        for reference in self.banks.signed_originals(wanted):
-            where = {"reference": {"bank": reference.bank, "reference_id": reference.id}}
-            if "signature" not in reference.metadata:  # registered from a C2PA-signed original
-                return Provenance("verified", "c2pa", reference.metadata.get("signer"), carrier="registry",
-                                  signed_at=reference.metadata.get("signed_at"), digest_type=reference.metadata.get("digest_type"),
-                                  detail="registered C2PA-signed original", **where)
-            found = signature.verify(reference.metadata["signature"].encode(), data, self.keys.trusted(),
-                                     "registry", self.budgets, name)
-            return Provenance(**{**found.__dict__, **where})
-        return None
+                manifest_store = base64.b64decode(evidence or "", validate=True)
+            except (binascii.Error, ValueError):
+                manifest_store = b""
+            if not manifest_store:
+                return Provenance("invalid", "c2pa", metadata.get("signer"), carrier="registry", **where,
+                                  detail="registered without its C2PA manifest store: nothing to re-validate (register it again)")
+            found = self.credentials.reverify(manifest_store)
+            return replace(found, digest_type=metadata.get("digest_type"), **where)
+        if not isinstance(evidence, str):
+            return Provenance("invalid", "moderate", metadata.get("signer"), carrier="registry", **where,
+                              detail="registry entry has no signature envelope to re-verify")
+        found = signature.verify(evidence.encode(), data, self.keys.trusted(), "registry", self.budgets, name)
+        return replace(found, **where)
+
+
+_RANK = ("verified", "untrusted", "tampered", "invalid", "unsigned")  # the best registry entry wins
 
 
 def _write_atomic(path: Path, content: bytes) -> None:

@@ -6,11 +6,16 @@
 - `jpeg-scan-v1`: SHA-256 over a JPEG's segments other than metadata (APP0-APP15, COM) and
   without anything after EOI: no decode needed, so it costs a hash over the bytes, but it breaks
   on any re-encode. It is also blind to the signature's own COM segment.
+- `pixels-v2`, `jpeg-scan-v2`: the v1 digest plus the presentation record (`presentation`): the
+  metadata that decides what a viewer shows from those pixels (EXIF orientation, ICC profile, PNG
+  gAMA/cHRM/sRGB/tRNS, the JPEG Adobe colour transform). v1 digests stay verifiable, but a v1
+  signature survives a turned, mirrored or re-coloured presentation (`WEAK_BINDING`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 from PIL import Image
@@ -18,7 +23,10 @@ from PIL import Image
 from ..errors import MediaError
 from ..media import Budgets, frames_of, opened
 
-DIGEST_TYPES = ("pixels-v1", "jpeg-scan-v1")
+DIGEST_TYPES = ("pixels-v2", "jpeg-scan-v2", "pixels-v1", "jpeg-scan-v1")
+PRESENTATION_BOUND = frozenset({"pixels-v2", "jpeg-scan-v2"})
+WEAK_BINDING = "digest.presentationUnbound"  # the Provenance code for a v1 digest
+ORIENTATION = 0x0112  # EXIF tag
 
 
 @dataclass(frozen=True)
@@ -31,24 +39,68 @@ class Digest:
 
 
 def compute(digest_type: str, data: bytes, budgets: Budgets = Budgets(), name: str = "<bytes>") -> Digest:
-    if digest_type == "pixels-v1":
-        return pixels_v1(data, budgets, name)
-    if digest_type == "jpeg-scan-v1":
-        return jpeg_scan_v1(data, budgets, name)
-    raise ValueError(f"unknown digest type {digest_type!r} (expected one of {', '.join(DIGEST_TYPES)})")
+    """One digest of `data`. Raises ValueError for an unknown type, MediaError for undecodable data
+    (or jpeg-scan-* of a non-JPEG)."""
+    family = _FAMILIES.get(digest_type)
+    if family is None:
+        raise ValueError(f"unknown digest type {digest_type!r} (expected one of {', '.join(DIGEST_TYPES)})")
+    return family(data, budgets, name)[digest_type]
 
 
-def pixels_v1(data: bytes, budgets: Budgets, name: str) -> Digest:
+def compute_all(data: bytes, budgets: Budgets = Budgets(), name: str = "<bytes>") -> dict[str, Digest]:
+    """Every digest type `data` has (jpeg-scan-* only for JPEGs), one decode per family; {} if undecodable."""
+    found: dict[str, Digest] = {}
+    for family in dict.fromkeys(_FAMILIES.values()):
+        try:
+            found.update(family(data, budgets, name))
+        except MediaError:
+            continue
+    return found
+
+
+def presentation(image: Image.Image) -> bytes:
+    """A canonical record of the header facts that decide how decoded pixels are displayed.
+
+    Read from an opened (not yet decoded) Pillow image, so it is the same for every format that
+    carries the same facts: a lossless re-save that keeps them keeps the record.
+    """
+    info = image.info
+    try:
+        orientation = image.getexif().get(ORIENTATION, 1)  # absent means 1 (as shot)
+    except Exception:  # an unreadable EXIF block is bound as such rather than as "as shot"
+        orientation = "unreadable"
+    icc = info.get("icc_profile")
+    transparency = info.get("transparency")
+    facts = {
+        "orientation": orientation if isinstance(orientation, int) else repr(orientation),
+        "icc_sha256": hashlib.sha256(icc).hexdigest() if icc else None,
+        "gamma": info.get("gamma"), "chromaticity": info.get("chromaticity"), "srgb": info.get("srgb"),
+        "transparency": transparency.hex() if isinstance(transparency, bytes) else transparency,
+        "adobe_transform": info.get("adobe_transform") if "adobe" in info else None,
+    }
+    return json.dumps(facts, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _with_presentation(v1: Digest, shown: bytes) -> dict[str, Digest]:
+    """The v1 digest and its v2 counterpart, which adds the presentation record."""
+    v2_type = v1.type.replace("-v1", "-v2")
+    v2 = hashlib.sha256(f"moderate/{v2_type}\n{v1.hex}\n".encode() + shown).hexdigest()
+    return {v1.type: v1, v2_type: Digest(v2_type, v2, v1.width, v1.height, v1.mode)}
+
+
+def _pixels(data: bytes, budgets: Budgets, name: str) -> dict[str, Digest]:
     digest = hashlib.sha256(b"moderate/pixels-v1\n")
     first: Image.Image | None = None
     with opened(data, budgets, name) as image:
+        shown = presentation(image)  # before seeking: later frames may carry other header facts
         for _ in frames_of(image, budgets, name):
             frame = _canonical(image)
             first = first or frame
             digest.update(f"{frame.mode} {frame.width} {frame.height}\n".encode())
             digest.update(frame.tobytes())
         assert first is not None
-        return Digest("pixels-v1", digest.hexdigest(), first.width, first.height, first.mode)
+        v1 = Digest("pixels-v1", digest.hexdigest(), first.width, first.height, first.mode)
+    return _with_presentation(v1, shown)
 
 
 def _canonical(image: Image.Image) -> Image.Image:
@@ -62,18 +114,22 @@ def _canonical(image: Image.Image) -> Image.Image:
     return image
 
 
-def jpeg_scan_v1(data: bytes, budgets: Budgets, name: str) -> Digest:
+def _jpeg_scan(data: bytes, budgets: Budgets, name: str) -> dict[str, Digest]:
     with opened(data, budgets, name) as image:
         if image.format != "JPEG":
-            raise MediaError(name, "unsupported_format", f"jpeg-scan-v1 needs a JPEG, this is {image.format}")
+            raise MediaError(name, "unsupported_format", f"jpeg-scan digests need a JPEG, this is {image.format}")
         width, height, mode = image.width, image.height, image.mode
+        shown = presentation(image)
     digest = hashlib.sha256(b"moderate/jpeg-scan-v1\n")
     for segment in jpeg_segments(data, name):
         marker = segment[1]
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
             continue
         digest.update(segment)
-    return Digest("jpeg-scan-v1", digest.hexdigest(), width, height, mode)
+    return _with_presentation(Digest("jpeg-scan-v1", digest.hexdigest(), width, height, mode), shown)
+
+
+_FAMILIES = {"pixels-v1": _pixels, "pixels-v2": _pixels, "jpeg-scan-v1": _jpeg_scan, "jpeg-scan-v2": _jpeg_scan}
 
 
 def jpeg_segments(data: bytes, name: str) -> list[bytes]:

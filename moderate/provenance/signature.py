@@ -34,7 +34,11 @@ RECORD_FIELDS = {
 
 @dataclass(frozen=True)
 class Provenance:
-    """What is known about who made an input and whether it is unchanged."""
+    """What is known about who made an input and whether it is unchanged.
+
+    JSON (`to_dict`): `state`, `scheme`, `signer`, `key_id`, `signed_at`, `signed_at_source`,
+    `digest_type`, `carrier`, `codes`, `failures`, `detail`, and `reference` / `remote_url` when set.
+    """
 
     state: str
     scheme: str | None = None  # "moderate" or "c2pa"
@@ -42,25 +46,43 @@ class Provenance:
     key_id: str | None = None
     signed_at: str | None = None
     digest_type: str | None = None
-    carrier: str | None = None  # where the signature was: embedded | detached | registry | c2pa
-    codes: tuple[str, ...] = ()  # C2PA validation status codes
+    carrier: str | None = None  # where the signature was: embedded | detached | registry | remote
+    codes: tuple[str, ...] = ()  # C2PA validation status codes; digest.presentationUnbound for v1 digests
     detail: str | None = None
     reference: dict | None = field(default=None)  # the registered original, when found in a bank
+    # "trusted-timestamp" (a trusted time-stamp authority's time) or "claimed" (the signer's own word)
+    signed_at_source: str | None = None
+    failures: tuple[dict, ...] = ()  # C2PA failures: {"code", "where", "url", "explanation"}, every manifest
+    remote_url: str | None = None  # C2PA credentials that exist only at this URL (never fetched)
 
     def to_dict(self) -> dict:
         out = {"state": self.state, "scheme": self.scheme, "signer": self.signer, "key_id": self.key_id,
-               "signed_at": self.signed_at, "digest_type": self.digest_type, "carrier": self.carrier,
-               "codes": list(self.codes), "detail": self.detail}
+               "signed_at": self.signed_at, "signed_at_source": self.signed_at_source if self.signed_at else None,
+               "digest_type": self.digest_type, "carrier": self.carrier, "codes": list(self.codes),
+               "failures": [dict(f) for f in self.failures], "detail": self.detail}
         if self.reference:
             out["reference"] = self.reference
+        if self.remote_url:
+            out["remote_url"] = self.remote_url
         return out
+
+    def text(self) -> str:
+        """One line for people: `STATE by SIGNER [scheme, carrier], signed at T (claimed by the signer) (detail)`."""
+        who = f" by {self.signer}" if self.signer else ""
+        how = f" [{self.scheme}, {self.carrier}]" if self.scheme else ""
+        when = ""
+        if self.signed_at:
+            source = "trusted time-stamp" if self.signed_at_source == "trusted-timestamp" else "claimed by the signer"
+            when = f", signed at {self.signed_at} ({source})"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.state.upper()}{who}{how}{when}{extra}"
 
 
 def canonical(record: dict) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def sign(data: bytes, private_key, signer: str, digest_type: str = "pixels-v1",
+def sign(data: bytes, private_key, signer: str, digest_type: str = "pixels-v2",
          budgets: Budgets = Budgets(), name: str = "<bytes>") -> bytes:
     """The signature envelope (JSON bytes) for an image's content."""
     from cryptography.hazmat.primitives import serialization
@@ -85,11 +107,14 @@ def verify(envelope: bytes, data: bytes, trusted: dict[str, TrustedKey], carrier
         record, signature = _parse(envelope)
     except ValueError as exc:
         return Provenance("invalid", "moderate", carrier=carrier, detail=f"malformed signature record: {exc}")
-    facts = {"scheme": "moderate", "key_id": record["key_id"], "signed_at": record["time"],
+    facts = {"scheme": "moderate", "key_id": record["key_id"], "signed_at": record["time"], "signed_at_source": "claimed",
              "digest_type": record["digest_type"], "carrier": carrier}
     problem = _signature_problem(record, signature)
     if problem:
         return Provenance("invalid", signer=record["signer"], detail=problem, **facts)
+    weak = record["digest_type"] not in digests.PRESENTATION_BOUND
+    if weak:  # still verifiable, but says so: orientation and colour metadata are not covered
+        facts["codes"] = (digests.WEAK_BINDING,)
     try:
         actual = digests.compute(record["digest_type"], data, budgets, name)
     except MediaError as exc:
@@ -100,7 +125,9 @@ def verify(envelope: bytes, data: bytes, trusted: dict[str, TrustedKey], carrier
     key = trusted.get(record["key_id"])
     if key is None:
         return Provenance("untrusted", signer=record["signer"], detail="valid signature by a key that is not trusted", **facts)
-    return Provenance("verified", signer=key.name, **facts)
+    detail = (f"{record['digest_type']} binds the pixels only, not orientation or colour metadata; "
+              "re-sign for a v2 digest") if weak else None
+    return Provenance("verified", signer=key.name, detail=detail, **facts)
 
 
 def _parse(envelope: bytes) -> tuple[dict, bytes]:
