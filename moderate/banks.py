@@ -22,7 +22,7 @@ import numpy as np
 from . import hashlist
 from .errors import BankError, HashListError, MediaError
 from .index import Catalog
-from .media import Budgets, decode
+from .media import Budgets, decode, is_folder
 from .policy import RegionRules
 from .regions import Region, deborder, part_of
 from .signals import KEYPOINTS, PDQ
@@ -121,7 +121,7 @@ def image_files(paths: Iterable[str | os.PathLike], recursive: bool = False) -> 
     out: list[tuple[Path, str]] = []
     for given in paths:
         path = Path(given)
-        if path.is_dir():
+        if is_folder(path):  # never raises: a path that cannot be looked at is that input's error
             candidates = path.rglob("*") if recursive else path.iterdir()
             for file in sorted(c for c in candidates if c.is_file()):
                 rel = file.relative_to(path)

@@ -85,21 +85,37 @@ def hash_cmd(
     engine = _engine(ctx)
     if signal not in ("pdq", "embedding"):
         raise ModerateError(f"--signal must be pdq or embedding, got {signal!r}")
-    for image in images if signal == "embedding" else ():
-        for frame, embedding in enumerate(engine.embed(image, model)):
+    failed: list[str] = []
+    for image, embeddings in _each_input(images if signal == "embedding" else [], lambda i: engine.embed(i, model), failed):
+        for frame, embedding in enumerate(embeddings):
             if as_json:
                 _out(json.dumps({"source": image, "frame": frame, **embedding.to_dict()}))
             else:
                 head = " ".join(f"{v:.4f}" for v in embedding.vector[:4])
                 _out(f"embedding {embedding.model.key} dim={embedding.model.dimension} [{head} ...] {image}#{frame}")
-    for image in images if signal == "pdq" else ():
-        for signals in engine.hash(image, dihedral=dihedral):
+    for image, hashed in _each_input(images if signal == "pdq" else [], lambda i: engine.hash(i, dihedral=dihedral), failed):
+        for signals in hashed:
             if as_json:
                 _out(json.dumps(signals.to_dict()))
             else:
                 for value in signals.pdq:
                     variant = "" if value.variant == "original" else f" {value.variant}"
                     _out(f"pdq {value.hex} quality={value.quality}{variant} {signals.source}#{signals.frame}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _each_input(images: list[str], compute, failed: list[str]):
+    """(image, compute(image)) for each input; one that cannot be read is reported on stderr and
+    added to `failed`, and the others are still done (a batch never stops for one bad input)."""
+    from .errors import MediaError
+
+    for image in images:
+        try:
+            yield image, compute(image)
+        except MediaError as exc:
+            _err(f"error: {exc}")
+            failed.append(image)
 
 
 @app.command()

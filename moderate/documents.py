@@ -131,7 +131,7 @@ def _pages(pdfium, document, budgets: Budgets, working_size: int, name: str, dea
                 if len(frames) >= budgets.max_frames:
                     raise MediaError(name, "too_many_frames",
                                      f"has more than the max_frames budget of {budgets.max_frames} pages and images")
-                frame = _embedded_image(image, len(frames), number, working_size, budgets, name)
+                frame = _embedded_image(page, image, len(frames), number, working_size, budgets, name)
                 if frame is not None:
                     frames.append(frame)
                 _check_deadline(deadline, budgets, name)
@@ -155,7 +155,7 @@ def _render_page(page, index: int, number: int, working_size: int, budgets: Budg
     width_pt, height_pt = page.get_size()
     if width_pt <= 0 or height_pt <= 0:
         raise MediaError(name, "corrupt", f"page {number + 1} has an empty size")
-    scale = min(working_size / max(width_pt, height_pt), 4.0)  # points at 72 dpi; never above 288 dpi
+    scale = _page_scale(width_pt, height_pt, working_size)
     if width_pt * height_pt * scale * scale > budgets.max_pixels:
         raise MediaError(name, "too_many_pixels", f"page {number + 1} would render over the max_pixels budget")
     bitmap = page.render(scale=scale)
@@ -164,7 +164,23 @@ def _render_page(page, index: int, number: int, working_size: int, budgets: Budg
                  page=number, origin="page")
 
 
-def _embedded_image(image_object, index: int, number: int, working_size: int, budgets: Budgets, name: str) -> Frame | None:
+MAX_CLIP_SCALE = 64.0  # a figure drawn a few points wide still gets its pixels, never an absurd matrix
+
+
+def _page_scale(width_pt: float, height_pt: float, working_size: int) -> float:
+    """Pixels per point of a page frame: fits the working size; never above 288 dpi."""
+    return min(working_size / max(width_pt, height_pt), 4.0)
+
+
+def _embedded_image(page, image_object, index: int, number: int, working_size: int, budgets: Budgets,
+                    name: str) -> Frame | None:
+    """An embedded image as the page shows it: the page rendered over the image's box.
+
+    The image's own samples are not what readers see: a soft mask (/SMask, or one set in the
+    graphics state), a stencil or colour-key /Mask, an /ImageMask painted in the fill colour, a
+    clip or whatever is drawn over it decide that, and only the renderer applies them all. The box
+    is rendered at the image's own resolution (up to the working size), however small the figure
+    is on its page, so that it keeps the pixels it has to be matched by."""
     width, height = image_object.get_px_size()
     if width * height > budgets.max_pixels:
         raise MediaError(
@@ -173,11 +189,45 @@ def _embedded_image(image_object, index: int, number: int, working_size: int, bu
         )
     if width < 32 or height < 32:  # icons and spacers carry nothing to match
         return None
-    try:
-        pil = image_object.get_bitmap(render=False).to_pil()
-    except Exception:  # an undecodable embedded image; the rendered page still shows what it shows
+    box = _shown_box(page, image_object)
+    if box is None:  # drawn off the page, or flat: nothing shown
         return None
-    return Frame(index, width, height, fitted_rgb(pil, working_size), page=number, origin="embedded-image")
+    left, top, right, bottom = box
+    page_width, page_height = page.get_size()
+    at_own_resolution = min(working_size, max(width, height)) / max(right - left, bottom - top)
+    scale = min(max(_page_scale(page_width, page_height, working_size), at_own_resolution), MAX_CLIP_SCALE)
+    shown = page.render(scale=scale, crop=(left, page_height - bottom, page_width - right, top)).to_pil()
+    return Frame(index, shown.width, shown.height, fitted_rgb(shown, working_size), page=number, origin="embedded-image")
+
+
+def _shown_box(page, image_object) -> tuple[float, float, float, float] | None:
+    """The box (left, top, right, bottom) an image covers on the rendered page, in points from the
+    page's top left corner after its /Rotate, clipped to the page; None when it covers nothing."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    matrix = image_object.get_matrix()  # the unit square onto the image's container
+    container = image_object.container
+    while container is not None:  # images inside form XObjects: through each form's matrix
+        matrix = matrix.multiply(container.get_matrix())
+        container = container.container
+    page_width, page_height = page.get_size()
+    # PDFium maps page space to device pixels (rotation and box origin included) in whole pixels:
+    # a device 64 times the page's size in points keeps 1/64 point.
+    fine = 64
+    device_x, device_y, xs, ys = ctypes.c_int(), ctypes.c_int(), [], []
+    for corner in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        x, y = matrix.on_point(*corner)
+        raw.FPDF_PageToDevice(page, 0, 0, round(page_width * fine), round(page_height * fine), 0, x, y,
+                              device_x, device_y)
+        xs.append(device_x.value / fine)
+        ys.append(device_y.value / fine)
+    left, top = max(0.0, min(xs)), max(0.0, min(ys))
+    right, bottom = min(page_width, max(xs)), min(page_height, max(ys))
+    if right - left < 0.5 or bottom - top < 0.5:
+        return None
+    return left, top, right, bottom
 
 
 def _metafile_frames_here(data: bytes, budgets: Budgets, working_size: int, name: str, seconds: float, *,

@@ -28,7 +28,7 @@ from .explain import Explanation, explain
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
 from .match import Match, localized, match_embeddings, match_keypoints, match_pdq
-from .media import Frame, Media, Source, decode, describe
+from .media import Frame, Media, Source, decode, describe, is_folder
 from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from .provenance import Credentials, Keys, Provenance, Signatures, digests
 from .regions import Region, regions_for
@@ -405,7 +405,7 @@ def expand_inputs(inputs: Iterable[str], recursive: bool = False) -> list[str]:
     """Files named, and the files in folders named (all levels with `recursive`); '-' is stdin."""
     out: list[str] = []
     for given in inputs:
-        if given == "-" or is_url(given) or not Path(given).is_dir():
+        if given == "-" or is_url(given) or not is_folder(given):  # a path that cannot be looked at is an input error
             out.append(given)
         else:
             out.extend(str(path) for path, _ in image_files([given], recursive))

@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # keep `moderate --help` free of numpy and Pillow
 BORDER_TOLERANCE = 16  # grey levels a border pixel may differ from the border's colour (JPEG noise)
 BORDER_OUTLIERS = 0.02  # share of a border row that may differ more (specks, antialiased edges)
 MIN_BORDER = 0.02  # of the side: thinner borders do not move PDQ enough to matter
+# The smallest side signals describe: PDQ's 64x64 grid would be filled by upscaling, ORB's
+# 31-pixel patches do not fit. A smaller frame is still hashed whole, with quality 0, so it gets
+# the policy's `on_low_quality` verdict (allow by default: nothing in it can be matched).
+MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,8 @@ class Region:
         if all(v <= 1 for v in values):
             values = [values[0] * width, values[1] * height, values[2] * width, values[3] * height]
         x, y, w, h = (round(v) for v in values)
-        if w < 16 or h < 16 or x + w > width or y + h > height:
-            raise ValueError(f"region {text!r}: must lie inside the {width}x{height} image and be at least 16x16 pixels")
+        if w < MIN_SIDE or h < MIN_SIDE or x + w > width or y + h > height:
+            raise ValueError(f"region {text!r}: must lie inside the {width}x{height} image and be at least {MIN_SIDE}x{MIN_SIDE} pixels")
         return cls(x, y, w, h, "reference")
 
     @classmethod
@@ -97,7 +101,8 @@ def regions_for(frame: Frame, rules: RegionRules) -> list[Region]:
         found += tiles(frame, rules.tiles) + proposals(frame, rules.proposals)
     seen, out = set(), []
     for region in found:
-        if (region.x, region.y, region.w, region.h) not in seen and region.w >= 16 and region.h >= 16:
+        if (region.x, region.y, region.w, region.h) not in seen and (
+                not out or region.w >= MIN_SIDE and region.h >= MIN_SIDE):  # the whole frame, however small
             seen.add((region.x, region.y, region.w, region.h))
             out.append(region)
     return out

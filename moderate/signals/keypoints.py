@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..regions import MIN_SIDE
+
 DESCRIPTOR_BYTES = 32
 _MAGIC = b"MKP1"
 
@@ -105,6 +107,8 @@ def _orb(gray: np.ndarray, features: int, grid: int) -> tuple[np.ndarray, np.nda
     """(points, descriptors); with `grid`, corners are spread over grid x grid cells."""
     import cv2
 
+    if min(gray.shape) < MIN_SIDE:  # ORB's pyramid cannot even be built for a 1xN picture
+        return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
     cv2.setNumThreads(1)  # workers parallelize across processes; threads here only add hand-offs
     orb = cv2.ORB_create(nfeatures=features * 3 if grid else features, scaleFactor=1.2, nlevels=8, fastThreshold=10)
     found = orb.detect(gray, None)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..regions import MIN_SIDE
+
 # Order of `pdqhash.compute_dihedral`, named as Pillow names the same transforms of the query
 # (rotations are counter-clockwise).
 DIHEDRAL_VARIANTS = (
@@ -73,10 +75,14 @@ class PdqSignal:
         import pdqhash  # compiled extension: imported on first use, not at `moderate --help`
 
         pixels = np.ascontiguousarray(pixels)
+        # Under MIN_SIDE a side, pdqhash upscales noise into a confident hash (15x15 of noise:
+        # quality 100): such a hash must never be matched, so its quality is 0.
+        usable = min(pixels.shape[:2]) >= MIN_SIDE
         if not dihedral:
             vector, quality = pdqhash.compute(pixels)
-            return (PdqHash(_bits_to_hex(vector), int(quality)),)
+            return (PdqHash(_bits_to_hex(vector), int(quality) if usable else 0),)
         vectors, quality = pdqhash.compute_dihedral(pixels)
+        quality = quality if usable else 0
         return tuple(
             PdqHash(_bits_to_hex(vector), int(quality), variant)
             for vector, variant in zip(vectors, DIHEDRAL_VARIANTS)
