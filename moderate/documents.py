@@ -16,7 +16,7 @@ import functools
 import time
 
 from .errors import MediaError
-from .media import Budgets, Frame, fitted_rgb
+from .pixels import Budgets, Frame, fitted_rgb
 
 
 PDF_MEMORY_LIMIT = 2 << 30  # address space for the PDF renderer process
@@ -45,13 +45,15 @@ def _isolated(render, data: bytes, budgets: Budgets, working_size: int, name: st
     seconds = max(0.1, deadline - time.monotonic())
     future = _renderer().submit(render, data, budgets, working_size, name, seconds)
     try:
-        return future.result(timeout=seconds + 2)
+        frames = future.result(timeout=seconds + 2)  # the slack covers hand-offs, not rendering
     except Overrun:
         _stop_renderer()
         raise MediaError(name, "too_slow", f"rendering took over the max_seconds budget of {budgets.max_seconds} s") from None
     except BrokenProcessPool:
         _stop_renderer()
         raise MediaError(name, "too_complex", "the renderer ran out of memory or crashed on this document") from None
+    _check_deadline(deadline, budgets, name)  # a metafile replays without looking at the clock
+    return frames
 
 
 _RENDERER = None
