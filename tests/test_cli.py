@@ -78,6 +78,7 @@ def test_folder_batch_with_workers(cli_bank, edited, photos, tmp_path):
 
 
 def test_bank_change_is_seen_by_the_next_process(cli_bank, photos):
+    assert run_cli("bank", "create", "OTHER", data_dir=cli_bank).returncode == 0  # so there is still a bank to check against
     assert run_cli("check", str(photos["astronaut"]), data_dir=cli_bank).returncode == 4
     assert run_cli("bank", "disable", "TERROR", data_dir=cli_bank).returncode == 0
     assert run_cli("check", str(photos["astronaut"]), data_dir=cli_bank).returncode == 0
@@ -152,7 +153,8 @@ def test_hash_command(photos, tmp_path):
 def test_delete_with_yes(cli_bank, photos):
     out = run_cli("bank", "delete", "TERROR", "--yes", data_dir=cli_bank)
     assert out.returncode == 0 and b"deleted bank TERROR" in out.stdout
-    assert run_cli("check", str(photos["astronaut"]), data_dir=cli_bank).returncode == 0
+    after = run_cli("check", str(photos["astronaut"]), data_dir=cli_bank)
+    assert after.returncode == 1 and b"nothing to check against" in after.stderr  # no bank left: not an allow
 
 
 PROBE = """

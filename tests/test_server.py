@@ -24,6 +24,7 @@ def server_engine(chroma_server, tmp_path):
 def test_banks_and_checks_through_a_server(server_engine, chroma_server, flagged_folder, photos, edited, tmp_path):
     name = f"T{uuid.uuid4().hex[:8]}"
     server_engine.banks.create(name, action="block")
+    server_engine.banks.create(f"{name}-other", action="review")  # still a bank to check against once `name` is off
     server_engine.banks.add(name, [flagged_folder], recursive=True)
     for photo, edit, path in edited[:8]:
         verdict = server_engine.check(path)
@@ -40,6 +41,7 @@ def test_banks_and_checks_through_a_server(server_engine, chroma_server, flagged
     assert run_cli("--chroma-url", chroma_server, "bank", "disable", name, data_dir=other).returncode == 0
     assert server_engine.check(photos["rocket"]).verdict == "allow"
     run_cli("--chroma-url", chroma_server, "bank", "delete", name, "--yes", data_dir=other)
+    server_engine.banks.delete(f"{name}-other")
 
 
 def test_import_export_through_a_server(server_engine):
