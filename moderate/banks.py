@@ -127,7 +127,7 @@ def image_files(paths: Iterable[str | os.PathLike], recursive: bool = False, hid
         if not path.is_dir():
             out.append((path, path.stem))
             continue
-        for file, problem in sorted(_folder_entries(path, recursive, hidden, set()), key=lambda e: e[0]):
+        for file, problem in sorted(_folder_entries(path, recursive, hidden), key=lambda e: e[0]):
             if problem is None:
                 out.append((file, file.relative_to(path).with_suffix("").as_posix()))
             elif problems is None:
@@ -137,36 +137,43 @@ def image_files(paths: Iterable[str | os.PathLike], recursive: bool = False, hid
     return out
 
 
-def _folder_entries(folder: Path, recursive: bool, hidden: bool, seen: set) -> Iterator[tuple[Path, MediaError | None]]:
-    """(file, None) for each file in `folder`, (entry, why) for each entry that is neither a file nor
-    a folder to walk. Path.rglob drops folders it cannot list without a word, hence this walk; links
-    to folders are followed, each real folder once (`seen`), so a link loop ends."""
-    try:
-        info = folder.stat()
-        if (info.st_dev, info.st_ino) in seen:
-            return
-        seen.add((info.st_dev, info.st_ino))
-        with os.scandir(folder) as listing:
-            entries = list(listing)
-    except OSError as exc:
-        yield folder, MediaError(str(folder), "unreadable", f"cannot list the folder: {exc.strerror or exc}")
-        return
-    for entry in entries:
-        path = Path(entry.path)
-        if entry.name.startswith(".") and not hidden:
-            continue
+def _folder_entries(root: Path, recursive: bool, hidden: bool) -> Iterator[tuple[Path, MediaError | None]]:
+    """(file, None) for each file under `root`, (entry, why) for each entry that is neither a file
+    nor a folder to walk. Path.rglob drops folders it cannot list without a word, hence this walk.
+    Links to folders are reported, not followed: one to / would walk /proc and every mount."""
+    seen: set[tuple[int, int]] = set()
+    folders = [root]
+    while folders:
+        folder = folders.pop()
         try:
-            if entry.is_dir():
-                if recursive:
-                    yield from _folder_entries(path, recursive, hidden, seen)
-            elif entry.is_file():
-                yield path, None
-            elif entry.is_symlink():
-                yield path, MediaError(str(path), "not_found", "is a broken symbolic link")
-            else:
-                yield path, MediaError(str(path), "not_a_file", "is not a regular file (a FIFO, socket or device)")
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen:  # a bind mount inside itself
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as listing:
+                entries = list(listing)
         except OSError as exc:
-            yield path, MediaError(str(path), "unreadable", f"cannot inspect it: {exc.strerror or exc}")
+            yield folder, MediaError(str(folder), "unreadable", f"cannot list the folder: {exc.strerror or exc}")
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith(".") and not hidden:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        folders.append(path)
+                elif entry.is_dir():
+                    if recursive:
+                        yield path, MediaError(str(path), "not_a_file", "is a link to a folder: not followed (name its target)")
+                elif entry.is_file():
+                    yield path, None
+                elif entry.is_symlink():
+                    yield path, MediaError(str(path), "not_found", "is a broken symbolic link")
+                else:
+                    yield path, MediaError(str(path), "not_a_file", "is not a regular file (a FIFO, socket or device)")
+            except OSError as exc:
+                yield path, MediaError(str(path), "unreadable", f"cannot inspect it: {exc.strerror or exc}")
 
 
 class Banks:

@@ -270,12 +270,12 @@ def test_special_entries_in_a_folder_get_on_error_and_the_batch_goes_on(cli_bank
     shutil.copy(photos["chelsea"], incoming / "cat.png")
     os.mkfifo(incoming / "pipe.jpg")  # opening it would block forever
     (incoming / "gone.png").symlink_to(tmp_path / "nowhere.png")
-    (incoming / "loop").symlink_to(incoming)  # a link back up: walked once, not forever
+    (incoming / "loop").symlink_to(incoming)  # a link back up: reported, not walked forever
     out = run_cli("check", str(incoming), "--recursive", "--json", data_dir=cli_bank)
     assert out.returncode == 3, out.stderr
     got = {v["source"]: (v["verdict"], v["error_code"]) for v in verdicts(out.stdout)}
     assert got == {str(incoming / "cat.png"): ("allow", None), str(incoming / "pipe.jpg"): ("review", "not_a_file"),
-                   str(incoming / "gone.png"): ("review", "not_found")}
+                   str(incoming / "gone.png"): ("review", "not_found"), str(incoming / "loop"): ("review", "not_a_file")}
     # `bank add` keeps its rule for hidden files, but refuses what it cannot read instead of skipping it
     refused = run_cli("bank", "add", "TERROR", str(incoming), "--recursive", data_dir=cli_bank)
     assert refused.returncode == 1 and f"{incoming / 'gone.png'}: is a broken symbolic link" in refused.stderr.decode()
