@@ -391,8 +391,9 @@ def _expanded_size(root) -> int:
     return size(root)
 
 
-def _shown(text: str) -> str:
-    """`text` cut to MAX_SHOWN characters: an error line never echoes an unbounded value."""
+def _shown(value: object) -> str:
+    """`value` as text cut to MAX_SHOWN characters: an error line never echoes an unbounded value."""
+    text = str(value)
     return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
 
 
