@@ -29,8 +29,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -46,6 +47,7 @@ from .ui import router as ui_router
 
 log = logging.getLogger("moderate.server")
 CHECK_PATH = "/v1/check"
+ItemId = Annotated[int, Path(ge=0, lt=2**63)]  # SQLite's integer range: larger is a 400, not an OverflowError
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,9 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
     app.include_router(ui_router(queue, tokens))
 
     @app.get("/v1/queue", summary="Open items by priority (closest evidence first)")
-    def queue_list(status: str = "open", limit: int = 50, token: Token = Depends(role("moderator"))) -> list[dict]:
+    def queue_list(status: Literal["open", "claimed", "decided", "all"] = "open",
+                   limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+                   token: Token = Depends(role("moderator"))) -> list[dict]:
         return [item.to_dict() for item in queue.list(None if status == "all" else status, limit)]
 
     @app.get("/v1/queue/stats")
@@ -250,11 +254,11 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         return queue.stats()
 
     @app.get("/v1/queue/{item_id}")
-    def queue_item(item_id: int, token: Token = Depends(role("moderator"))) -> dict:
+    def queue_item(item_id: ItemId, token: Token = Depends(role("moderator"))) -> dict:
         return queue.get(item_id).to_dict()
 
     @app.get("/v1/queue/{item_id}/image", summary="The stored upload (thumbnail=true for the small PNG)")
-    def queue_image(item_id: int, thumbnail: bool = False, token: Token = Depends(role("moderator"))):
+    def queue_image(item_id: ItemId, thumbnail: bool = False, token: Token = Depends(role("moderator"))):
         from fastapi.responses import Response
 
         data = queue.image(item_id, thumbnail)
@@ -264,11 +268,11 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
                         headers={"Cache-Control": "no-store"})
 
     @app.post("/v1/queue/{item_id}/claim")
-    def queue_claim(item_id: int, token: Token = Depends(role("moderator"))) -> dict:
+    def queue_claim(item_id: ItemId, token: Token = Depends(role("moderator"))) -> dict:
         return queue.claim(token.name, item_id).to_dict()
 
     @app.post("/v1/queue/{item_id}/decide", summary="{\"decision\": \"confirm\"|\"reject\", \"note\", \"bank\"}")
-    async def queue_decide(item_id: int, request: Request, token: Token = Depends(role("moderator"))) -> dict:
+    async def queue_decide(item_id: ItemId, request: Request, token: Token = Depends(role("moderator"))) -> dict:
         spec = await _json_body(request, Decision)
         item = await _in_thread(lambda: queue.decide(item_id, token.name, spec.decision, spec.note, spec.bank))
         return item.to_dict()

@@ -135,6 +135,9 @@ def test_malformed_requests_get_4xx_json_never_500(api):
         ("post", "/v1/queue/1/decide", {"content": deep}, auth["moderator"]),
         ("post", "/v1/queue/1/decide", {"json": {"decision": 1}}, auth["moderator"]),
         ("get", "/v1/queue/abc", {}, auth["moderator"]),
+        ("post", f"/v1/queue/{10**30}/claim", {}, auth["moderator"]),  # past SQLite's integers
+        ("get", f"/v1/queue?limit={10**30}", {}, auth["moderator"]),
+        ("get", "/v1/queue?status=bogus", {}, auth["moderator"]),
         ("get", "/v1/nowhere", {}, auth["moderator"]),
         ("delete", "/v1/check", {}, auth["checker"]),
     ]
