@@ -112,25 +112,68 @@ def default_actor() -> str:
         return "unknown"
 
 
-def image_files(paths: Iterable[str | os.PathLike], recursive: bool = False) -> list[tuple[Path, str]]:
+def image_files(paths: Iterable[str | os.PathLike], recursive: bool = False, hidden: bool = False,
+                problems: list[MediaError] | None = None) -> list[tuple[Path, str]]:
     """Expand files and folders into (file, reference id) pairs.
 
     A file's id is its path relative to the folder given, without extension; for a file named
-    directly, just its stem. Hidden files are skipped in folders.
+    directly, just its stem. Hidden files and folders are skipped in folders unless `hidden`.
+    Nothing else in a folder is passed over unseen: what cannot be listed or is not a file (an
+    unreadable sub-folder, a FIFO, a broken link) goes to `problems`, or fails the call without it.
     """
     out: list[tuple[Path, str]] = []
     for given in paths:
         path = Path(given)
-        if is_folder(path):  # never raises: a path that cannot be looked at is that input's error
-            candidates = path.rglob("*") if recursive else path.iterdir()
-            for file in sorted(c for c in candidates if c.is_file()):
-                rel = file.relative_to(path)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                out.append((file, rel.with_suffix("").as_posix()))
-        else:
+        if not is_folder(path):  # never raises: a path that cannot be looked at is that input's error
             out.append((path, path.stem))
+            continue
+        for file, problem in sorted(_folder_entries(path, recursive, hidden), key=lambda e: e[0]):
+            if problem is None:
+                out.append((file, file.relative_to(path).with_suffix("").as_posix()))
+            elif problems is None:
+                raise BankError(str(problem))
+            else:
+                problems.append(problem)
     return out
+
+
+def _folder_entries(root: Path, recursive: bool, hidden: bool) -> Iterator[tuple[Path, MediaError | None]]:
+    """(file, None) for each file under `root`, (entry, why) for each entry that is neither a file
+    nor a folder to walk. Path.rglob drops folders it cannot list without a word, hence this walk.
+    Links to folders are reported, not followed: one to / would walk /proc and every mount."""
+    seen: set[tuple[int, int]] = set()
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen:  # a bind mount inside itself
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            yield folder, MediaError(str(folder), "unreadable", f"cannot list the folder: {exc.strerror or exc}")
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith(".") and not hidden:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        folders.append(path)
+                elif entry.is_dir():
+                    if recursive:
+                        yield path, MediaError(str(path), "not_a_file", "is a link to a folder: not followed (name its target)")
+                elif entry.is_file():
+                    yield path, None
+                elif entry.is_symlink():
+                    yield path, MediaError(str(path), "not_found", "is a broken symbolic link")
+                else:
+                    yield path, MediaError(str(path), "not_a_file", "is not a regular file (a FIFO, socket or device)")
+            except OSError as exc:
+                yield path, MediaError(str(path), "unreadable", f"cannot inspect it: {exc.strerror or exc}")
 
 
 class Banks:

@@ -159,16 +159,56 @@ def hook(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Parallel workers (default: cores)."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Put review verdicts (with the image) on the review queue."),
 ):
-    """For pre-commit and upload pipelines: check the given files; exit codes as in `check`."""
+    """For pre-commit and upload pipelines: check the given files; exit codes as in `check`.
+
+    Paths that no longer exist (deleted files) and files that are not images by content (source
+    code) are skipped: version control hands a hook every staged path."""
     if not paths:
         text = sys.stdin.read()
         paths = [p for p in (text.split("\0") if null else text.splitlines()) if p.strip()]
+    paths = [p for p in paths if _worth_checking(p)]
     if not paths:
         return  # nothing staged that is an image: nothing to check
     overall = _check_and_print(_engine(ctx, policy, enqueue), paths, as_json, workers)
     if overall == "review" and allow_review:
         overall = "allow"
     raise typer.Exit(EXIT_CODES[overall])
+
+
+def _worth_checking(path: str) -> bool:
+    """False for a path that is gone, a folder (a submodule) or a file whose first bytes are no
+    format moderate decodes; anything it cannot look into is checked, so the check reports it."""
+    import stat
+
+    from .fetch import is_url
+
+    if path == "-" or is_url(path):
+        return True
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            return False
+        if not os.path.isfile(path):
+            return True  # a FIFO or device: not opened here, the check says what it is
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return _decodable(head)
+
+
+def _decodable(head: bytes) -> bool:
+    """Whether content starting with `head` is a format moderate decodes, by the same tests its
+    decoders use (Pillow's own signature checks for raster formats)."""
+    from PIL import Image
+
+    from .media import ALLOWED_FORMATS, sniff
+
+    if sniff(head) != "image":
+        return True  # PDF, WMF/EMF, HEIF
+    Image.init()
+    return any(accept and accept(head) for name, (_, accept) in Image.OPEN.items() if name in ALLOWED_FORMATS)
 
 
 def _check_and_print(engine, sources: list[str], as_json: bool, workers: int | None) -> str:
@@ -291,7 +331,10 @@ def dedup(
     if move_to is not None and delete:
         raise ModerateError("--move-to and --delete: choose one")
     engine = _engine(ctx)
-    files = [path for path, _ in image_files(folders, recursive)]
+    unlisted: list = []
+    files = [path for path, _ in image_files(folders, recursive, problems=unlisted)]
+    for problem in unlisted:
+        _err(f"skipped: {problem}")
     model = None
     if signal in ("embedding", "both"):
         from .signals.embedding import DEFAULT_MODEL
@@ -749,10 +792,15 @@ def queue_stats(ctx: typer.Context):
 
 
 @queue_app.command("purge")
-def queue_purge(ctx: typer.Context, older_than_days: Optional[int] = typer.Option(None, "--older-than-days",
-                                                                                  help="Default: the retention limit, 30.")):
-    """Drop stored images past the retention limit (evidence and decisions stay)."""
-    _out(f"purged images of {_engine(ctx).queue.purge(older_than_days)} items")
+def queue_purge(ctx: typer.Context,
+                older_than_days: Optional[int] = typer.Option(None, "--older-than-days", min=0,
+                                                              help="Default: the retention limit, 30."),
+                include_open: bool = typer.Option(False, "--include-open",
+                                                  help="Also drop the images of items not decided yet.")):
+    """Drop stored images past the retention limit (evidence and decisions stay; undecided items keep theirs)."""
+    purged = _engine(ctx).queue.purge(older_than_days, include_open)
+    kept = "" if include_open else f"; kept the images of {purged.kept} undecided items (--include-open drops them too)"
+    _out(f"purged images of {purged.purged} items{kept}")
 
 
 @audit_app.command("tail")

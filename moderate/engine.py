@@ -10,6 +10,7 @@ caller can do with the same objects.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -22,13 +23,13 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from .audit import AuditLog
 from .detectors import load as load_detector
 from .banks import Banks, default_actor, image_files
-from .errors import MediaError, PolicyError
+from .errors import MediaError, PolicyError, StoreError
 from .evidence import Evidence
 from .explain import Explanation, explain
 from .fetch import fetch, is_url
 from .index import Catalog, Snapshot
 from .match import Match, localized, match_embeddings, match_keypoints, match_pdq
-from .media import Frame, Media, Source, decode, describe, is_folder
+from .media import Frame, Media, Source, decode, describe, is_folder, read_bytes
 from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from .provenance import Credentials, Keys, Provenance, Signatures, digests
 from .regions import Region, regions_for
@@ -127,9 +128,13 @@ class Engine:
     def decode(self, source: Source, name: str | None = None) -> Media:
         """An input (path, bytes, stream, stdin or http(s) URL) decoded within the policy's budgets."""
         name = name or describe(source)
+        return decode(self.read(source, name), self.policy.limits, PDQ.working_size, name)
+
+    def read(self, source: Source, name: str | None = None) -> bytes:
+        """An input's bytes within `max_bytes` (an http(s) URL fetched safely), before any decoding."""
         if isinstance(source, str) and is_url(source):
-            source = fetch(source, self.policy.limits, allow_hosts=self.allow_hosts)
-        return decode(source, self.policy.limits, PDQ.working_size, name)
+            return fetch(source, self.policy.limits, allow_hosts=self.allow_hosts)
+        return read_bytes(source, self.policy.limits, name or describe(source))
 
     def search(self, source: Source, banks: list[str] | None = None, top: int = 10, min_similarity: float = 0.75,
                higher_res: bool = False, signal: str = "auto") -> list[SearchHit]:
@@ -189,12 +194,15 @@ class Engine:
         policy = self.policy
         snapshot = self.catalog.current()  # a store that is down fails the command, not the input
         self._check_policy_banks(snapshot)
+        data = None
         try:
-            media = self.decode(source, name)
+            data = self.read(source, name)  # kept when it does not decode: crafted inputs need review most
+            media = self.decode(data, name)
         except MediaError as exc:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)  # no evidence: the input is the problem
             return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
-                            elapsed_ms=_ms(start), policy=policy.name)], None
+                            elapsed_ms=_ms(start), policy=policy.name,
+                            sha256=hashlib.sha256(data).hexdigest() if data else None)], data
         # Same answer as `verify`: a stripped original is looked up (only when an originals bank exists).
         originals = any(record.get("kind") == "originals" for record in snapshot.banks.values())
         provenance = self.signatures.verify(media.data, registry=originals, name=name, path=source)
@@ -236,6 +244,11 @@ class Engine:
         missing = sorted(field for field, bank in named if bank not in snapshot.banks)
         if missing:
             raise PolicyError(f"{self.policy.source}: {missing[0]}: no such bank in {self.store.location}")
+        # Nothing to compare with would allow everything: a hook pointed at an empty data folder.
+        if not self.policy.detectors and not any(self.policy.uses(b, r) and r.get("kind") != "allowlist"
+                                                 for b, r in snapshot.banks.items()):
+            raise StoreError(f"{self.data_dir}: nothing to check against: no enabled bank in {self.store.location} and no "
+                             f"detector in the policy (point --data-dir / MODERATE_HOME or --chroma-url at your banks)")
 
     def _judge(self, snapshot: Snapshot, name: str, frame: Frame, provenance: Provenance,
                digest_of: Callable[[str], str], trace: list[FrameTrace] | None = None) -> tuple[FrameSignals, list[Reason]]:
@@ -401,15 +414,29 @@ def _combined(verdicts: list[Verdict]) -> Verdict:
     return Verdict(**{**deciding.__dict__, "reasons": tuple(r for v in verdicts for r in v.reasons)})
 
 
-def expand_inputs(inputs: Iterable[str], recursive: bool = False) -> list[str]:
-    """Files named, and the files in folders named (all levels with `recursive`); '-' is stdin."""
-    out: list[str] = []
+def expand_inputs(inputs: Iterable[str], recursive: bool = False) -> list[Source]:
+    """Files named, and every file in folders named, hidden ones too (all levels with `recursive`);
+    '-' is stdin. A folder entry that cannot be read or is not a file stays in as an `Unlisted`."""
+    out: list[Source] = []
     for given in inputs:
         if given == "-" or is_url(given) or not is_folder(given):  # a path that cannot be looked at is an input error
             out.append(given)
         else:
-            out.extend(str(path) for path, _ in image_files([given], recursive))
+            problems: list[MediaError] = []
+            out.extend(str(path) for path, _ in image_files([given], recursive, hidden=True, problems=problems))
+            out.extend(Unlisted(problem) for problem in problems)
     return out
+
+
+class Unlisted:
+    """A folder entry that could not be read as a file: a source whose reading raises its error,
+    so it gets the `on_error` verdict in the batch instead of vanishing from it."""
+
+    def __init__(self, error: MediaError):
+        self.name, self.error = error.source, error
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.error
 
 
 def overall(verdicts: Iterable[Verdict]) -> str:

@@ -13,6 +13,7 @@ reasons, or the policy's `default` when nothing matched.
 
 from __future__ import annotations
 
+import collections.abc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,10 @@ from .media import Budgets
 from .verdict import VERDICTS, Reason, severity, worst
 
 BAND_ACTIONS = VERDICTS + ("bank",)
+# Hostile or broken configuration must cost bounded time and memory: a policy is a few kB.
+MAX_POLICY_BYTES = 1 << 20
+MAX_POLICY_NODES = 100_000  # YAML values once aliases are expanded
+MAX_SHOWN = 200  # characters of an offending value an error message echoes
 VERIFIED_ORIGINAL = "provenance.verified_original"
 ALLOWLISTED = "allowlist.known_false_positive"
 
@@ -205,23 +210,19 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Policy":
-        import yaml
-
         origin = os.fspath(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_POLICY_BYTES + 1)
         except OSError as exc:
             raise PolicyError(f"{origin}: cannot read policy: {exc.strerror or exc}") from None
+        if len(raw) > MAX_POLICY_BYTES:
+            raise PolicyError(f"{origin}: policy is over {MAX_POLICY_BYTES} bytes")
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise PolicyError(f"{origin}: policy is not UTF-8 text") from None
-        try:
-            data = yaml.load(text, Loader=_unique_keys_loader())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise PolicyError(f"{origin}: not valid YAML{where}: {problem}") from None
-        return cls.from_mapping(data, origin)
+        return cls.from_mapping(_parse_yaml(text, origin), origin)
 
     @classmethod
     def from_mapping(cls, data: Any, origin: str = "<policy>") -> "Policy":
@@ -357,6 +358,57 @@ def _rank(m: Match, band) -> tuple:
     return (band.action not in ("bank", "block"), m.signal != "pdq", m.strength)
 
 
+def _parse_yaml(text: str, origin: str) -> Any:
+    """The YAML document in `text`, refused when its aliases expand past MAX_POLICY_NODES (PyYAML
+    shares aliased nodes, so ten lines can stand for a billion values) or it nests too deeply."""
+    import yaml
+
+    loader = _unique_keys_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_POLICY_NODES:
+            raise PolicyError(f"{origin}: policy is too large: over {MAX_POLICY_NODES} values once its aliases are expanded")
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"{origin}: not valid YAML{where}: {_shown(problem)}") from None
+    except RecursionError:
+        raise PolicyError(f"{origin}: not valid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root) -> int:
+    """Nodes under `root` with every alias expanded, counted once per distinct node (capped just
+    above the limit); an alias inside the very node it names is refused."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) in sizes:
+            if sizes[id(node)] < 0:
+                raise yaml.YAMLError("an alias refers to a mapping or list that contains it")
+            return sizes[id(node)]
+        sizes[id(node)] = -1  # on the current path
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        sizes[id(node)] = min(1 + sum(size(child) for child in children), MAX_POLICY_NODES + 1)
+        return sizes[id(node)]
+
+    return size(root)
+
+
+def _shown(value: object) -> str:
+    """`value` as text cut to MAX_SHOWN characters: an error line never echoes an unbounded value."""
+    text = str(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
+
+
 def _unique_keys_loader():
     """A safe YAML loader that refuses duplicate keys: with plain YAML the last one silently wins,
     so `on_error: review` followed by `on_error: allow` would fail open."""
@@ -367,6 +419,8 @@ def _unique_keys_loader():
             seen = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, collections.abc.Hashable):
+                    break  # the safe loader refuses unhashable keys with its own error
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -387,7 +441,7 @@ class _Fields:
         self.data, self.origin, self.prefix, self.seen = data, origin, prefix, set()
 
     def fail(self, key: str, problem: str):
-        raise PolicyError(f"{self.origin}: {self.prefix}{key}: {problem}")
+        raise PolicyError(f"{self.origin}: {self.prefix}{_shown(key)}: {_shown(problem)}")
 
     def get(self, key: str, default: Any) -> Any:
         self.seen.add(key)
@@ -543,8 +597,12 @@ class _Fields:
             if not isinstance(on, list) or not on or any(v not in VERDICTS for v in on):
                 fields.fail("on", f"must be a list of verdicts ({', '.join(VERDICTS)}), got {on!r}")
             secret_env = fields.get("secret_env", None)
-            if secret_env is not None and not isinstance(secret_env, str):
+            if secret_env is not None and (not isinstance(secret_env, str) or not secret_env.strip()):
                 fields.fail("secret_env", f"must name an environment variable, got {secret_env!r}")
+            if secret_env and not os.environ.get(secret_env):
+                # else every delivery would go out unsigned, and receivers could not tell it from a forgery
+                fields.fail("secret_env", f"environment variable {secret_env} is not set (or empty): "
+                                          "set it, or drop secret_env to send unsigned")
             fields.done()
             hooks.append(Webhook(url, tuple(on), secret_env))
         return tuple(hooks)

@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from .audit import AuditLog
 from .database import Database
-from .errors import ModerateError
+from .errors import MediaError, ModerateError
 from .verdict import Verdict
 
 DECISIONS = ("confirm", "reject")
@@ -42,6 +43,11 @@ SCHEMA = (
 
 class QueueError(ModerateError):
     """A queue operation was refused (unknown item, not claimed by you, already decided, ...)."""
+
+
+class Purged(NamedTuple):
+    purged: int  # items whose image and thumbnail were dropped
+    kept: int  # undecided items past the age whose image was kept (a moderator still needs it)
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,14 @@ class ReviewQueue:
             flagged = {(r["bank"], r["reference_id"]) for r in item.verdict.get("reasons", [])
                        if r.get("bank") and r.get("action") != "allow"}
             metadata["suppresses"] = json.dumps(sorted(flagged))
-        self.banks.add_bytes(target, image, f"review-{item.id}", metadata)
+        try:
+            self.banks.add_bytes(target, image, f"review-{item.id}", metadata)
+        except MediaError as exc:
+            if decision == "confirm":
+                raise QueueError(f"review item {item.id}: {exc.detail}, so it has no signals to add to bank {bank}; "
+                                 "confirm it without --bank") from None
+            # A rejected input that does not decode has no signals for the allow-list; the decision
+            # stands, and the same input gets the on_error verdict again (fail closed).
 
     def stats(self) -> dict:
         now = time.time()
@@ -209,13 +222,17 @@ class ReviewQueue:
                 "confirmed": decisions.get("confirm", 0), "rejected": decisions.get("reject", 0),
                 "oldest_waiting_seconds": round(now - oldest) if oldest else None}
 
-    def purge(self, older_than_days: int | None = None) -> int:
-        """Drop images and thumbnails past the retention limit (evidence and decisions stay)."""
+    def purge(self, older_than_days: int | None = None, include_open: bool = False) -> Purged:
+        """Drop images and thumbnails past the retention limit (evidence and decisions stay). Items
+        not decided yet keep theirs unless `include_open`: a moderator cannot decide without it."""
         days = self.retention_days if older_than_days is None else older_than_days
-        cursor = self.db.execute(
-            "UPDATE review_items SET image = NULL, thumbnail = NULL WHERE created_ts < ? AND image IS NOT NULL",
-            (time.time() - days * 86400,))
-        return cursor.rowcount
+        old = "created_ts < ? AND image IS NOT NULL"
+        cutoff = time.time() - days * 86400
+        undecided = 0 if include_open else self.db.execute(
+            f"SELECT COUNT(*) FROM review_items WHERE {old} AND status != 'decided'", (cutoff,)).fetchone()[0]
+        which = "" if include_open else " AND status = 'decided'"
+        cursor = self.db.execute(f"UPDATE review_items SET image = NULL, thumbnail = NULL WHERE {old}{which}", (cutoff,))
+        return Purged(cursor.rowcount, undecided)
 
     @staticmethod
     def _item(row) -> ReviewItem:

@@ -42,6 +42,7 @@ KEYPOINTS_COLLECTION = "moderate-keypoints"
 EMBEDDING_PREFIX = "moderate-emb-"
 STATE_ID = "@state"  # bank names cannot start with "@"
 PAGE = 5000  # records per Chroma round trip; under Chroma's max batch size
+DEFAULT_TIMEOUT = 30.0  # seconds a Chroma server may take to answer one call (MODERATE_CHROMA_TIMEOUT)
 KEYPOINT_PAGE = 200  # keypoint records are ~50 kB each
 
 
@@ -58,9 +59,10 @@ def split_record_id(rid: str) -> tuple[str, str]:
 class Store:
     """Typed access to the Chroma collections; every Chroma failure becomes one-line `StoreError`."""
 
-    def __init__(self, data_dir: Path, chroma_url: str | None = None):
+    def __init__(self, data_dir: Path, chroma_url: str | None = None, timeout: float | None = None):
         self.data_dir = Path(data_dir)
         self.chroma_url = chroma_url or None
+        self.timeout = timeout or (_timeout_from_env() if self.chroma_url else DEFAULT_TIMEOUT)
         self._client_obj = None
         self._collections: dict[str, object] = {}
         self._seen_stamp: list | None = None  # the database files' stamp after our last call
@@ -87,7 +89,9 @@ class Store:
             raise
         except Exception as exc:  # chromadb raises many types (httpx, ValueError, its own errors)
             text = " ".join(str(exc).split()) or type(exc).__name__
-            raise StoreError(f"{self.location}: {what} failed: {text}") from None
+            if self.chroma_url and _timed_out(exc):
+                text = f"no answer within {self.timeout:g} s (MODERATE_CHROMA_TIMEOUT)"
+            raise StoreError(f"{self.location}: {what} failed: {text[:300]}") from None
 
     @contextmanager
     def _using(self, collection: str, what: str, metadata: dict | None = None, configuration: dict | None = None):
@@ -123,9 +127,8 @@ class Store:
                     if not url.hostname:
                         raise StoreError(f"--chroma-url {self.chroma_url!r}: expected http(s)://HOST:PORT")
                     https = url.scheme == "https"
-                    client = chromadb.HttpClient(
-                        host=url.hostname, port=url.port or (443 if https else 8000), ssl=https, settings=settings
-                    )
+                    client = _timed_http_client(url.hostname, url.port or (443 if https else 8000), https, settings,
+                                                self.timeout)
                     client.heartbeat()
                 else:
                     try:
@@ -296,6 +299,43 @@ class Store:
 
     def delete_keypoints(self, ids: list[str]) -> None:
         self._delete(KEYPOINTS_COLLECTION, ids)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether an httpx timeout is behind `exc` (chromadb re-raises some as ValueError)."""
+    while exc is not None:
+        if type(exc).__name__.endswith("Timeout"):  # httpx's ConnectTimeout, ReadTimeout, WriteTimeout, PoolTimeout
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _timeout_from_env() -> float:
+    value = os.environ.get("MODERATE_CHROMA_TIMEOUT", "")
+    try:
+        seconds = float(value) if value else DEFAULT_TIMEOUT
+    except ValueError:
+        raise StoreError(f"MODERATE_CHROMA_TIMEOUT must be a number of seconds, got {value[:40]!r}") from None
+    if not 0 < seconds <= 3600:
+        raise StoreError(f"MODERATE_CHROMA_TIMEOUT must be from 0 to 3600 seconds, got {value[:40]!r}")
+    return seconds
+
+
+def _timed_http_client(host: str, port: int, ssl: bool, settings, timeout: float):
+    """`chromadb.HttpClient`, but with a timeout on every request: chromadb builds its HTTP session
+    with none (a server that accepts and never answers would hang us), and its constructor already
+    sends requests, so the timeout is set just before its first one (`get_user_identity`)."""
+    import httpx
+    from chromadb.api.client import Client
+
+    class TimedClient(Client):
+        def get_user_identity(self):
+            self._server._session.timeout = httpx.Timeout(timeout)
+            return super().get_user_identity()
+
+    settings.chroma_api_impl = "chromadb.api.fastapi.FastAPI"  # what HttpClient sets up, as it does
+    settings.chroma_server_host, settings.chroma_server_http_port, settings.chroma_server_ssl_enabled = host, port, ssl
+    return TimedClient(settings=settings)
 
 
 def _clean(metadata: dict) -> dict:

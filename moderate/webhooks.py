@@ -76,6 +76,9 @@ class Deliveries:
 
     def _deliver(self, client, hook: Webhook, body: bytes) -> None:
         secret = os.environ.get(hook.secret_env or "", "").encode()
+        if hook.secret_env and not secret:  # unset since the policy was loaded: never send it unsigned
+            log.error("webhook %s: environment variable %s is not set: not sent", hook.url, hook.secret_env)
+            return
         for attempt in range(hook.attempts):
             timestamp = str(int(time.time()))
             headers = {"Content-Type": "application/json", "X-Moderate-Timestamp": timestamp}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -60,11 +61,12 @@ def test_check_multipart_raw_and_auth(api, photos, edited):
 def test_invalid_inputs_body_cap_and_url_rules(api):
     client, auth = api
     broken = client.post("/v1/check", content=b"\x89PNG\r\n\x1a\nbroken", headers=auth["checker"])
-    assert broken.status_code == 422
+    assert broken.status_code == 200  # a verdict like any other: a client ignoring 4xx must not store it
     assert broken.json()["error_code"] in ("corrupt", "truncated", "unsupported_format")
-    assert broken.json()["verdict"] == "review"  # fail closed for callers that read only the verdict
+    assert broken.json()["verdict"] == "review" and broken.json()["error"]
     too_big = client.post("/v1/check", content=b"\0" * 2_500_000, headers=auth["checker"])
     assert too_big.status_code == 413 and too_big.json()["error_code"] == "too_large"
+    assert too_big.json()["verdict"] == "review"
 
     def chunks():
         for _ in range(30):
@@ -73,9 +75,90 @@ def test_invalid_inputs_body_cap_and_url_rules(api):
     streamed = client.post("/v1/check", content=chunks(), headers=auth["checker"])  # no Content-Length
     assert streamed.status_code == 413
     blocked = client.post("/v1/check", json={"url": "http://169.254.169.254/latest/meta-data"}, headers=auth["checker"])
-    assert blocked.status_code == 422 and blocked.json()["error_code"] == "url_blocked"
+    assert blocked.status_code == 200 and blocked.json()["error_code"] == "url_blocked"
+    assert blocked.json()["verdict"] == "review"
     path = client.post("/v1/check", json={"url": "/etc/passwd"}, headers=auth["checker"])
-    assert path.status_code == 400
+    assert path.status_code == 400 and path.json()["verdict"] == "review"
+
+
+def test_an_undecodable_upload_is_queued_with_its_bytes(api, photos):
+    client, auth = api
+    crafted = photos["coins"].read_bytes()[:300]
+    checked = client.post("/v1/check?enqueue=true", content=crafted, headers={**auth["checker"], "X-Filename": "x.png"})
+    assert checked.status_code == 200 and checked.json()["sha256"] == hashlib.sha256(crafted).hexdigest()
+    (item,) = client.get("/v1/queue", headers=auth["moderator"]).json()
+    assert item["sha256"] == checked.json()["sha256"] and item["has_image"]
+    assert client.get(f"/v1/queue/{item['id']}/image", headers=auth["moderator"]).content == crafted
+    assert client.post(f"/v1/queue/{item['id']}/claim", headers=auth["moderator"]).status_code == 200
+    decided = client.post(f"/v1/queue/{item['id']}/decide", json={"decision": "reject"}, headers=auth["moderator"])
+    assert decided.status_code == 200 and decided.json()["decision"] == "reject"
+
+
+def test_two_file_parts_are_refused_not_half_checked(api, photos, edited):
+    client, auth = api
+    flagged, benign = edited[0][2].read_bytes(), photos["chelsea"].read_bytes()
+    both = client.post("/v1/check", files=[("file", ("a.jpg", flagged)), ("file", ("b.png", benign))],
+                       headers=auth["checker"])
+    assert both.status_code == 400 and both.json()["verdict"] == "review"
+    assert both.json()["error"] == "multipart field 'file' is sent more than once: send one input per request"
+    other = client.post("/v1/check", files=[("file", ("b.png", benign)), ("image", ("a.jpg", flagged))],
+                        headers=auth["checker"])
+    assert other.status_code == 400 and "unknown multipart field 'image'" in other.json()["error"]
+    as_text = client.post("/v1/check", data={"file": "not a file"}, files=[("x", ("a", b"x"))], headers=auth["checker"])
+    assert as_text.status_code == 400
+    urls = client.post("/v1/check", content=b'{"url": "https://a.example/1.jpg", "url": "https://b.example/2.jpg"}',
+                       headers={**auth["checker"], "Content-Type": "application/json"})
+    assert urls.status_code == 400 and "key 'url' appears more than once" in urls.json()["error"]
+    twice = client.post("/v1/check?enqueue=false&enqueue=true", content=benign, headers=auth["checker"])
+    assert twice.status_code == 400 and "'enqueue' is given more than once" in twice.json()["error"]
+    ids = client.post("/v1/banks/TERROR/references", files=[("file", ("c.png", benign))],
+                      data={"id": ["cat-1", "cat-2"]}, headers=auth["admin"])
+    assert ids.status_code == 400 and "'id' is sent more than once" in ids.json()["error"]
+    files = client.post("/v1/banks/TERROR/references", files=[("file", ("c.png", benign)), ("file", ("a.jpg", flagged))],
+                        headers=auth["admin"])
+    assert files.status_code == 400
+    assert client.get("/v1/banks/TERROR/export?format=txt", headers=auth["admin"]).text.count("\n") == 4  # nothing added
+
+
+def test_malformed_requests_get_4xx_json_never_500(api):
+    client, auth = api
+    deep = b"[" * 100_000
+    cases = [
+        ("post", "/v1/check", {"content": deep, "headers": {"Content-Type": "application/json"}}, auth["checker"]),
+        ("post", "/v1/check", {"content": b'{"url": 5}', "headers": {"Content-Type": "application/json"}}, auth["checker"]),
+        ("post", "/v1/check", {"content": b"\xff\xfe{", "headers": {"Content-Type": "application/json"}}, auth["checker"]),
+        ("post", "/v1/check", {"content": b"--x\r\n", "headers": {"Content-Type": "multipart/form-data"}}, auth["checker"]),
+        ("post", "/v1/check?enqueue=maybe", {"content": b"x"}, auth["checker"]),
+        ("post", "/v1/banks", {"content": deep}, auth["admin"]),
+        ("post", "/v1/banks", {"json": []}, auth["admin"]),
+        ("post", "/v1/banks", {"json": {"name": "X", "acton": "review"}}, auth["admin"]),
+        ("post", "/v1/queue/1/decide", {"content": deep}, auth["moderator"]),
+        ("post", "/v1/queue/1/decide", {"json": {"decision": 1}}, auth["moderator"]),
+        ("get", "/v1/queue/abc", {}, auth["moderator"]),
+        ("post", f"/v1/queue/{10**30}/claim", {}, auth["moderator"]),  # past SQLite's integers
+        ("get", f"/v1/queue?limit={10**30}", {}, auth["moderator"]),
+        ("get", "/v1/queue?status=bogus", {}, auth["moderator"]),
+        ("get", "/v1/nowhere", {}, auth["moderator"]),
+        ("delete", "/v1/check", {}, auth["checker"]),
+    ]
+    for method, url, kwargs, headers in cases:
+        response = client.request(method.upper(), url, **{**kwargs, "headers": {**kwargs.get("headers", {}), **headers}})
+        assert 400 <= response.status_code < 500, (url, response.status_code, response.text[:200])
+        assert response.headers["content-type"] == "application/json", (url, response.text[:200])
+        body = response.json()
+        assert isinstance(body["error"], str) and "\n" not in body["error"] and len(body["error"]) < 400, (url, body)
+        if url.startswith("/v1/check"):
+            assert body["verdict"] == "review", url
+    assert "nested too deeply" in client.post("/v1/check", content=deep, headers={
+        **auth["checker"], "Content-Type": "application/json"}).json()["error"]
+
+
+def test_a_server_with_nothing_to_check_against_answers_an_error_not_allow(api, photos):
+    client, auth = api
+    assert client.post("/v1/banks/TERROR/disable", headers=auth["admin"]).json()["enabled"] is False
+    response = client.post("/v1/check", content=photos["astronaut"].read_bytes(), headers=auth["checker"])
+    assert response.status_code == 503 and response.json()["verdict"] == "review"
+    assert "nothing to check against" in response.json()["error"]
 
 
 def test_bank_routes_and_openapi(api, photos):

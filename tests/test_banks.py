@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from moderate import BankError, Engine, HashListError
+from moderate import BankError, Engine, HashListError, StoreError
 from moderate.signals import PDQ
 
 from .conftest import FLAGGED
@@ -110,7 +110,8 @@ def test_remove_and_delete(banked, photos):
     assert banked.check(photos["rocket"]).verdict == "block"
     assert banked.banks.delete("TERROR") == 3
     assert banked.banks.list() == []
-    assert banked.check(photos["rocket"]).verdict == "allow"
+    with pytest.raises(StoreError, match="nothing to check against"):  # no bank left: never a silent allow
+        banked.check(photos["rocket"])
     # A fresh process (new engine, rebuilt from Chroma) agrees.
     assert Engine(banked.data_dir).banks.list() == []
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import run_cli
+from .conftest import BIN, run_cli
 
 JSON_FIELDS = {"source", "frame", "verdict", "reasons", "error", "elapsed_ms"}
 REASON_FIELDS = {"rule", "action", "bank", "reference_id", "signal", "distance", "score", "region"}
@@ -78,6 +78,7 @@ def test_folder_batch_with_workers(cli_bank, edited, photos, tmp_path):
 
 
 def test_bank_change_is_seen_by_the_next_process(cli_bank, photos):
+    assert run_cli("bank", "create", "OTHER", data_dir=cli_bank).returncode == 0  # so there is still a bank to check against
     assert run_cli("check", str(photos["astronaut"]), data_dir=cli_bank).returncode == 4
     assert run_cli("bank", "disable", "TERROR", data_dir=cli_bank).returncode == 0
     assert run_cli("check", str(photos["astronaut"]), data_dir=cli_bank).returncode == 0
@@ -152,7 +153,8 @@ def test_hash_command(photos, tmp_path):
 def test_delete_with_yes(cli_bank, photos):
     out = run_cli("bank", "delete", "TERROR", "--yes", data_dir=cli_bank)
     assert out.returncode == 0 and b"deleted bank TERROR" in out.stdout
-    assert run_cli("check", str(photos["astronaut"]), data_dir=cli_bank).returncode == 0
+    after = run_cli("check", str(photos["astronaut"]), data_dir=cli_bank)
+    assert after.returncode == 1 and b"nothing to check against" in after.stderr  # no bank left: not an allow
 
 
 PROBE = """
@@ -223,3 +225,69 @@ def test_together_explain_and_region_from_the_command_line(cli_bank, photos, tmp
     assert added.returncode == 0 and json.loads(added.stdout)["added"] == ["galaxy"]
     bad = run_cli("bank", "add", "TERROR", str(photos["hubble"]), "--id", "g2", "--region", "1,2,3", data_dir=cli_bank)
     assert bad.returncode == 1 and b"expected x,y,w,h" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def _as_unprivileged(*args: str, data_dir) -> subprocess.CompletedProcess:
+    """The CLI without root's power to read anything: as root, drop the capabilities that bypass
+    file permissions (the interpreter lives under /root, so another user could not even start it)."""
+    import os
+
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    command = [*prefix, str(BIN / "moderate"), *args]
+    return subprocess.run(command, capture_output=True, timeout=300, env={**os.environ, "MODERATE_HOME": str(data_dir)})
+
+
+def test_recursive_check_reports_hidden_and_unreadable_entries(cli_bank, photos, edited, tmp_path):
+    incoming = tmp_path / "incoming"
+    (incoming / ".cache").mkdir(parents=True)
+    shutil.copy(photos["chelsea"], incoming / "cat.png")
+    shutil.copy(edited[0][2], incoming / ".hidden.jpg")  # flagged, in a hidden file
+    shutil.copy(photos["rocket"], incoming / ".cache" / "rocket.png")  # flagged, in a hidden folder
+    seen = run_cli("check", str(incoming), "--recursive", "--json", data_dir=cli_bank)
+    assert seen.returncode == 4, seen.stderr
+    got = {v["source"]: v["verdict"] for v in verdicts(seen.stdout)}
+    assert got == {str(incoming / "cat.png"): "allow", str(incoming / ".hidden.jpg"): "block",
+                   str(incoming / ".cache" / "rocket.png"): "block"}
+
+    locked = incoming / ".cache"
+    locked.chmod(0)  # a sub-folder this process cannot list
+    try:
+        out = _as_unprivileged("check", str(incoming), "--recursive", "--json", data_dir=cli_bank)
+    finally:
+        locked.chmod(0o755)
+    assert out.returncode == 4, out.stderr  # .hidden.jpg still blocks; the locked folder is reported
+    by_source = {v["source"]: v for v in verdicts(out.stdout)}
+    unreadable = by_source[str(locked)]
+    assert (unreadable["verdict"], unreadable["error_code"]) == ("review", "unreadable")
+    assert unreadable["error"].startswith(f"{locked}: cannot list the folder") and "\n" not in unreadable["error"]
+
+
+def test_special_entries_in_a_folder_get_on_error_and_the_batch_goes_on(cli_bank, photos, tmp_path):
+    import os
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    shutil.copy(photos["chelsea"], incoming / "cat.png")
+    os.mkfifo(incoming / "pipe.jpg")  # opening it would block forever
+    (incoming / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (incoming / "loop").symlink_to(incoming)  # a link back up: reported, not walked forever
+    out = run_cli("check", str(incoming), "--recursive", "--json", data_dir=cli_bank)
+    assert out.returncode == 3, out.stderr
+    got = {v["source"]: (v["verdict"], v["error_code"]) for v in verdicts(out.stdout)}
+    assert got == {str(incoming / "cat.png"): ("allow", None), str(incoming / "pipe.jpg"): ("review", "not_a_file"),
+                   str(incoming / "gone.png"): ("review", "not_found"), str(incoming / "loop"): ("review", "not_a_file")}
+    # `bank add` keeps its rule for hidden files, but refuses what it cannot read instead of skipping it
+    refused = run_cli("bank", "add", "TERROR", str(incoming), "--recursive", data_dir=cli_bank)
+    assert refused.returncode == 1 and f"{incoming / 'gone.png'}: is a broken symbolic link" in refused.stderr.decode()
+    assert refused.stderr.decode().count("\n") == 1
+
+
+def test_a_check_with_nothing_to_check_against_fails(cli_bank, photos, tmp_path):
+    assert run_cli("bank", "disable", "TERROR", data_dir=cli_bank).returncode == 0
+    out = run_cli("check", str(photos["astronaut"]), data_dir=cli_bank)
+    err = out.stderr.decode()
+    assert out.returncode == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: {cli_bank}: nothing to check against") and b"ALLOW" not in out.stdout
+    # the allow-list of known false positives flags nothing: still nothing to check against
+    run_cli("bank", "create", "ALLOWLIST", "--action", "review", "--kind", "allowlist", data_dir=cli_bank)
+    assert run_cli("check", str(photos["astronaut"]), data_dir=cli_bank).returncode == 1

@@ -66,3 +66,55 @@ def test_non_utf8_policy(tmp_path):
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(PolicyError, match="not UTF-8"):
         Policy.load(path)
+
+
+def _bomb(levels: int = 9) -> str:
+    """The billion laughs: each level lists the previous one ten times (10**levels strings)."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines)
+
+
+def test_an_alias_bomb_is_refused_fast_with_a_short_error(tmp_path):
+    import time
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"bomb:\n  {_bomb().replace(chr(10), chr(10) + '  ')}\ndefault: *a9\n")
+    start = time.monotonic()
+    with pytest.raises(PolicyError) as info:
+        Policy.load(path)
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert message == f"{path}: policy is too large: over 100000 values once its aliases are expanded"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("banks: &b [*b]\n", "an alias refers to a mapping or list that contains it"),  # a cycle
+    ("pdq:\n  thresholds: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("default: " + "x" * 50_000 + "\n", "must be one of allow, review, block, got 'xxxx"),
+    ("? [a, b]\n: 1\n", "found unhashable key"),
+])
+def test_hostile_policies_cost_bounded_time_and_short_errors(tmp_path, text, problem):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as info:
+        Policy.load(path)
+    message = str(info.value)
+    assert problem in message and len(message) < 600 and "\n" not in message
+
+
+def test_an_oversized_policy_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("# padding\n" * 200_000)
+    with pytest.raises(PolicyError, match=r"huge.yaml: policy is over 1048576 bytes"):
+        Policy.load(path)
+
+
+def test_a_bomb_in_the_command_line_policy_is_one_short_line(tmp_path, photos):
+    from .conftest import run_cli
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_bomb(12) + "\nname: *a12\n")
+    out = run_cli("check", str(photos["coins"]), "--policy", str(path), data_dir=tmp_path / "data")
+    err = out.stderr.decode()
+    assert out.returncode == 1 and err.count("\n") == 1 and len(err) < 300 and "too large" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -107,9 +108,52 @@ def test_decisions_feed_banks_and_the_allow_list(reviewing, photos, tmp_path):
 def test_purge_drops_images_but_keeps_decisions(reviewing, photos, tmp_path):
     reviewing.check(near_copy(photos, "coffee", tmp_path))
     (item,) = reviewing.queue.list()
-    assert reviewing.queue.purge(older_than_days=1) == 0
-    assert reviewing.queue.purge(older_than_days=0) == 1
+    assert reviewing.queue.purge(older_than_days=1) == (0, 0)
+    assert reviewing.queue.purge(older_than_days=0) == (0, 1)  # undecided: its image is kept
+    assert reviewing.queue.image(item.id) is not None
+    assert reviewing.queue.purge(older_than_days=0, include_open=True) == (1, 0)
     assert reviewing.queue.image(item.id) is None and reviewing.queue.get(item.id).verdict["verdict"] == "review"
+
+
+def test_purge_from_the_command_line_keeps_undecided_items_and_says_so(reviewing, photos, tmp_path):
+    reviewing.check(near_copy(photos, "coffee", tmp_path))
+    reviewing.check(near_copy(photos, "rocket", tmp_path))
+    decided, waiting = reviewing.queue.list()
+    reviewing.queue.claim("m", decided.id)
+    reviewing.queue.decide(decided.id, "m", "reject")
+    out = run_cli("queue", "purge", "--older-than-days", "0", data_dir=reviewing.data_dir)
+    assert out.returncode == 0 and out.stdout.decode().startswith("purged images of 1 items; kept the images of 1 undecided")
+    assert reviewing.queue.image(decided.id) is None and reviewing.queue.image(waiting.id) is not None
+    everything = run_cli("queue", "purge", "--older-than-days", "0", "--include-open", data_dir=reviewing.data_dir)
+    assert everything.stdout == b"purged images of 1 items\n" and reviewing.queue.image(waiting.id) is None
+
+
+def test_inputs_that_do_not_decode_are_kept_for_review_and_can_be_decided(reviewing, photos, tmp_path):
+    crafted = photos["coins"].read_bytes()[:300]  # a PNG cut short
+    verdict = reviewing.check(crafted, name="upload.png")
+    digest = hashlib.sha256(crafted).hexdigest()
+    assert (verdict.verdict, verdict.error_code, verdict.sha256) == ("review", "truncated", digest)
+    (item,) = reviewing.queue.list()
+    assert (item.sha256, item.has_image) == (digest, True) and reviewing.queue.image(item.id) == crafted
+    assert [e.input_sha256 for e in reviewing.audit.entries()][-1] == digest
+    reviewing.queue.claim("m", item.id)
+    reviewing.banks.create("CONFIRMED", action="block")
+    with pytest.raises(QueueError, match="no signals to add to bank CONFIRMED; confirm it without --bank"):
+        reviewing.queue.decide(item.id, "m", "confirm", bank="CONFIRMED")
+    rejected = reviewing.queue.decide(item.id, "m", "reject", note="a broken upload")
+    assert (rejected.status, rejected.decision) == ("decided", "reject")
+    assert reviewing.check(crafted).verdict == "review"  # nothing was allow-listed: still fails closed
+
+
+def test_an_undecodable_item_is_confirmed_through_the_command_line(reviewing, tmp_path):
+    path = tmp_path / "crafted.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 64)
+    out = run_cli("check", str(path), "--enqueue", "--json", data_dir=reviewing.data_dir)
+    assert out.returncode == 3 and json.loads(out.stdout)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    (item,) = reviewing.queue.list()
+    assert run_cli("queue", "claim", str(item.id), "--moderator", "m", data_dir=reviewing.data_dir).returncode == 0
+    decided = run_cli("queue", "decide", str(item.id), "--confirm", "--moderator", "m", data_dir=reviewing.data_dir)
+    assert decided.returncode == 0 and b"decided" in decided.stdout
 
 
 def test_audit_chain_records_verdicts_and_decisions_and_detects_edits(reviewing, photos, tmp_path):

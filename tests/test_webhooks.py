@@ -61,3 +61,31 @@ def test_webhook_policy_mistakes_are_refused():
         Policy.from_mapping({"webhooks": [{"url": "https://x.example", "on": ["blok"]}]}, "p.yaml")
     with pytest.raises(PolicyError, match=r"webhooks\[0\].url: must be an http\(s\) URL"):
         Policy.from_mapping({"webhooks": [{"url": "ftp://x.example"}]}, "p.yaml")
+
+
+def test_a_webhook_whose_secret_variable_is_unset_is_refused_at_load(tmp_path, monkeypatch, photos):
+    from .conftest import run_cli
+
+    monkeypatch.delenv("MODERATE_TEST_HOOK_SECRET", raising=False)
+    path = tmp_path / "hooks.yaml"
+    path.write_text("webhooks:\n  - url: https://hooks.example/x\n    secret_env: MODERATE_TEST_HOOK_SECRET\n")
+    with pytest.raises(PolicyError, match=r"hooks.yaml: webhooks\[0\].secret_env: environment variable "
+                                          r"MODERATE_TEST_HOOK_SECRET is not set"):
+        Policy.load(path)
+    monkeypatch.setenv("MODERATE_TEST_HOOK_SECRET", "")  # empty signs nothing either
+    with pytest.raises(PolicyError, match="MODERATE_TEST_HOOK_SECRET is not set"):
+        Policy.load(path)
+    out = run_cli("check", str(photos["coins"]), "--policy", str(path), data_dir=tmp_path / "data")
+    assert out.returncode == 1 and b"MODERATE_TEST_HOOK_SECRET is not set" in out.stderr
+    monkeypatch.setenv("MODERATE_TEST_HOOK_SECRET", "s3cret")
+    assert Policy.load(path).webhooks[0].secret_env == "MODERATE_TEST_HOOK_SECRET"
+
+
+def test_a_secret_unset_after_loading_is_never_sent_unsigned(banked, photos, receiver, monkeypatch):
+    url, got = receiver
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    policy = Policy.from_mapping({"webhooks": [{"url": url, "on": ["block"], "secret_env": "HOOK_SECRET"}]})
+    monkeypatch.delenv("HOOK_SECRET")
+    assert Engine(banked.data_dir, policy=policy).check(photos["astronaut"]).verdict == "block"
+    assert deliveries().wait(30)
+    assert got == []
