@@ -55,6 +55,17 @@ def bad_paths(tmp_path) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture
+def data(tmp_path, photos):
+    """A data folder with a bank to check against (a check with nothing to check against fails)."""
+    from moderate import Engine
+
+    engine = Engine(tmp_path / "data")
+    engine.banks.create("TERROR", action="block")
+    engine.banks.add("TERROR", [photos["rocket"]])
+    return tmp_path / "data"
+
+
+@pytest.fixture
 def good(tmp_path, photos) -> str:
     path = tmp_path / "good.png"
     shutil.copy(photos["coins"], path)
@@ -67,11 +78,11 @@ def _check(*args: str, data_dir, prefix=()) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_fifo_given_as_input_does_not_hang(tmp_path, good):
+def test_fifo_given_as_input_does_not_hang(tmp_path, good, data):
     """Issue #12 item 9: `check upload.fifo` blocked forever in open()."""
     fifo = tmp_path / "upload.fifo"
     os.mkfifo(fifo)
-    out = _check(str(fifo), good, data_dir=tmp_path / "data")  # subprocess timeout: a hang fails the test
+    out = _check(str(fifo), good, data_dir=data)  # subprocess timeout: a hang fails the test
     verdicts = [json.loads(line) for line in out.stdout.decode().splitlines()]
     assert out.returncode == 3, out.stderr.decode()
     assert [(v["source"], v["verdict"], v["error_code"]) for v in verdicts] == [
@@ -79,11 +90,11 @@ def test_fifo_given_as_input_does_not_hang(tmp_path, good):
     assert verdicts[0]["error"] == f"{fifo}: is a named pipe (FIFO), not a regular file [not_a_file]"
 
 
-def test_every_path_problem_is_that_inputs_error_in_one_batch(bad_paths, good, tmp_path):
+def test_every_path_problem_is_that_inputs_error_in_one_batch(bad_paths, good, tmp_path, data):
     """Loops, long names, devices, sockets, unreadable folders: each gets its own verdict, the good
     file is still checked, and the exit code is review's (3), not the command's failure (1)."""
     names = list(bad_paths)
-    out = _check(*(bad_paths[n][0] for n in names), good, data_dir=tmp_path / "data", prefix=NO_OVERRIDE)
+    out = _check(*(bad_paths[n][0] for n in names), good, data_dir=data, prefix=NO_OVERRIDE)
     assert out.returncode == 3, out.stderr.decode()
     verdicts = {v["source"]: v for v in map(json.loads, out.stdout.decode().splitlines())}
     for name in names:
@@ -94,10 +105,10 @@ def test_every_path_problem_is_that_inputs_error_in_one_batch(bad_paths, good, t
     assert verdicts[good]["verdict"] == "allow"
 
 
-def test_bad_paths_in_a_batch_checked_by_worker_processes(bad_paths, good, tmp_path):
+def test_bad_paths_in_a_batch_checked_by_worker_processes(bad_paths, good, tmp_path, data):
     """With 16 inputs or more, inputs go to worker processes: a bad path must not break the pool."""
     inputs = [bad_paths[n][0] for n in ("fifo", "loop", "long", "device")] + [good] * 14
-    out = run_cli("check", "--json", "--workers", "2", *inputs, data_dir=tmp_path / "data")
+    out = run_cli("check", "--json", "--workers", "2", *inputs, data_dir=data)
     verdicts = [json.loads(line) for line in out.stdout.decode().splitlines()]
     assert out.returncode == 3 and len(verdicts) == 18
     assert sorted(v["error_code"] or "" for v in verdicts)[-4:] == ["bad_path", "bad_path", "not_a_file", "not_a_file"]
