@@ -4,7 +4,7 @@
   and 8, against PDQ on the same decoded frames.
 - Search: p50/p99 of `Store.nearest_embeddings` (Chroma's HNSW, cosine) at `scale.embedding_refs`
   references (real embeddings of the corpus plus noisy copies), against exact numpy search.
-- Dedup: wall time of `moderate.dedup` scan + group over `scale.dedup_files` JPEGs made from the
+- Dedup: wall time of `moderate.engine.dedup` scan + group over `scale.dedup_files` JPEGs made from the
   corpus (crops and resizes of 41 photos), in one process and one per core, against bare decoding.
 - Memory: peak RSS of a process with the model loaded (each worker carries one).
 - Quality: recall@1 and mAP@10 (one relevant item per query, so the mean reciprocal rank in the top
@@ -150,7 +150,7 @@ def _search(model, frames, references: int, folder, out: dict) -> list[Row]:
 def _dedup(photos, files: int, folder, out: dict) -> list[Row]:
     from PIL import Image
 
-    from moderate import dedup
+    from moderate.engine import dedup
     from moderate.media import decode
 
     library = folder / "library"

@@ -2,7 +2,7 @@
 
 A fresh data folder gets a block bank (`LOAD_BLOCK`: astronaut, coffee, rocket) and a review bank
 (`LOAD_REVIEW`: chelsea, motorcycle, hubble, moon) of scikit-image photos, a checker token and one
-moderator token per moderator client (`moderate.tokens.Tokens`). `moderate serve` runs as a
+moderator token per moderator client (`moderate.service.tokens.Tokens`). `moderate serve` runs as a
 subprocess on 127.0.0.1 (with `--rate-limit` raised out of the way: the per-token limit is not what
 is measured). Then, from one asyncio process with `httpx.AsyncClient`:
 
@@ -112,7 +112,7 @@ def _prepare(folder: Path) -> tuple[Path, dict[str, dict[str, bytes]], str, list
                 out = io.BytesIO()
                 photos.resized(original, size).save(out, "JPEG", quality=90)
                 uploads[kind][f"{name}-{size}"] = out.getvalue()
-    from moderate.tokens import Tokens
+    from moderate.service.tokens import Tokens
 
     tokens = Tokens(data_dir)
     checker = tokens.create("uploads", "checker")

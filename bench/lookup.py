@@ -1,6 +1,6 @@
 """Latency of one exact PDQ lookup in a large bank, against numpy brute force.
 
-`moderate.index.PdqIndex.build(codes, ids).search(query, 31)` (faiss `IndexBinaryFlat` range search
+`moderate.store.catalog.PdqIndex.build(codes, ids).search(query, 31)` (faiss `IndexBinaryFlat` range search
 from 4096 codes on) against `np.bitwise_count(np.bitwise_xor(codes, q)).sum(1) <= 31` over the same
 random 256-bit codes, one query per call as a check makes them. Half the queries are near-duplicates
 of stored codes (10 random bits flipped: they must be found), half are random (they match nothing).
@@ -57,7 +57,7 @@ def brute_force(codes: np.ndarray, query: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _measure(rng: np.random.Generator, n: int, per_kind: int) -> dict:
-    from moderate.index import PdqIndex
+    from moderate.store.catalog import PdqIndex
 
     codes = random_codes(rng, n)
     build_s, index = timed(PdqIndex.build, codes, [f"BENCH::{i}::0" for i in range(n)])

@@ -66,7 +66,7 @@ with atheris.instrument_imports() if __name__ == "__main__" else contextlib.null
 
     Image.init()  # import every Pillow plugin now, so they are instrumented too
 
-    import moderate.documents  # noqa: F401  (decode imports it lazily)
+    import moderate.media.documents  # noqa: F401  (decode imports it lazily)
     from moderate.errors import MediaError
     from moderate.media import Budgets, decode
 
@@ -76,7 +76,7 @@ if os.environ.get("FUZZ_IN_PROCESS") == "1":
     def _in_process(render, data, budgets, working_size, name, deadline):
         return render(data, budgets, working_size, name, max(0.1, deadline - time.monotonic()))
 
-    moderate.documents._isolated = _in_process  # same call as moderate.documents._isolated makes, minus the process
+    moderate.media.documents._isolated = _in_process  # same call as moderate.media.documents._isolated makes, minus the process
 OUT = Path(os.environ.get("FUZZ_OUT", Path(__file__).parent / "out"))
 seen: set[str] = set()
 

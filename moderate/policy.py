@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PolicyError
-from .match import Match
+from .evidence import Evidence as Match
 from .media import Budgets
 from .verdict import VERDICTS, Reason, severity, worst
 
@@ -105,7 +105,7 @@ SIMILARITY = FloorBand.maker("embedding.similarity")
 
 @dataclass(frozen=True)
 class KeypointRules(_FloorBands):
-    """Local-feature matching (see `moderate.verification`): candidates from a pooled descriptor
+    """Local-feature matching (see `moderate.signals.verification`): candidates from a pooled descriptor
     index, verified by RANSAC. Distractors reach at most 8 inliers on the robustness corpus."""
 
     enabled: bool = True
@@ -203,7 +203,7 @@ class Policy:
     provenance: ProvenanceRules = ProvenanceRules()
     limits: Budgets = Budgets()
     source: str = "<built-in default>"
-    webhooks: tuple = ()  # moderate.webhooks.Webhook
+    webhooks: tuple = ()  # moderate.sinks.webhooks.Webhook
     detectors: tuple = ()  # DetectorRule, after the fields above so positional construction keeps working
 
     # -- loading ---------------------------------------------------------------------------------
@@ -582,7 +582,7 @@ class _Fields:
         return tuple(rules)
 
     def webhooks(self, key: str) -> tuple:
-        from .webhooks import Webhook
+        from .sinks.webhooks import Webhook
 
         value = self.get(key, [])
         if not isinstance(value, list):

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from moderate.tokens import Tokens
+from moderate.service.tokens import Tokens
 
 from .conftest import BIN, free_port
 

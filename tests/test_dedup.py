@@ -9,7 +9,7 @@ import os
 
 from PIL import Image, ImageEnhance
 
-from moderate import dedup
+from moderate.engine import dedup
 
 from .conftest import run_cli
 

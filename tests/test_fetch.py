@@ -27,8 +27,8 @@ from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from moderate import Budgets, MediaError
-from moderate import fetch as fetch_module
-from moderate.fetch import FetchLimits, fetch, is_url
+from moderate.media import fetch as fetch_module
+from moderate.media.fetch import FetchLimits, fetch, is_url
 from moderate.media import decode
 
 ALLOW = ("127.0.0.1",)
@@ -545,5 +545,5 @@ def test_limits_are_validated():
 
 
 def test_importing_the_module_does_not_import_httpx():
-    code = "import sys, moderate.fetch; sys.exit('httpx' in sys.modules or 'httpcore' in sys.modules)"
+    code = "import sys, moderate.media.fetch; sys.exit('httpx' in sys.modules or 'httpcore' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from moderate import Engine
-from moderate.queue import QueueError
+from moderate.sinks.queue import QueueError
 
 from .conftest import run_cli
 

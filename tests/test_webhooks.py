@@ -12,7 +12,7 @@ import time
 import pytest
 
 from moderate import Engine, Policy, PolicyError
-from moderate.webhooks import deliveries
+from moderate.sinks.webhooks import deliveries
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 A signal computes values from the pixels of a region, parses and formats them as text for hash
 lists, and measures the distance between two values. Matching against banks goes through an index
-built for that signal (see `moderate.index`).
+built for that signal (see `moderate.store.catalog`).
 """
 
 from .keypoints import KEYPOINTS, KeypointSet, KeypointSignal

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
-from .errors import ModerateError, StoreError
-from .signals import PDQ, KeypointSet
+from ..errors import ModerateError, StoreError
+from ..signals import PDQ, KeypointSet
 
 BANKS_COLLECTION = "moderate-banks"
 PDQ_COLLECTION = "moderate-pdq"

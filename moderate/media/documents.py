@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import time
 
-from .errors import MediaError
+from ..errors import MediaError
 from .pixels import Budgets, Frame, fitted_rgb
 
 
@@ -66,7 +66,7 @@ def _renderer():
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("forkserver")  # never fork a process holding other threads
-        context.set_forkserver_preload(["moderate.documents"])
+        context.set_forkserver_preload(["moderate.media.documents"])
         _RENDERER = ProcessPoolExecutor(1, mp_context=context, initializer=_limit_memory, initargs=(PDF_MEMORY_LIMIT,))
     return _RENDERER
 

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .errors import StoreError
+from ..errors import StoreError
 
 
 class Database:

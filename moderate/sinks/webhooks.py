@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-log = logging.getLogger("moderate.webhooks")
+log = logging.getLogger("moderate.webhooks")  # log channel names are stable for operators
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from typing import Iterable, Iterator, TextIO
 import numpy as np
 
 from . import hashlist
-from .errors import BankError, HashListError, MediaError
-from .index import Catalog
-from .media import Budgets, decode, is_folder
-from .policy import RegionRules
-from .regions import Region, deborder, part_of
-from .signals import KEYPOINTS, PDQ
-from .store import Store, record_id, split_record_id
+from ..errors import BankError, HashListError, MediaError
+from ..store.catalog import Catalog
+from ..media import Budgets, decode, is_folder
+from ..policy import RegionRules
+from ..regions import Region, deborder, part_of
+from ..signals import KEYPOINTS, PDQ
+from ..store import Store, record_id, split_record_id
 
 ACTIONS = ("block", "review")
 # `flagged`: matches are the bank's action. `originals`: signed originals; a match that is not the
@@ -324,7 +324,7 @@ class Banks:
 
     def allowlist(self) -> str:
         """The allow-list bank's name, creating it on first use."""
-        from .queue import ALLOWLIST_BANK
+        from ..sinks.queue import ALLOWLIST_BANK
 
         if ALLOWLIST_BANK not in self.catalog.current().banks:
             try:
@@ -369,7 +369,7 @@ class Banks:
 
     def _hashes(self, frame, box: Region) -> list[str]:
         """PDQ of the reference region, and of its de-bordered inside and policy parts (as queries get)."""
-        from .media import Frame
+        from ..media import Frame
 
         pixels = box.crop(frame)
         inner = Frame(frame.index, box.w, box.h, pixels)
@@ -553,7 +553,7 @@ class Banks:
 
 def _model_record(spec: str) -> dict:
     """What a bank records about its embedding model: how to load it and what it must be."""
-    from .signals.embedding import load_model
+    from ..signals.embedding import load_model
 
     try:
         identity = load_model(spec).identity
@@ -572,7 +572,7 @@ def _model_of(bank_record: dict) -> dict:
 
 def _embedder(bank_record: dict):
     """The bank's embedding model, refusing one whose weights changed since the bank was made."""
-    from .signals.embedding import load_model
+    from ..signals.embedding import load_model
 
     model = load_model(bank_record["embedding_model"])
     if model.identity.key != bank_record["embedding_key"]:

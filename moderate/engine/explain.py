@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import BankError
-from .regions import Region
-from .signals import PDQ
+from ..errors import BankError
+from ..regions import Region
+from ..signals import PDQ
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .media import Source
+    from . import Engine
+    from ..media import Source
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def explain(engine: Engine, source: Source, reference_id: str, bank: str | None 
     has any). Errors: BankError when no bank (or several, without `bank`) holds the reference;
     MediaError when the input cannot be decoded.
     """
-    from .errors import MediaError
+    from ..errors import MediaError
 
     snapshot = engine.catalog.current()
     bank = _bank_of(snapshot, reference_id, bank)
@@ -173,7 +173,7 @@ def _keypoint_evidence(policy, snapshot, images: np.ndarray, found: list, trace)
         return SignalEvidence("keypoints", False, None, None, inliers=0, note="keypoint matching is off in this policy"
                               if not policy.keypoints.enabled else "check did not run keypoint matching")
     else:
-        from .verification import localize
+        from ..signals.verification import localize
 
         located = [f for f in (localize(snapshot.keypoints, int(i), trace.described) for i in images) if f is not None]
         direct = max(located, key=lambda f: f.inliers, default=None)
@@ -221,7 +221,7 @@ def render(explanation: Explanation, query: Source, out: str | Path, reference_i
     image on the left when one is given."""
     from PIL import Image, ImageDraw
 
-    from .media import decode
+    from ..media import decode
 
     decode_with = engine.decode if engine else decode
     frame = decode_with(query).frames[explanation.frame]

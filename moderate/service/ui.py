@@ -2,7 +2,7 @@
 
 Reviewer wellness comes first: every image is shown blurred and in grayscale until the moderator
 clicks (or presses `v`) to reveal it. Keyboard: `v` reveal, `c` confirm, `r` reject, `n` next.
-Opening an item claims it for the moderator (claims expire, see `moderate.queue`).
+Opening an item claims it for the moderator (claims expire, see `moderate.sinks.queue`).
 
 Sign-in takes a moderator (or admin) token, kept in an HttpOnly, SameSite=Strict cookie, so other
 sites can neither read it nor make the browser post decisions with it.
@@ -15,7 +15,7 @@ import html
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .queue import QueueError, ReviewQueue
+from ..sinks.queue import QueueError, ReviewQueue
 from .tokens import Token, Tokens
 
 COOKIE = "moderate_token"

@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 from .audit import AuditLog
 from .database import Database
-from .errors import MediaError, ModerateError
-from .verdict import Verdict
+from ..errors import MediaError, ModerateError
+from ..verdict import Verdict
 
 DECISIONS = ("confirm", "reject")
 ALLOWLIST_BANK = "ALLOWLIST"
@@ -257,8 +257,8 @@ def _thumbnail(image: bytes | None) -> bytes | None:
     """A 256 px PNG of the first frame, for the review UI (None when the input does not decode)."""
     if not image:
         return None
-    from .errors import MediaError
-    from .media import decode
+    from ..errors import MediaError
+    from ..media import decode
 
     try:
         pixels = decode(image, working_size=256).frames[0].pixels

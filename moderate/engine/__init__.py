@@ -20,28 +20,28 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from .audit import AuditLog
-from .detectors import load as load_detector
-from .banks import Banks, default_actor, image_files
-from .errors import MediaError, PolicyError, StoreError
-from .evidence import Evidence
+from ..sinks.audit import AuditLog
+from ..detectors import load as load_detector
+from ..banks import Banks, default_actor, image_files
+from ..errors import MediaError, PolicyError, StoreError
+from ..evidence import Evidence
 from .explain import Explanation, explain
-from .fetch import fetch, is_url
-from .index import Catalog, Snapshot
+from ..media.fetch import fetch, is_url
+from ..store.catalog import Catalog, Snapshot
 from .match import Match, localized, match_embeddings, match_keypoints, match_pdq
-from .media import Frame, Media, Source, decode, describe, is_folder, read_bytes
-from .policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
-from .provenance import Credentials, Keys, Provenance, Signatures, digests
-from .regions import Region, regions_for
-from .signals import KEYPOINTS, PDQ, KeypointSet, PdqHash
-from .queue import ReviewQueue
+from ..media import Frame, Media, Source, decode, describe, is_folder, read_bytes
+from ..policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
+from ..provenance import Credentials, Keys, Provenance, Signatures, digests
+from ..regions import Region, regions_for
+from ..signals import KEYPOINTS, PDQ, KeypointSet, PdqHash
+from ..sinks.queue import ReviewQueue
 from .search import SearchHit, search
-from .store import Store
-from .verdict import Reason, Verdict, severity, worst
-from .webhooks import deliveries
+from ..store import Store
+from ..verdict import Reason, Verdict, severity, worst
+from ..sinks.webhooks import deliveries
 
 if TYPE_CHECKING:
-    from .signals.embedding import Embedding
+    from ..signals.embedding import Embedding
 
 
 
@@ -108,7 +108,7 @@ class Engine:
         elif not isinstance(policy, Policy):
             policy = Policy.load(policy)
         self.policy = policy
-        self.allow_hosts = tuple(allow_hosts)  # internal hosts URLs may point at (see moderate.fetch)
+        self.allow_hosts = tuple(allow_hosts)  # internal hosts URLs may point at (see moderate.media.fetch)
         self.store = Store(self.data_dir, self.chroma_url)
         self.catalog = Catalog(self.store)
         self.banks = Banks(self.store, self.catalog, policy.limits, policy.regions)
@@ -138,12 +138,12 @@ class Engine:
 
     def search(self, source: Source, banks: list[str] | None = None, top: int = 10, min_similarity: float = 0.75,
                higher_res: bool = False, signal: str = "auto") -> list[SearchHit]:
-        """Reverse image search over the banks (see `moderate.search`)."""
+        """Reverse image search over the banks (see `moderate.engine.search`)."""
         return search(self, source, banks, top, min_similarity, higher_res, signal=signal)
 
     def embed(self, source: Source, model: str | None = None, name: str | None = None) -> list["Embedding"]:
         """The embedding of every frame of an input (`efficientnet-lite0` or a Hugging Face folder)."""
-        from .signals.embedding import DEFAULT_MODEL, Embedding, load_model
+        from ..signals.embedding import DEFAULT_MODEL, Embedding, load_model
 
         embedder = load_model(model or self.policy.embedding.model or DEFAULT_MODEL)
         media = self.decode(source, name)
@@ -217,7 +217,7 @@ class Engine:
         ], media.data
 
     def explain(self, source: Source, reference_id: str, bank: str | None = None) -> "Explanation":
-        """Why an input does or does not match one reference, signal by signal (`moderate.explain`)."""
+        """Why an input does or does not match one reference, signal by signal (`moderate.engine.explain`)."""
         return explain(self, source, reference_id, bank)
 
     def _record(self, verdicts: list[Verdict], data: bytes | None, actor: str | None = None,

@@ -44,8 +44,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Union
 
-from .errors import MediaError
-from .media import Budgets
+from ..errors import MediaError
+from . import Budgets
 
 if TYPE_CHECKING:
     import httpx

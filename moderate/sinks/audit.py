@@ -5,7 +5,7 @@ SHA-256 (never the input), the verdict and its reasons. Entry n carries the SHA-
 and of its own canonical JSON, so editing or deleting a past entry breaks the chain from there on:
 `moderate audit verify` names the first entry that no longer fits.
 
-SQLite (`moderate.database`), appends under `BEGIN IMMEDIATE` so concurrent
+SQLite (`moderate.sinks.database`), appends under `BEGIN IMMEDIATE` so concurrent
 writers (workers, servers, hooks) serialize on the chain head and never fork it.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .database import Database
-from .errors import StoreError
+from ..errors import StoreError
 
 GENESIS = "0" * 64
 

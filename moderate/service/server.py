@@ -3,7 +3,7 @@
     POST /v1/check      multipart (field `file`), a raw body, or JSON {"url": ...} -> verdict JSON
     GET  /v1/banks      and bank routes (admin): create, enable, disable, import, export
     GET  /v1/queue      and queue routes (moderator): item, image, claim, decide, stats
-    GET  /ui            the web review UI for moderators (see `moderate.ui`)
+    GET  /ui            the web review UI for moderators (see `moderate.service.ui`)
     GET  /healthz       liveness, no token
     GET  /openapi.json  the API description
 
@@ -38,14 +38,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .engine import Engine
-from .errors import HashListError, ModerateError, PolicyError, StoreError
-from .fetch import is_url
-from .queue import QueueError
+from ..engine import Engine
+from ..errors import HashListError, ModerateError, PolicyError, StoreError
+from ..media.fetch import is_url
+from ..sinks.queue import QueueError
 from .tokens import Token, Tokens
 from .ui import router as ui_router
 
-log = logging.getLogger("moderate.server")
+log = logging.getLogger("moderate.server")  # log channel names are stable for operators
 CHECK_PATH = "/v1/check"
 ItemId = Annotated[int, Path(ge=0, lt=2**63)]  # SQLite's integer range: larger is a 400, not an OverflowError
 
@@ -130,7 +130,7 @@ class _RateLimit:
 
 def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI:
     """The API over one engine (FastAPI is imported with this module, never by `moderate --help`)."""
-    from . import __version__
+    from .. import __version__
 
     app = FastAPI(title="moderate", version=__version__, dependencies=[Depends(_single_query_values)],
                   description="Allow, block or review incoming images against banks of flagged references.")

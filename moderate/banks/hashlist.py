@@ -17,7 +17,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Iterable, TextIO
 
-from .signals import SIGNALS
+from ..signals import SIGNALS
 
 FORMATS = ("csv", "txt")
 CSV_METADATA = ("source_url", "note", "collab", "category", "tags")

@@ -2,7 +2,7 @@
 
 Each file is decoded once (within the usual budgets), reduced to its signals and dropped, so memory
 holds 32 bytes of PDQ per file (plus the embedding, when asked for), never the pictures: 100k files
-fit easily. Near copies are found with the exact Hamming index (`moderate.index.PdqIndex`) and,
+fit easily. Near copies are found with the exact Hamming index (`moderate.store.catalog.PdqIndex`) and,
 for embeddings, a faiss inner-product range search; groups are the connected pieces of "is a near
 copy of" (union-find). Flat pictures (PDQ quality below 50) hash unstably, so they only group with
 byte-identical copies.
@@ -21,8 +21,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import MediaError
-from .media import Budgets, decode
+from ..errors import MediaError
+from ..media import Budgets, decode
 
 PREFERENCES = {
     "resolution": lambda item: -item.width * item.height,
@@ -102,11 +102,11 @@ CHUNK = 32
 
 
 def _scan_chunk(paths: list[Path], budgets: Budgets, model: str | None, progress=None) -> tuple[list, list, list]:
-    from .signals import PDQ
+    from ..signals import PDQ
 
     embedder = None
     if model is not None:
-        from .signals.embedding import load_model
+        from ..signals.embedding import load_model
 
         embedder = load_model(model)
     items, skipped, vectors = [], [], []
@@ -130,7 +130,7 @@ def _scan_chunk(paths: list[Path], budgets: Budgets, model: str | None, progress
 def group(found: Scan, max_distance: int | None = 31, min_similarity: float | None = None,
           prefer: tuple[str, ...] = DEFAULT_PREFER, min_quality: int = 50) -> list[Group]:
     """Groups of two or more copies; `max_distance` (PDQ) and/or `min_similarity` (embedding)."""
-    from .index import PdqIndex
+    from ..store.catalog import PdqIndex
 
     items = found.items
     parent = list(range(len(items)))

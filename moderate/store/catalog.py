@@ -26,8 +26,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import StoreError
-from .store import Store
+from ..errors import StoreError
+from . import Store
 
 CODE_BYTES = 32
 FAISS_FROM = 4096  # below this many codes numpy brute force beats faiss's import time

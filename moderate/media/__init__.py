@@ -30,7 +30,7 @@ from typing import BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import MediaError
+from ..errors import MediaError
 from .pixels import Budgets, Frame, fitted_rgb, nearest, stretched  # Budgets, Frame: re-exported
 
 # Formats Pillow may open (never EPS, which runs Ghostscript). HEIF needs the optional pillow-heif.

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .index import KeypointIndex, Snapshot
-from .regions import Region
-from .evidence import Evidence
-from .signals import KeypointSet, PdqHash
-from .store import split_record_id
+from ..store.catalog import KeypointIndex, Snapshot
+from ..regions import Region
+from ..evidence import Evidence
+from ..signals import KeypointSet, PdqHash
+from ..store import split_record_id
 
 
 Match = Evidence  # the name matching results had before evidence became one type for every signal
@@ -40,7 +40,7 @@ def match_pdq(snapshot: Snapshot, queries: list[tuple[Region, PdqHash]], max_dis
 def match_keypoints(snapshot: Snapshot, query: KeypointSet, banks: set[str], candidates: int,
                     min_inliers: int) -> list[Match]:
     """References of `banks` found in the query by local features, with where they are."""
-    from .verification import retrieve
+    from ..signals.verification import retrieve
 
     index = snapshot.keypoints
     return [_located(index, found, query) for found in retrieve(index, query, _allowed(index, banks), candidates,
@@ -49,7 +49,7 @@ def match_keypoints(snapshot: Snapshot, query: KeypointSet, banks: set[str], can
 
 def localized(snapshot: Snapshot, matches: list[Match], query: KeypointSet) -> list[Match]:
     """`matches` with inliers and polygon added where the reference has keypoints and verifies."""
-    from .verification import localize
+    from ..signals.verification import localize
 
     index = snapshot.keypoints
     cache: dict[tuple[str, str], tuple] = {}
@@ -83,8 +83,8 @@ def _located(index: KeypointIndex, found, query: KeypointSet) -> Match:
 def match_embeddings(store, snapshot: Snapshot, frame_pixels, region: Region, banks: set[str], candidates: int,
                      min_similarity: float, required_model: str | None = None) -> list[Match]:
     """References of `banks` whose embeddings are similar to the frame's, model by model."""
-    from .errors import PolicyError
-    from .signals.embedding import load_model
+    from ..errors import PolicyError
+    from ..signals.embedding import load_model
 
     by_model: dict[str, list[str]] = {}
     for bank in sorted(banks):

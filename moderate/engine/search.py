@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .match import match_embeddings, match_pdq
-from .regions import Region
+from ..regions import Region
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ SIGNALS = ("pdq", "embedding", "auto")
 def search(engine, source, banks: list[str] | None = None, top: int = 10, min_similarity: float = 0.75,
            higher_res: bool = False, dihedral: bool = True, signal: str = "auto") -> list[SearchHit]:
     """The `top` references most similar to any frame of `source`."""
-    from .errors import BankError
-    from .signals import PDQ
+    from ..errors import BankError
+    from ..signals import PDQ
 
     if signal not in SIGNALS:
         raise BankError(f"signal must be one of {', '.join(SIGNALS)}, got {signal!r}")
@@ -68,7 +68,7 @@ def search(engine, source, banks: list[str] | None = None, top: int = 10, min_si
     wanted = set(banks) if banks else set(snapshot.banks)
     unknown = sorted(wanted - set(snapshot.banks))
     if unknown:
-        from .errors import BankError
+        from ..errors import BankError
 
         raise BankError(f"no bank named {unknown[0]!r} (see `moderate bank list`)")
     max_distance = int((1.0 - min_similarity) * 256)

@@ -1,0 +1,5 @@
+"""`python -m moderate.cli`: the same as the `moderate` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,168 @@
+"""`moderate bank`: create banks of flagged references and fill them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ModerateError
+from .common import _engine, _err, _out, app
+
+bank_app = typer.Typer(help="Create banks of flagged references and fill them.", no_args_is_help=True)
+app.add_typer(bank_app, name="bank")
+
+
+@bank_app.command("create")
+def bank_create(
+    ctx: typer.Context,
+    name: str,
+    action: str = typer.Option("block", "--action", help="Default action for matches: block or review."),
+    description: str = typer.Option("", "--description", help="What the bank holds and why."),
+    kind: str = typer.Option("flagged", "--kind", help="flagged, or originals (registered signed originals)."),
+    embedding: bool = typer.Option(False, "--embedding", help="Also store embeddings (similar-content matching and search)."),
+    model: Optional[str] = typer.Option(None, "--model", help="With --embedding: efficientnet-lite0 (default) or a Hugging Face model folder."),
+):
+    """Create a bank."""
+    from ..signals.embedding import DEFAULT_MODEL
+
+    if model and not embedding:
+        raise ModerateError("--model names an embedding model: add --embedding")
+    bank = _engine(ctx).banks.create(name, action, description, kind, (model or DEFAULT_MODEL) if embedding else None)
+    _out(f"created bank {bank.name} (" + (f"action {bank.action}" if bank.kind == "flagged" else bank.kind) + ")")
+
+
+@bank_app.command("add")
+def bank_add(
+    ctx: typer.Context,
+    bank: str,
+    paths: List[Path] = typer.Argument(..., help="Image files or folders."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
+    reference_id: Optional[str] = typer.Option(None, "--id", help="Reference id; with several files, they are all images of this one reference."),
+    region: Optional[str] = typer.Option(None, "--region", help="Only this part of each image is the reference: x,y,w,h in pixels or fractions (0.5,0,0.5,1)."),
+    source_url: Optional[str] = typer.Option(None, "--source-url", help="Where the flagged item was found."),
+    note: Optional[str] = typer.Option(None, "--note", help="Free text kept with the references."),
+    added_by: Optional[str] = typer.Option(None, "--added-by", help="Who adds them (default: your user name)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Add the readable files, report the others."),
+    as_json: bool = typer.Option(False, "--json", help="Report as JSON."),
+):
+    """Hash images and add them as references (the images themselves are not stored)."""
+    metadata = {"source_url": source_url, "note": note}
+    if added_by:
+        metadata["added_by"] = added_by
+    report = _engine(ctx).banks.add(bank, paths, recursive=recursive, reference_id=reference_id,
+                                    metadata=metadata, skip_invalid=skip_invalid, region=region)
+    for problem in report.skipped:
+        _err(f"skipped: {problem.message}")
+    if as_json:
+        _out(json.dumps({"bank": bank, "added": [r.id for r in report.added],
+                         "skipped": [p.message for p in report.skipped]}))
+    else:
+        _out(f"added {len(report.added)} references to {bank}" + (f", skipped {len(report.skipped)}" if report.skipped else ""))
+
+
+@bank_app.command("reembed")
+def bank_reembed(
+    ctx: typer.Context,
+    bank: str,
+    model: str = typer.Option(..., "--model", help="efficientnet-lite0, or a Hugging Face model folder."),
+    sources: List[Path] = typer.Option(..., "--from", help="Folders (or files) holding the bank's images again; repeatable."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Re-embed the images found; the others lose their embedding."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Give a bank embeddings of another model (banks keep no images: they are found again by sha256)."""
+    report = _engine(ctx).banks.reembed(bank, model, sources, skip_missing=skip_missing)
+    if as_json:
+        _out(json.dumps({"bank": bank, "model": report.model, "previous": report.previous,
+                         "reembedded": report.reembedded, "missing": list(report.missing)}))
+    else:
+        _out(f"re-embedded {report.reembedded} images of {bank} with {report.model}"
+             + (f"; {len(report.missing)} not found" if report.missing else ""))
+
+
+@bank_app.command("import")
+def bank_import(
+    ctx: typer.Context,
+    bank: str,
+    hash_list: str = typer.Argument(..., metavar="FILE", help="Hash list file, or - for standard input."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv (ThreatExchange dataset) or txt ('pdq HEX' lines); default: detected."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the valid lines, report the others."),
+    note: Optional[str] = typer.Option(None, "--note", help="Free text kept with the imported references."),
+):
+    """Import hashes without images (industry hash lists)."""
+    if hash_list == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            text, source = Path(hash_list).read_text(encoding="utf-8-sig"), hash_list
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModerateError(f"{hash_list}: cannot read hash list: {getattr(exc, 'strerror', None) or exc}") from None
+    report = _engine(ctx).banks.import_hashes(bank, text, source=source, fmt=fmt, skip_invalid=skip_invalid,
+                                              metadata={"note": note})
+    for problem in report.skipped:
+        _err(f"skipped {problem.source}: {problem.message}")
+    _out(f"imported {report.imported} hashes into {bank}; {report.already_present} already present"
+         + (f"; skipped {len(report.skipped)} invalid lines" if report.skipped else ""))
+
+
+@bank_app.command("export")
+def bank_export(
+    ctx: typer.Context,
+    bank: str,
+    fmt: str = typer.Option("csv", "--format", help="csv (with metadata) or txt ('pdq HEX' lines)."),
+):
+    """Write a bank's hashes to standard output."""
+    _engine(ctx).banks.export(bank, sys.stdout, fmt)
+
+
+@bank_app.command("list")
+def bank_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """List banks with their action, state and size."""
+    banks = _engine(ctx).banks.list()
+    if as_json:
+        _out(json.dumps([b.to_dict() for b in banks]))
+        return
+    for b in banks:
+        state = "enabled" if b.enabled else "disabled"
+        _out(f"{b.name:<20} {b.action:<7} {state:<9} {b.references:>8} refs {b.hashes:>8} hashes  {b.description}")
+
+
+@bank_app.command("enable")
+def bank_enable(ctx: typer.Context, name: str):
+    """Use a bank in checks again."""
+    _engine(ctx).banks.enable(name)
+    _out(f"enabled bank {name}")
+
+
+@bank_app.command("disable")
+def bank_disable(ctx: typer.Context, name: str):
+    """Stop using a bank in checks (its references are kept)."""
+    _engine(ctx).banks.disable(name)
+    _out(f"disabled bank {name}")
+
+
+@bank_app.command("remove")
+def bank_remove(ctx: typer.Context, bank: str, reference_id: str = typer.Argument(..., metavar="REF_ID")):
+    """Remove one reference from a bank."""
+    removed = _engine(ctx).banks.remove(bank, reference_id)
+    _out(f"removed {reference_id} ({removed} hashes) from {bank}")
+
+
+@bank_app.command("delete")
+def bank_delete(
+    ctx: typer.Context,
+    name: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+):
+    """Delete a bank and all its references."""
+    engine = _engine(ctx)
+    bank = engine.banks.get(name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ModerateError(f"bank {name}: deleting {bank.references} references needs --yes when not on a terminal")
+        typer.confirm(f"Delete bank {name} and its {bank.references} references?", abort=True)
+    removed = engine.banks.delete(name)
+    _out(f"deleted bank {name} ({removed} hashes)")

@@ -1,0 +1,64 @@
+"""`moderate serve` and `moderate tokens`: the HTTP API and its tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import _engine, _out, app
+
+tokens_app = typer.Typer(help="API tokens for `moderate serve` (only their hashes are stored).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port"),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
+    max_body: int = typer.Option(64 * 1024 * 1024, "--max-body", help="Largest request body in bytes (413 above)."),
+    rate_limit: int = typer.Option(600, "--rate-limit", help="Requests per minute per token (429 above)."),
+):
+    """Serve the HTTP API (POST /v1/check, bank routes, /healthz, /openapi.json)."""
+    from ..service.server import ServerLimits
+    from ..service.server import serve as run
+
+    run(_engine(ctx, policy), host, port, ServerLimits(max_body, rate_limit))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    ctx: typer.Context,
+    name: str,
+    role: str = typer.Option(..., "--role", help="checker, moderator or admin."),
+):
+    """Create a token; it is printed once (only its hash is kept)."""
+    from ..service.tokens import Tokens
+
+    secret = Tokens(_engine(ctx).data_dir).create(name, role)
+    _out(secret)
+
+
+@tokens_app.command("list")
+def tokens_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """List tokens (names and roles, never secrets)."""
+    from ..service.tokens import Tokens
+
+    tokens = Tokens(_engine(ctx).data_dir).list()
+    if as_json:
+        _out(json.dumps([t.to_dict() for t in tokens]))
+    for t in [] if as_json else tokens:
+        _out(f"{t.name:<24} {t.role:<10} {t.created_at}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(ctx: typer.Context, name: str):
+    """Revoke a token."""
+    from ..service.tokens import Tokens
+
+    Tokens(_engine(ctx).data_dir).revoke(name)
+    _out(f"revoked {name}")

@@ -1,0 +1,1 @@
+"""Front ends over HTTP: the API server, the moderators' web UI, and API tokens."""

@@ -1,0 +1,1 @@
+"""Sinks: where verdicts go besides the caller (review queue, audit log, webhooks)."""
