@@ -57,7 +57,7 @@ def brute_force(codes: np.ndarray, query: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _measure(rng: np.random.Generator, n: int, per_kind: int) -> dict:
-    from moderate.store.catalog import PdqIndex
+    from moderate.signals.pdq import PdqIndex
 
     codes = random_codes(rng, n)
     build_s, index = timed(PdqIndex.build, codes, [f"BENCH::{i}::0" for i in range(n)])

@@ -150,10 +150,12 @@ def _rows(results: dict, queries) -> list[Row]:
 def _index_scale(data, queries, out: dict) -> list[Row]:
     """Retrieval time in a pooled descriptor index grown to bank scale with noisy copies."""
     from moderate import Engine
-    from moderate.store.catalog import KeypointIndex, RecordIds, _ivf_bytes
+    from moderate.ids import RecordIds
+    from moderate.signals.keypoints import KeypointIndex
+    from moderate.store.catalog import _ivf_bytes
     from moderate.media import decode
     from moderate.signals import KEYPOINTS
-    from moderate.signals.verification import retrieve
+    from moderate.signals.keypoints.verification import retrieve
 
     real = Engine(data, audit=False).catalog.current().keypoints
     pasted = [q for q in queries if q.flagged and q.edit == "pasted_30_50"]

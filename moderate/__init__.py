@@ -13,7 +13,7 @@ from importlib import import_module
 # Pillow and the engine before they need them.
 _EXPORTS = {
     "AddReport": "banks", "Bank": "banks", "Banks": "banks", "ImportReport": "banks", "Reference": "banks",
-    "Engine": "engine", "FrameSignals": "engine", "Match": "engine.match", "Budgets": "media", "Media": "media",
+    "Engine": "engine", "FrameSignals": "engine", "Match": "evidence", "Budgets": "media", "Media": "media",
     "Evidence": "evidence",
     "Policy": "policy", "Provenance": "provenance", "Region": "regions", "Reason": "verdict", "Verdict": "verdict",
     "BankError": "errors", "HashListError": "errors", "MediaError": "errors", "ModerateError": "errors",

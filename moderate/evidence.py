@@ -76,3 +76,6 @@ class Evidence:
             out["inliers"] = self.inliers
             out["polygon"] = [list(p) for p in self.polygon] if self.polygon else None
         return out
+
+
+Match = Evidence  # the name matching results had before evidence became one type for every signal

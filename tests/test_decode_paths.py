@@ -142,3 +142,22 @@ def test_bank_add_and_dedup_skip_bad_paths(bad_paths, engine, photos, tmp_path):
     assert [r.id for r in report.added] == ["astronaut"] and len(report.skipped) == 2
     out = run_cli("dedup", bad_paths["fifo"][0], bad_paths["device"][0], str(photos["coins"]), data_dir=tmp_path / "d")
     assert out.returncode == 0 and out.stderr.decode().count("skipped: ") == 2
+
+
+def test_a_fifo_signature_beside_an_upload_is_invalid_not_a_hang(tmp_path, good, data):
+    """The same kind on the provenance path: `FILE.sig.json` beside a checked file is only read if
+    it is a regular file; a FIFO there makes the signature invalid, and the batch goes on."""
+    os.mkfifo(good + ".sig.json")
+    out = _check(good, data_dir=data)  # subprocess timeout: a hang fails the test
+    (verdict,) = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert out.returncode == 0, out.stderr.decode()
+    assert verdict["provenance"]["state"] == "invalid" and "FIFO" in verdict["provenance"]["detail"]
+    verified = run_cli("verify", good, data_dir=data)
+    assert verified.returncode == 8 and b"FIFO" in verified.stdout + verified.stderr
+
+
+def test_an_explicit_fifo_signature_file_is_refused_in_one_line(tmp_path, good, data):
+    fifo = tmp_path / "given.sig.json"
+    os.mkfifo(fifo)
+    out = run_cli("verify", good, "--signature", str(fifo), data_dir=data)
+    assert out.returncode == 1 and out.stderr.decode().count("\n") == 1 and "not a regular file" in out.stderr.decode()

@@ -10,7 +10,6 @@ from PIL import Image
 
 from moderate import Engine, Policy, PolicyError
 from moderate.engine import MIN_BATCH_FOR_WORKERS
-from moderate.policy import KeypointRules, PdqRules
 
 from .conftest import FLAGGED, UNRELATED
 
@@ -59,10 +58,10 @@ def test_exact_copy_matches_at_distance_zero_and_region_is_whole_frame(banked, p
 def test_dihedral_matching_catches_turns_and_mirrors_only_when_enabled(banked, photos, tmp_path, transform, variant):
     path = tmp_path / "turned.jpg"
     Image.open(photos["coffee"]).transpose(transform).save(path, quality=85)
-    pdq_only = replace(Policy(), keypoints=replace(KeypointRules(), enabled=False))
+    pdq_only = Policy().with_rules(keypoints=replace(Policy().keypoints, enabled=False))
     assert Engine(banked.data_dir, policy=pdq_only).check(path).verdict == "allow"  # plain PDQ misses turns and mirrors
 
-    dihedral = Engine(banked.data_dir, policy=replace(pdq_only, pdq=replace(PdqRules(), dihedral=True)))
+    dihedral = Engine(banked.data_dir, policy=pdq_only.with_rules(pdq=replace(pdq_only.pdq, dihedral=True)))
     verdict = dihedral.check(path)
     assert verdict.verdict == "block"
     assert verdict.reasons[0].reference_id == reference_of("coffee")

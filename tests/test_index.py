@@ -7,7 +7,7 @@ import pdqhash
 import pytest
 from PIL import Image
 
-from moderate.store.catalog import FAISS_FROM, PdqIndex
+from moderate.signals.pdq import FAISS_FROM, PdqIndex
 from moderate.signals import PDQ
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moderate import Policy, PolicyError
-from moderate.policy import Band
+from moderate.rules import Band
 
 
 def test_default_file_is_the_built_in_default():

@@ -176,7 +176,7 @@ def test_keypoint_record_round_trips(photos):
 
 
 def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_dir, photos, tmp_path, monkeypatch):
-    from moderate.store.catalog import KeypointIndex
+    from moderate.signals.keypoints import KeypointIndex
 
     monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1500)  # the bank-scale path, with a few photos
     engine = Engine(data_dir)

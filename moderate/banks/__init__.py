@@ -26,7 +26,8 @@ from ..media import Budgets, decode, is_folder
 from ..policy import RegionRules
 from ..regions import Region, deborder, part_of
 from ..signals import KEYPOINTS, PDQ
-from ..store import Store, record_id, split_record_id
+from ..ids import prefix, record_id, split_record_id
+from ..store import Store
 
 ACTIONS = ("block", "review")
 # `flagged`: matches are the bank's action. `originals`: signed originals; a match that is not the
@@ -421,9 +422,9 @@ class Banks:
         """Remove one reference (all its hashes); returns how many hashes were removed."""
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            if not write.snapshot.pdq.prefix_mask(f"{bank}::{reference_id}::").any():
+            if not write.snapshot.pdq.prefix_mask(prefix(bank, reference_id)).any():
                 raise BankError(f"bank {bank} has no reference {reference_id!r}")
-            return self._delete_prefix(write, f"{bank}::{reference_id}::", write.snapshot.banks[bank])
+            return self._delete_prefix(write, prefix(bank, reference_id), write.snapshot.banks[bank])
 
     def reembed(self, bank: str, model: str, paths: Iterable[str | os.PathLike], recursive: bool = True,
                 skip_missing: bool = False) -> ReembedReport:
@@ -535,7 +536,7 @@ class Banks:
             (record_id(bank, ref_id, first + n), item.value,
              {**base, **item.metadata, "bank": bank, "reference_id": ref_id})
             for ref_id, items in hashes_of.items()
-            for first in [int(index.prefix_mask(f"{bank}::{ref_id}::").sum()) if ref_id in taken else 0]
+            for first in [int(index.prefix_mask(prefix(bank, ref_id)).sum()) if ref_id in taken else 0]
             for n, item in enumerate(items)
         ]
 

@@ -17,7 +17,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Iterable, TextIO
 
-from ..signals import SIGNALS
+from ..signals import LISTED
 
 FORMATS = ("csv", "txt")
 CSV_METADATA = ("source_url", "note", "collab", "category", "tags")
@@ -60,9 +60,9 @@ def _collect(rows: Iterable[tuple]):
             bad.append(row)
             continue
         line, signal_name, value, reference_id, metadata = row
-        signal = SIGNALS.get(signal_name.strip().lower())
+        signal = LISTED.get(signal_name.strip().lower())
         if signal is None:
-            bad.append((line, f"unknown signal type {signal_name.strip()!r} (supported: {', '.join(SIGNALS)})"))
+            bad.append((line, f"unknown signal type {signal_name.strip()!r} (supported: {', '.join(LISTED)})"))
             continue
         try:
             good.append(ListedHash(line, signal.name, signal.parse(value), reference_id or None, metadata))

@@ -3,7 +3,7 @@
 Banks answer "is this a known image?"; detectors answer "does this picture show X?" for content
 nobody has flagged yet. Each detector is one module with one small interface: `detect(pixels)`
 returns `Detection`s in the pixels' coordinates. Policies map labels and text to actions
-(`moderate.policy.DetectorRules`), and in objects mode detector boxes become regions that are
+(`DetectorRule`, read by each detector module's `read_rule`), and in objects mode detector boxes become regions that are
 hashed and matched like any other.
 
 Detectors ship their models in their PyPI packages and are optional extras: `moderate[nsfw]`
@@ -42,6 +42,42 @@ def require(name: str, origin: str = "<policy>") -> None:
     _, package, extra = DETECTORS[name]
     if importlib.util.find_spec(package) is None:
         raise PolicyError(f"{origin}: detectors.{name}: needs the optional extra: pip install 'moderate[{extra}]'")
+
+
+@dataclass(frozen=True)
+class DetectorRule:
+    """A detector finding that means an action: labels over a score, or text matching words or a pattern."""
+
+    detector: str
+    action: str
+    name: str
+    labels: tuple[str, ...] = ()
+    min_score: float = 0.5
+    keywords: tuple[str, ...] = ()  # case-insensitive, anywhere in the text read
+    regex: str | None = None
+
+    def finds(self, detection) -> str | None:
+        """What in `detection` fires this rule (its label or the matched text), or None."""
+        if self.labels:
+            return detection.label if detection.label in self.labels and detection.score >= self.min_score else None
+        text = detection.text or ""
+        for keyword in self.keywords:
+            if keyword.lower() in text.lower():
+                return text
+        if self.regex:
+            import re
+
+            found = re.search(self.regex, text)
+            return found.group(0) if found else None
+        return None
+
+
+def read_rule(name: str, fields, action: str) -> DetectorRule:
+    """A policy rule for detector `name`, read and validated by the detector's own module (which
+    imports no model: that happens on first `load`)."""
+    import importlib
+
+    return importlib.import_module(DETECTORS[name][0]).read_rule(fields, action)
 
 
 _LOADED: dict = {}

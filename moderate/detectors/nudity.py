@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from . import Detection
+from . import Detection, DetectorRule
 
 LABELS = (
     "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
@@ -66,3 +66,13 @@ class NudityDetector:
 
 
 DETECTOR = NudityDetector
+
+
+def read_rule(fields, action: str) -> DetectorRule:
+    """`{labels: [...], min_score: 0.5, action, name}`: any of the labels at that score or more."""
+    labels = fields.get("labels", None)
+    if not isinstance(labels, list) or not labels or any(label not in LABELS for label in labels):
+        fields.fail("labels", f"must be a list of NudeNet labels ({', '.join(LABELS)}), got {labels!r}")
+    min_score = fields.fraction("min_score", MIN_SCORE, 1.0) if "min_score" in fields.data else 0.5
+    return DetectorRule("nudenet", action, fields.get("name", None) or f"nudenet.{'|'.join(labels)}",
+                        labels=tuple(labels), min_score=min_score)

@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from . import Detection
+from . import Detection, DetectorRule
 
 
 class TextDetector:
@@ -35,3 +35,22 @@ class TextDetector:
 
 
 DETECTOR = TextDetector
+
+
+def read_rule(fields, action: str) -> DetectorRule:
+    """`{keywords: [...], regex: ..., action, name}`: text containing a keyword or matching the pattern."""
+    import re
+
+    keywords = fields.get("keywords", [])
+    regex = fields.get("regex", None)
+    if not isinstance(keywords, list) or any(not isinstance(k, str) or not k.strip() for k in keywords):
+        fields.fail("keywords", f"must be a list of words or phrases, got {keywords!r}")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except (re.error, TypeError) as exc:
+            fields.fail("regex", f"not a valid regular expression: {exc}")
+    if not keywords and regex is None:
+        fields.fail("keywords", "an ocr rule needs keywords or a regex")
+    return DetectorRule("ocr", action, fields.get("name", None) or f"ocr.{'regex' if regex else 'keywords'}",
+                        keywords=tuple(keywords), regex=regex)

@@ -28,12 +28,11 @@ from ..evidence import Evidence
 from .explain import Explanation, explain
 from ..media.fetch import fetch, is_url
 from ..store.catalog import Catalog, Snapshot
-from .match import Match, localized, match_embeddings, match_keypoints, match_pdq
 from ..media import Frame, Media, Source, decode, describe, is_folder, read_bytes
 from ..policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from ..provenance import Credentials, Keys, Provenance, Signatures, digests
 from ..regions import Region, regions_for
-from ..signals import KEYPOINTS, PDQ, KeypointSet, PdqHash
+from ..signals import PDQ, SIGNALS, Context, PdqHash, Query
 from ..sinks.queue import ReviewQueue
 from .search import SearchHit, search
 from ..store import Store
@@ -79,15 +78,17 @@ class FrameSignals:
 @dataclass(frozen=True)
 class FrameTrace:
     """What one frame's check computed and decided, for `moderate explain` to read instead of
-    matching again its own way: the PDQ hashes matched (regions and variants, quality-filtered),
-    the query's keypoints (None when keypoint matching did not run), every piece of evidence
-    found, and the judged reasons."""
+    matching again its own way: the query (its regions, what each signal computed, and every piece
+    of evidence found, under `computed["evidence"]`), the context it was matched in, and the
+    judged reasons."""
 
-    frame: Frame
-    queries: tuple[tuple[Region, PdqHash], ...]
-    described: KeypointSet | None
-    matches: tuple[Match, ...]
+    query: Query
+    context: Context
     reasons: tuple[Reason, ...]
+
+    @property
+    def frame(self) -> Frame:
+        return self.query.frame
 
 
 class Engine:
@@ -252,8 +253,8 @@ class Engine:
 
     def _judge(self, snapshot: Snapshot, name: str, frame: Frame, provenance: Provenance,
                digest_of: Callable[[str], str], trace: list[FrameTrace] | None = None) -> tuple[FrameSignals, list[Reason]]:
+        """One frame through regions, every signal of the registry, verification and the policy."""
         policy = self.policy
-        rules = policy.pdq
         reasons = []
         if provenance.state == "verified" and policy.provenance.allow_verified_originals:
             reasons.append(Reason(VERIFIED_ORIGINAL, "allow", signer=provenance.signer,
@@ -263,25 +264,18 @@ class Engine:
         regions = regions_for(frame, policy.regions)
         if policy.regions.mode == "objects":  # what detectors box is matched against the banks too
             regions += [_detected(d, frame) for detector, items in found.items() if detector != "ocr" for d in items if d.box]
-        hashed = [(region, PDQ.compute(region.crop(frame), rules.dihedral)) for region in regions]
+        query = Query(frame, regions)
+        context = Context(snapshot, self.store, frozenset(b for b, record in snapshot.banks.items() if policy.uses(b, record)))
+        running = [(signal, policy.rules_for(name)) for name, signal in SIGNALS.items() if policy.rules_for(name).enabled]
+        matches = []
+        for signal, rules in running:
+            matches += signal.find(query, context, rules)
+            reasons += signal.observations(query, rules)
+        for signal, rules in running:
+            matches = signal.verify(matches, query, context, rules)
+        query.computed["evidence"] = tuple(matches)
+        hashed = query.computed.get(PDQ.name, [(regions[0], ())])
         signals = FrameSignals(name, frame.index, hashed[0][0], hashed[0][1], frame.page)
-        quality = signals.pdq[0].quality
-        if quality < rules.min_quality:
-            detail = f"PDQ quality {quality} is below {rules.min_quality}: the hash is not used for matching"
-            reasons.append(Reason("pdq.low_quality", rules.on_low_quality,
-                                  Evidence("pdq", "score", quality, region=signals.region), detail))
-        banks = {b for b, record in snapshot.banks.items() if policy.uses(b, record)}
-        queries = [(region, h) for region, hashes in hashed for h in hashes if h.quality >= rules.min_quality]
-        matches = match_pdq(snapshot, queries, rules.max_distance, banks)
-        described = None
-        if policy.keypoints.enabled and len(snapshot.keypoints) and banks:
-            described = KEYPOINTS.compute(frame.pixels, frame.width, frame.height, policy.keypoints.features)
-            matches = localized(snapshot, matches, described) + match_keypoints(
-                snapshot, described, banks, policy.keypoints.candidates, policy.keypoints.floor)
-        similar = policy.embedding
-        if similar.enabled and any(snapshot.banks[b].get("embedding_key") for b in banks):
-            matches += match_embeddings(self.store, snapshot, frame.pixels, signals.region, banks, similar.candidates,
-                                        similar.floor, similar.model)
         reasons += policy.reasons_for(matches, snapshot.banks)
         reasons += [
             Reason(rule.name, rule.action, Evidence(rule.detector, "score", d.score, region=_detected(d, frame) if d.box else None,
@@ -293,10 +287,10 @@ class Engine:
         reasons = self._allowlisted(matches, reasons, snapshot)
         reasons.sort(key=lambda r: (r.rule != ALLOWLISTED, -severity(r.action)))
         if trace is not None:
-            trace.append(FrameTrace(frame, tuple(queries), described, tuple(matches), tuple(reasons)))
+            trace.append(FrameTrace(query, context, tuple(reasons)))
         return signals, reasons
 
-    def _allowlisted(self, matches: list[Match], reasons: list[Reason], snapshot: Snapshot) -> list[Reason]:
+    def _allowlisted(self, matches: list[Evidence], reasons: list[Reason], snapshot: Snapshot) -> list[Reason]:
         """`reasons` with the false positives moderators recorded turned into allow reasons.
 
         An allow-list entry is a picture a moderator rejected as a false positive of certain
@@ -323,9 +317,9 @@ class Engine:
                 f"({entry.reference_id}); it would have been: {reason.rule} -> {reason.action}")))
         return out
 
-    def _originals(self, matches: list[Match], provenance: Provenance, digest_of: Callable[[str], str]) -> list[Reason]:
+    def _originals(self, matches: list[Evidence], provenance: Provenance, digest_of: Callable[[str], str]) -> list[Reason]:
         """A match with a registered signed original: the original itself, or a modified copy of it."""
-        best: dict[tuple[str, str], Match] = {}
+        best: dict[tuple[str, str], Evidence] = {}
         for m in matches:
             key = (m.bank, m.reference_id)
             if self.policy.band_for(m) and (key not in best or m.strength < best[key].strength):
@@ -386,7 +380,7 @@ class Engine:
                 yield from (f.result() for f in done)
 
 
-def _suppresses(entry, known: Match, flagged: Match, policy: Policy) -> bool:
+def _suppresses(entry, known: Evidence, flagged: Evidence, policy: Policy) -> bool:
     """Whether allow-list evidence `known` (for reference `entry`) outweighs `flagged` evidence."""
     if entry is None:
         return False

@@ -130,7 +130,7 @@ def _scan_chunk(paths: list[Path], budgets: Budgets, model: str | None, progress
 def group(found: Scan, max_distance: int | None = 31, min_similarity: float | None = None,
           prefer: tuple[str, ...] = DEFAULT_PREFER, min_quality: int = 50) -> list[Group]:
     """Groups of two or more copies; `max_distance` (PDQ) and/or `min_similarity` (embedding)."""
-    from ..store.catalog import PdqIndex
+    from ..signals.pdq import PdqIndex
 
     items = found.items
     parent = list(range(len(items)))

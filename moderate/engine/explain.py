@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..errors import BankError
+from ..errors import BankError, MediaError
+from ..ids import prefix
 from ..regions import Region
-from ..signals import PDQ
+from ..signals import SIGNALS
 
 if TYPE_CHECKING:
     from . import Engine
@@ -40,6 +39,23 @@ class SignalEvidence:
     polygon: tuple | None = None
     note: str | None = None
     score: float | None = None  # embedding: cosine similarity
+
+    def describe(self) -> str:
+        """The values in words: `distance 12 (rotate90) region whole 0,0,640,480`, `68 inliers, polygon ...`."""
+        parts = []
+        if self.distance is not None:
+            parts.append(f"distance {self.distance:g}")
+        if self.score is not None:
+            parts.append(f"similarity {self.score:.4f}")
+        if self.inliers is not None:
+            polygon = " ".join(f"({x:.0f},{y:.0f})" for x, y in self.polygon) if self.polygon else "none"
+            parts.append(f"{self.inliers} inliers, polygon {polygon}")
+        if self.variant and self.variant != "original":
+            parts.append(f"({self.variant})")
+        if self.region is not None and self.inliers is None:
+            r = self.region
+            parts.append(f"region {r.origin} {r.x},{r.y},{r.w},{r.h}")
+        return " ".join(parts) or "no value"
 
     def to_dict(self) -> dict:
         out = {"signal": self.signal, "matched": self.matched, "action": self.action, "band": self.band}
@@ -82,17 +98,7 @@ class Explanation:
         out = [f"{head}  {self.source} vs {self.bank}/{self.reference_id}"]
         for s in self.signals:
             verdict = f"within {s.band} -> {s.action}" if s.matched else "outside every band"
-            if s.signal == "pdq":
-                where = f" region {s.region.origin} {s.region.x},{s.region.y},{s.region.w},{s.region.h}" if s.region else ""
-                variant = f" ({s.variant})" if s.variant and s.variant != "original" else ""
-                value = f"distance {s.distance}/256{variant}{where}" if s.distance is not None else "no distance"
-                out.append(f"  pdq: {value}: {verdict}")
-            elif s.signal == "keypoints":
-                polygon = " ".join(f"({x:.0f},{y:.0f})" for x, y in s.polygon) if s.polygon else "none"
-                out.append(f"  keypoints: {s.inliers or 0} inliers, polygon {polygon}: {verdict}")
-            else:
-                value = f"similarity {s.score:.4f}" if s.score is not None else "no similarity"
-                out.append(f"  {s.signal}: {value}: {verdict}")
+            out.append(f"  {s.signal}: {s.describe()}: {verdict}")
             if s.note:
                 out.append(f"    {s.note}")
         decided = "; ".join(f"{r.rule} -> {r.action}" for r in self.reasons) or "no reason names this reference"
@@ -107,8 +113,6 @@ def explain(engine: Engine, source: Source, reference_id: str, bank: str | None 
     has any). Errors: BankError when no bank (or several, without `bank`) holds the reference;
     MediaError when the input cannot be decoded.
     """
-    from ..errors import MediaError
-
     snapshot = engine.catalog.current()
     bank = _bank_of(snapshot, reference_id, bank)
     traces: list = []
@@ -116,7 +120,7 @@ def explain(engine: Engine, source: Source, reference_id: str, bank: str | None 
     if not traces:  # the input could not be decoded: what check reports, raised
         failed = verdicts[0]
         raise MediaError(failed.source, failed.error_code or "unreadable", failed.reasons[0].detail or failed.error)
-    explained = [_frame_evidence(engine, snapshot, (bank, reference_id), trace) for trace in traces]
+    explained = [_frame_evidence(engine.policy, (bank, reference_id), trace) for trace in traces]
     best = max(range(len(explained)), key=lambda i: (sum(s.matched for s in explained[i]), -i))
     trace, first = traces[best], verdicts[0]
     combined = max((v.verdict for v in verdicts), key=("allow", "review", "block").index)
@@ -126,84 +130,27 @@ def explain(engine: Engine, source: Source, reference_id: str, bank: str | None 
                        explained[best], combined, naming)
 
 
-def _frame_evidence(engine: Engine, snapshot, reference: tuple[str, str], trace) -> tuple[SignalEvidence, ...]:
-    policy = engine.policy
-    prefix = f"{reference[0]}::{reference[1]}::"
-    found = [m for m in trace.matches if m.reference == reference]
-    evidence = [_pdq_evidence(policy, snapshot.pdq.codes[np.flatnonzero(snapshot.pdq.prefix_mask(prefix))], trace)]
-    images = np.flatnonzero(snapshot.keypoints.images.prefix_mask(prefix))
-    if len(images):
-        evidence.append(_keypoint_evidence(policy, snapshot, images, found, trace))
-    if snapshot.banks.get(reference[0], {}).get("embedding_key"):
-        evidence.append(_embedding_evidence(policy, reference[0], found))
-    return tuple(evidence)
-
-
-def _pdq_evidence(policy, hashes: np.ndarray, trace) -> SignalEvidence:
-    """The closest of the hashes check matched (its regions, variants and quality floor) to the reference's."""
-    if not len(hashes):
-        return SignalEvidence("pdq", False, None, None, note="the reference has no PDQ hash")
-    found = [(int(np.bitwise_count(np.bitwise_xor(hashes, np.frombuffer(value.to_bytes(), np.uint8))).sum(axis=1).min()),
-              region, value.variant) for region, value in trace.queries]
-    if not found:
-        return SignalEvidence("pdq", False, None, None, note=f"the query's PDQ quality is below min_quality "
-                                                              f"({policy.pdq.min_quality}): check does not use its hash")
-    distance, region, variant = min(found, key=lambda f: f[0])
-    band = policy.pdq.band(distance)
-    note = None
-    if not band and not policy.pdq.dihedral:
-        turned = min(((int(np.bitwise_count(np.bitwise_xor(hashes, np.frombuffer(v.to_bytes(), np.uint8))).sum(axis=1).min()),
-                       v.variant) for v in PDQ.compute(region.crop(trace.frame), dihedral=True)[1:]), default=None)
-        if turned and policy.pdq.band(turned[0]):
-            note = (f"the {turned[1]} variant is {turned[0]} bits away, but this policy does not match "
-                    f"rotations and mirrors (pdq.dihedral: false)")
-    return SignalEvidence("pdq", band is not None, band.action if band else None, band.name if band else None,
-                          distance=distance, region=region, variant=variant, note=note)
-
-
-def _keypoint_evidence(policy, snapshot, images: np.ndarray, found: list, trace) -> SignalEvidence:
-    """Check's own localization of the reference when it made one; otherwise the reference verified
-    directly against the same query keypoints, to show how far it fell short."""
-    verified = [m for m in found if m.inliers is not None]
-    note = None
-    if verified:
-        best = max(verified, key=lambda m: m.inliers)
-        inliers, polygon, mirrored, box = best.inliers, best.polygon, best.variant == "mirrored", best.region
-    elif trace.described is None:
-        return SignalEvidence("keypoints", False, None, None, inliers=0, note="keypoint matching is off in this policy"
-                              if not policy.keypoints.enabled else "check did not run keypoint matching")
-    else:
-        from ..signals.verification import localize
-
-        located = [f for f in (localize(snapshot.keypoints, int(i), trace.described) for i in images) if f is not None]
-        direct = max(located, key=lambda f: f.inliers, default=None)
-        if direct is None:
-            return SignalEvidence("keypoints", False, None, None, inliers=0,
-                                  note="no geometrically consistent local-feature matches")
-        inliers, polygon, mirrored = direct.inliers, direct.polygon, direct.mirrored
-        box = Region.around(polygon, trace.frame.width, trace.frame.height)
-        note = "not among the candidates check verified; verified directly against the same query keypoints"
-    band = policy.keypoints.band(inliers) if verified else None
-    return SignalEvidence("keypoints", band is not None, band.action if band else None, band.name if band else None,
-                          region=box, variant="mirrored" if mirrored else "original", inliers=inliers,
-                          polygon=polygon, note=note)
-
-
-def _embedding_evidence(policy, bank: str, found: list) -> SignalEvidence:
-    similar = [m for m in found if m.signal == "embedding"]
-    if not similar:
-        return SignalEvidence("embedding", False, None, None, note=(
-            f"not among the {policy.embedding.candidates} nearest at similarity >= {policy.embedding.floor:g}"
-            if policy.embedding.enabled else "embedding matching is off in this policy"))
-    best = max(similar, key=lambda m: m.value)
-    band = policy.embedding.band(best.value, bank)
-    return SignalEvidence("embedding", band is not None, band.action if band else None, band.name if band else None,
-                          region=best.region, score=best.value)
+def _frame_evidence(policy, reference: tuple[str, str], trace) -> tuple[SignalEvidence, ...]:
+    """Each signal holding values for the reference: its closest evidence, and what the policy makes of it."""
+    out = []
+    for name, signal in SIGNALS.items():
+        if not signal.holds(reference, trace.context):
+            continue
+        rules = policy.rules_for(name)
+        closest, note, judged = signal.nearest(reference, trace.query, trace.context, rules)
+        if closest is None:
+            out.append(SignalEvidence(name, False, None, None, note=note))
+            continue
+        band = rules.band(closest.value, reference[0]) if judged and rules.enabled else None
+        out.append(SignalEvidence(name, band is not None, band.action if band else None, band.name if band else None,
+                                  distance=closest.distance, region=closest.region, variant=closest.variant,
+                                  inliers=closest.inliers, polygon=closest.polygon, note=note, score=closest.score))
+    return tuple(out)
 
 
 def _bank_of(snapshot, reference_id: str, bank: str | None) -> str:
-    holding = [b for b in sorted(snapshot.banks) if snapshot.pdq.prefix_mask(f"{b}::{reference_id}::").any()
-               or snapshot.keypoints.images.prefix_mask(f"{b}::{reference_id}::").any()]
+    holding = [b for b in sorted(snapshot.banks) if snapshot.pdq.prefix_mask(prefix(b, reference_id)).any()
+               or snapshot.keypoints.images.prefix_mask(prefix(b, reference_id)).any()]
     if bank is not None:
         if bank not in holding:
             raise BankError(f"bank {bank!r} has no reference {reference_id!r}")

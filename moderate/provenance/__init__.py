@@ -116,7 +116,10 @@ class Signatures:
         """
         name = name or describe(source)
         data = read_bytes(source, self.budgets, name)
-        envelope, where = self._envelope(source if path is None else path, data, signature_file, name)
+        try:
+            envelope, where = self._envelope(source if path is None else path, data, signature_file, name)
+        except MediaError as exc:  # a signature beside the file that is not a readable regular file
+            return Provenance("invalid", "moderate", carrier="detached", detail=f"{exc.source}: {exc.detail}")
         trusted = self.keys.trusted()
         if envelope is not None:
             return signature.verify(envelope, data, trusted, where, self.budgets, name)
@@ -128,11 +131,11 @@ class Signatures:
         return found
 
     def _envelope(self, source, data: bytes, signature_file, name: str) -> tuple[bytes | None, str | None]:
-        if signature_file is not None:
+        if signature_file is not None:  # only regular files, within max_bytes: a FIFO would hang
             try:
-                return Path(signature_file).read_bytes(), "detached"
-            except OSError as exc:
-                raise ProvenanceError(f"{signature_file}: cannot read signature: {exc.strerror}") from None
+                return read_bytes(signature_file, self.budgets), "detached"
+            except MediaError as exc:
+                raise ProvenanceError(f"{signature_file}: cannot read signature: {exc.detail}") from None
         try:
             embedded = carriers.extract(data, name)
         except MediaError:
@@ -141,8 +144,8 @@ class Signatures:
             return embedded, "embedded"
         if isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
             beside = carriers.detached_path(Path(source))
-            if beside.exists():
-                return beside.read_bytes(), "detached"
+            if os.path.lexists(beside):
+                return read_bytes(beside, self.budgets), "detached"
         return None, None
 
     def registered(self, data: bytes, name: str) -> Provenance | None:

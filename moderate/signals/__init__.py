@@ -1,13 +1,18 @@
-"""Signals: kinds of fingerprint, each one module implementing one small interface.
+"""Signals: kinds of fingerprint, each one module behind one small interface (`base.Signal`).
 
-A signal computes values from the pixels of a region, parses and formats them as text for hash
-lists, and measures the distance between two values. Matching against banks goes through an index
-built for that signal (see `moderate.store.catalog`).
+The registry below is the only place that lists them: the engine runs them in this order (PDQ,
+then keypoints, which also verify the evidence found before them, then embeddings); the policy
+reads a section per signal; `explain` and `search` ask each signal in turn. Adding a signal is its
+module and one line here.
 """
 
+from .base import Context, Query, Signal
+from .embedding import EMBEDDING
 from .keypoints import KEYPOINTS, KeypointSet, KeypointSignal
 from .pdq import PDQ, PdqHash, PdqSignal
 
-SIGNALS = {PDQ.name: PDQ}  # signals that hash lists carry
+SIGNALS: dict[str, Signal] = {signal.name: signal for signal in (PDQ, KEYPOINTS, EMBEDDING)}
+LISTED = {name: signal for name, signal in SIGNALS.items() if signal.listable}  # values that hash lists carry
 
-__all__ = ["KEYPOINTS", "KeypointSet", "KeypointSignal", "PDQ", "PdqHash", "PdqSignal", "SIGNALS"]
+__all__ = ["Context", "EMBEDDING", "KEYPOINTS", "KeypointSet", "KeypointSignal", "LISTED", "PDQ", "PdqHash",
+           "PdqSignal", "Query", "SIGNALS", "Signal"]

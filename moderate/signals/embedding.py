@@ -28,8 +28,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+from ..errors import PolicyError
+from ..evidence import Evidence
+from ..ids import split_record_id
+from ..rules import Band, Fields, SignalRules
+from .base import Context, Query, Signal
 
 DEFAULT_MODEL = "efficientnet-lite0"
 
@@ -199,3 +206,99 @@ def load_model(spec: str = DEFAULT_MODEL, threads: int = 1) -> EmbeddingModel:
     if not Path(spec).is_dir():
         raise ValueError(f"embedding model {spec!r}: expected {DEFAULT_MODEL} or a Hugging Face model folder")
     return HuggingFaceModel(spec)
+
+
+@dataclass(frozen=True)
+class EmbeddingRules(SignalRules):
+    """The `embedding:` section: similar-content matching for banks created with a model, in bands
+    of cosine similarity; `banks: {BANK: [bands]}` gives one bank bands of its own."""
+
+    bands: tuple[Band, ...] = (Band(0.92, "bank", "embedding.similarity>=0.92"),
+                               Band(0.85, "review", "embedding.similarity>=0.85"))
+    model: str | None = None  # require banks' vectors to come from this model (name or folder)
+    candidates: int = 20  # nearest references fetched from Chroma per frame
+    per_bank: tuple[tuple[str, tuple[Band, ...]], ...] = ()  # (bank, its own bands)
+
+    closer: ClassVar[str] = "higher"
+    bound_field: ClassVar[str] = "min_similarity"
+    label: ClassVar[str] = "similarity"
+
+    def bands_for(self, bank: str | None) -> tuple[Band, ...]:
+        return dict(self.per_bank).get(bank, self.bands)
+
+    def all_bands(self) -> tuple[Band, ...]:
+        return self.bands + tuple(b for _, bands in self.per_bank for b in bands)
+
+    @property
+    def floor(self) -> float:
+        return self.loosest
+
+    @classmethod
+    def read(cls, signal: str, fields: Fields) -> "EmbeddingRules":
+        model = fields.get("model", None)
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            fields.fail("model", f"must be a model name or a Hugging Face folder, got {model!r}")
+        bands = fields.bands("thresholds", cls, signal, cls().bands)
+        per_bank_fields = fields.section("banks")  # BANK: its own thresholds
+        per_bank = tuple((str(bank), per_bank_fields.bands(bank, cls, signal, bands)) for bank in per_bank_fields.data)
+        return cls(enabled=fields.boolean("enabled", True), bands=bands, model=model,
+                   candidates=fields.integer("candidates", 20, 1, 1000), per_bank=per_bank)
+
+    @classmethod
+    def read_bound(cls, fields: Fields) -> float:
+        return fields.fraction(cls.bound_field, 0.5, 1.0)
+
+
+class EmbeddingSignal(Signal):
+    """Similar content through the banks' embedding models, searched in Chroma (cosine HNSW)."""
+
+    name = "embedding"
+    measure = "score"
+    rules: ClassVar[type[EmbeddingRules]] = EmbeddingRules
+
+    def find(self, query: Query, context: Context, rules: EmbeddingRules) -> list[Evidence]:
+        return self._nearest(query, context, context.banks, rules.candidates, rules.floor, rules.model)
+
+    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
+        return self._nearest(query, context, context.banks, 60, min_similarity, None)
+
+    def similarity(self, value: float) -> float:
+        """The cosine similarity itself (1.0 identical; 0.92 the default block band, 0.85 review)."""
+        return float(value)
+
+    def holds(self, reference: tuple[str, str], context: Context) -> bool:
+        return bool(context.snapshot.banks.get(reference[0], {}).get("embedding_key"))
+
+    def unavailable(self, context: Context) -> str | None:
+        if any(context.snapshot.banks[b].get("embedding_key") for b in context.banks):
+            return None
+        return "none of the banks searched holds embeddings (create one with `moderate bank create NAME --embedding`)"
+
+    def _nearest(self, query: Query, context: Context, banks, candidates: int, min_similarity: float,
+                 required_model: str | None) -> list[Evidence]:
+        """References of `banks` whose embeddings are similar to the frame's, model by model."""
+        by_model: dict[str, list[str]] = {}
+        for bank in sorted(banks):
+            record = context.snapshot.banks[bank]
+            if record.get("embedding_key"):
+                by_model.setdefault(record["embedding_model"], []).append(bank)
+        found = []
+        region = query.regions[0]
+        for spec, model_banks in by_model.items():
+            record = context.snapshot.banks[model_banks[0]]
+            model = load_model(spec)
+            if model.identity.key != record["embedding_key"] or (required_model and required_model not in (
+                    spec, model.identity.name, model.identity.key)):
+                wanted = required_model or model.identity.key
+                raise PolicyError(f"bank {model_banks[0]} holds {record['embedding_key']} embeddings, not {wanted}: "
+                                  f"run `moderate bank reembed {model_banks[0]} --model MODEL --from DIR`")
+            (vector,) = model.compute([query.frame.pixels])
+            collection = {"key": record["embedding_key"], "model": spec, "dimension": record["embedding_dimension"]}
+            for rid, similarity in context.store.nearest_embeddings(collection, [float(x) for x in vector], candidates):
+                bank, reference_id = split_record_id(rid)
+                if bank in model_banks and similarity >= min_similarity:
+                    found.append(Evidence(self.name, self.measure, round(similarity, 4), bank, reference_id, region))
+        return found
+
+
+EMBEDDING = EmbeddingSignal()

@@ -46,16 +46,6 @@ DEFAULT_TIMEOUT = 30.0  # seconds a Chroma server may take to answer one call (M
 KEYPOINT_PAGE = 200  # keypoint records are ~50 kB each
 
 
-def record_id(bank: str, reference_id: str, n: int) -> str:
-    return f"{bank}::{reference_id}::{n}"
-
-
-def split_record_id(rid: str) -> tuple[str, str]:
-    """(bank, reference_id) of a record id; reference ids may contain '::' themselves."""
-    bank, rest = rid.split("::", 1)
-    return bank, rest.rsplit("::", 1)[0]
-
-
 class Store:
     """Typed access to the Chroma collections; every Chroma failure becomes one-line `StoreError`."""
 

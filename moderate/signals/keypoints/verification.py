@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..store.catalog import KeypointIndex
-from . import KeypointSet
+from .features import KeypointSet
+from .index import KeypointIndex
 
 RATIO = 0.8  # Lowe's ratio: the nearest neighbour must be clearly nearer than the second
 MAX_HAMMING = 64  # of 256 bits; farther neighbours are not the same corner

@@ -1,21 +1,4 @@
-"""Keypoints: local features that find a flagged image inside a crop, a collage or a rotated copy.
-
-A perceptual hash describes a whole picture, so it breaks as soon as the picture is cut, padded,
-turned a few degrees or pasted into another one (measured on the robustness corpus: PDQ catches 0%
-of photos pasted at 30-50% scale into another picture). Local features describe small patches
-around corners, each on its own: enough of them surviving, in a geometrically consistent layout,
-is strong evidence that the reference is in the query, and the layout (a homography) says where.
-
-ORB (FAST corners, rotated BRIEF, 256-bit binary descriptors) is used rather than SIFT because it
-is about 10x faster and its binary descriptors fit the same Hamming machinery as PDQ. ORB is not
-mirror-invariant (measured 0.03-0.12 recall on plain horizontal flips), so a reference also keeps
-the features of its mirror image; the query is described once.
-
-Queries pick corners over a 4x4 grid: the strongest corners of a busy background would otherwise
-take the whole budget and leave none on a small pasted picture (pasted recall 0.90 -> 0.95).
-A reference keeps at most `reference_features` (500) per orientation, about 20 kB: a description of
-corners, from which the image cannot be rebuilt.
-"""
+"""ORB features of a picture: corners and their 256-bit descriptors, and how a set of them is stored."""
 
 from __future__ import annotations
 
@@ -24,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..regions import MIN_SIDE
+from ...regions import MIN_SIDE
 
 DESCRIPTOR_BYTES = 32
 _MAGIC = b"MKP1"
@@ -66,33 +49,7 @@ class KeypointSet:
         return cls(width, height, *arrays)
 
 
-class KeypointSignal:
-    """Computes ORB keypoints of a picture (RGB uint8) in its own pixel coordinates."""
-
-    name = "keypoints"
-    query_features = 1500
-    reference_features = 500
-    reference_size = 640  # references are described at this longest side; queries at the working size
-    grid = 4
-
-    def compute(self, pixels: np.ndarray, width: int, height: int, features: int | None = None,
-                grid: int | None = None) -> KeypointSet:
-        """Keypoints of a query picture whose original size is `width` x `height`."""
-        gray = _gray(pixels)
-        points, descriptors = _orb(gray, features or self.query_features, self.grid if grid is None else grid)
-        return KeypointSet(width, height, points * (width / gray.shape[1]), descriptors)
-
-    def reference(self, pixels: np.ndarray, width: int, height: int) -> KeypointSet:
-        """Keypoints of a reference, and of its mirror image, at `reference_size`."""
-        gray = _gray(pixels, self.reference_size)
-        points, descriptors = _orb(gray, self.reference_features, 0)
-        mirror_points, mirror_descriptors = _orb(np.ascontiguousarray(gray[:, ::-1]), self.reference_features, 0)
-        mirror_points[:, 0] = gray.shape[1] - 1 - mirror_points[:, 0]
-        factor = width / gray.shape[1]
-        return KeypointSet(width, height, points * factor, descriptors, mirror_points * factor, mirror_descriptors)
-
-
-def _gray(pixels: np.ndarray, longest: int | None = None) -> np.ndarray:
+def grayscale(pixels: np.ndarray, longest: int | None = None) -> np.ndarray:
     import cv2
 
     gray = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
@@ -103,7 +60,7 @@ def _gray(pixels: np.ndarray, longest: int | None = None) -> np.ndarray:
     return gray
 
 
-def _orb(gray: np.ndarray, features: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+def orb(gray: np.ndarray, features: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
     """(points, descriptors); with `grid`, corners are spread over grid x grid cells."""
     import cv2
 
@@ -135,6 +92,3 @@ def _spread(found, shape: tuple[int, int], features: int, grid: int) -> list:
     rest = np.flatnonzero(~chosen)
     extra = rest[np.argsort(-response[rest])][: max(0, features - int(chosen.sum()))]
     return [found[i] for i in np.concatenate([np.flatnonzero(chosen), extra])]
-
-
-KEYPOINTS = KeypointSignal()

@@ -1,0 +1,117 @@
+"""The signal interface: the engine, the policy, explain and search iterate the registry.
+
+A signal added to the registry gets its policy section, runs in `check`, is judged by its bands,
+shows in `explain` and ranks in `search` without any of those modules naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+from PIL import Image, ImageOps
+
+from moderate import Engine, Policy, PolicyError
+from moderate.evidence import Evidence
+from moderate.rules import Band, Fields, SignalRules
+from moderate.signals import SIGNALS, Signal
+
+
+@dataclass(frozen=True)
+class PixelDigestRules(SignalRules):
+    bands: tuple[Band, ...] = (Band(0, "bank", "pixels.exact"),)
+
+    @classmethod
+    def read_bound(cls, fields: Fields) -> int:
+        return fields.integer(cls.bound_field, None, 0, 0)
+
+
+class PixelDigest(Signal):
+    """SHA-256 of a frame's working pixels against digests the test registers: a real, if tiny, signal."""
+
+    name = "pixels"
+    measure = "distance"
+    rules: ClassVar[type[PixelDigestRules]] = PixelDigestRules
+
+    def __init__(self, known: dict[str, tuple[str, str]]):
+        self.known = known  # digest -> (bank, reference id)
+
+    def find(self, query, context, rules):
+        digest = hashlib.sha256(query.frame.pixels.tobytes()).hexdigest()
+        query.computed[self.name] = digest
+        hit = self.known.get(digest)
+        return [Evidence(self.name, self.measure, 0, *hit, query.regions[0])] if hit and hit[0] in context.banks else []
+
+    def search(self, query, context, min_similarity):
+        return self.find(query, context, self.rules())
+
+    def similarity(self, value):
+        return 1.0 - value
+
+    def holds(self, reference, context):
+        return reference in self.known.values()
+
+
+@pytest.fixture
+def registered(banked, photos, monkeypatch):
+    coffee = Engine(banked.data_dir).decode(photos["coffee"]).frames[0].pixels
+    signal = PixelDigest({hashlib.sha256(coffee.tobytes()).hexdigest(): ("TERROR", "set2/coffee")})
+    monkeypatch.setitem(SIGNALS, signal.name, signal)
+    return signal
+
+
+def test_a_registered_signal_has_a_policy_section_with_its_own_bands(registered):
+    policy = Policy.from_mapping({"pixels": {"thresholds": [{"max_distance": 0, "action": "review"}]}})
+    assert policy.rules_for("pixels").bands == (Band(0, "review", "pixels.distance<=0"),)
+    assert Policy().pixels.bands == (Band(0, "bank", "pixels.exact"),)  # by attribute, like policy.pdq
+    with pytest.raises(PolicyError, match=r"pixels\.thresholds\[0\]\.max_distance: must be an integer from 0 to 0"):
+        Policy.from_mapping({"pixels": {"thresholds": [{"max_distance": 3, "action": "block"}]}})
+    with pytest.raises(PolicyError, match=r"pixels\.treshold: unknown field"):
+        Policy.from_mapping({"pixels": {"treshold": 1}})
+
+
+def test_check_runs_judges_and_explain_shows_a_registered_signal(registered, banked, photos):
+    only_new = Policy.from_mapping({"pdq": {"enabled": False}, "keypoints": {"enabled": False}})
+    engine = Engine(banked.data_dir, policy=only_new)
+    verdict = engine.check(photos["coffee"])
+    assert verdict.verdict == "block"
+    assert [(r.signal, r.rule, r.reference_id) for r in verdict.reasons] == [("pixels", "pixels.exact", "set2/coffee")]
+    assert engine.check(photos["chelsea"]).verdict == "allow"
+    explained = engine.explain(photos["coffee"], "set2/coffee")
+    shown = {s.signal: s for s in explained.signals}
+    assert list(shown) == ["pdq", "keypoints", "pixels"] and shown["pixels"].matched
+    assert not shown["pdq"].matched and "off in this policy" in shown["pdq"].note
+    assert not shown["keypoints"].matched and "off in this policy" in shown["keypoints"].note
+    assert explained.verdict == "block"
+    off = Engine(banked.data_dir, policy=only_new.with_rules(pixels=PixelDigestRules(enabled=False)))
+    assert off.check(photos["coffee"]).verdict == "allow"
+
+
+def test_search_ranks_a_registered_signal_on_the_shared_scale(registered, banked, photos):
+    hits = banked.search(photos["coffee"], signal="pixels")
+    assert [(h.signal, h.reference_id, h.similarity) for h in hits] == [("pixels", "set2/coffee", 1.0)]
+
+
+def test_search_finds_bordered_cropped_and_pasted_copies(banked, photos, tmp_path):
+    """What check blocks, search ranks: keypoints put crops, borders and pastes on the shared scale."""
+    rocket = Image.open(photos["rocket"]).convert("RGB")
+    w, h = rocket.size
+    bordered = ImageOps.expand(rocket, border=w // 10, fill="white")
+    cropped = rocket.crop((0, 0, int(w * 0.6), int(h * 0.6)))
+    pasted = Image.open(photos["retina"]).convert("RGB").resize((1024, 1024))
+    pasted.paste(rocket.resize((400, 267)), (500, 600))
+    for name, picture in {"bordered": bordered, "cropped": cropped, "pasted": pasted}.items():
+        path = tmp_path / f"{name}.jpg"
+        picture.save(path, quality=90)
+        assert banked.check(path).verdict == "block", name
+        hits = banked.search(path)
+        assert hits and hits[0].reference_id == "rocket", (name, [h.to_dict() for h in hits])
+        assert hits[0].similarity >= 0.75 and hits[0].inliers, name
+
+
+def test_policy_is_the_same_through_the_registry_as_its_file(tmp_path):
+    assert Policy.load("policies/default.yaml").signals == Policy().signals
+    strict = Policy.load("policies/strict.yaml")
+    assert [name for name, _ in strict.signals] == list(SIGNALS)
