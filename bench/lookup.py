@@ -1,6 +1,6 @@
 """Latency of one exact PDQ lookup in a large bank, against numpy brute force.
 
-`moderate.store.catalog.PdqIndex.build(codes, ids).search(query, 31)` (faiss `IndexBinaryFlat` range search
+`moderate.signals.pdq.PdqIndex.of_codes(codes, ids).search(query, 31)` (faiss `IndexBinaryFlat` range search
 from 4096 codes on) against `np.bitwise_count(np.bitwise_xor(codes, q)).sum(1) <= 31` over the same
 random 256-bit codes, one query per call as a check makes them. Half the queries are near-duplicates
 of stored codes (10 random bits flipped: they must be found), half are random (they match nothing).
@@ -60,7 +60,7 @@ def _measure(rng: np.random.Generator, n: int, per_kind: int) -> dict:
     from moderate.signals.pdq import PdqIndex
 
     codes = random_codes(rng, n)
-    build_s, index = timed(PdqIndex.build, codes, [f"BENCH::{i}::0" for i in range(n)])
+    build_s, index = timed(PdqIndex.of_codes, codes, [f"BENCH::{i}::0" for i in range(n)])
     queries, origin = queries_for(rng, codes, per_kind)
     first_s, _ = timed(index.search, queries[:1], MAX_DISTANCE)  # imports faiss and fills its index
     raw = RawFaiss(codes)

@@ -152,7 +152,7 @@ def _index_scale(data, queries, out: dict) -> list[Row]:
     from moderate import Engine
     from moderate.ids import RecordIds
     from moderate.signals.keypoints import KeypointIndex
-    from moderate.store.catalog import _ivf_bytes
+    from moderate.signals.keypoints.index import _ivf_bytes
     from moderate.media import decode
     from moderate.signals import KEYPOINTS
     from moderate.signals.keypoints.verification import retrieve

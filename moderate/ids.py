@@ -46,6 +46,11 @@ class RecordIds:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def check(self) -> None:
+        """ValueError unless the offsets cover the blob exactly (a half-written or mixed save)."""
+        if len(self.offsets) == 0 or int(self.offsets[-1]) != len(self.blob):
+            raise ValueError("record ids do not match their offsets")
+
     def id_at(self, position: int) -> str:
         return bytes(self.blob[self.offsets[position] : self.offsets[position + 1]]).decode()
 

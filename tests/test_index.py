@@ -34,7 +34,7 @@ def test_search_finds_exactly_what_brute_force_finds(size):
     picked = codes[rng.choice(size, 40, replace=False)]
     queries = np.concatenate([near_copies(picked[:20], rng, 31), near_copies(picked[20:], rng, 32),
                               rng.integers(0, 256, size=(10, 32), dtype=np.uint8)])
-    index = PdqIndex.build(codes, [f"B::r{i}::0" for i in range(size)])
+    index = PdqIndex.of_codes(codes, [f"B::r{i}::0" for i in range(size)])
     got = set(index.search(queries, 31))
     assert got == oracle(codes, queries, 31)
     hit_rows = {q for q, _, _ in got}
@@ -47,7 +47,7 @@ def test_search_finds_exactly_what_brute_force_finds(size):
 def test_append_and_remove_keep_ids_aligned():
     rng = np.random.default_rng(1)
     codes = rng.integers(0, 256, size=(10, 32), dtype=np.uint8)
-    index = PdqIndex.build(codes[:5], [f"A::{i}::0" for i in range(5)]).appended(codes[5:], [f"B::{i}::0" for i in range(5, 10)])
+    index = PdqIndex.of_codes(codes[:5], [f"A::{i}::0" for i in range(5)]).appended_codes(codes[5:], [f"B::{i}::0" for i in range(5, 10)])
     smaller = index.without(index.prefix_mask("A::2::") | index.prefix_mask("B::7::"))
     assert len(smaller) == 8
     for position, rid in enumerate(smaller.ids()):
@@ -83,7 +83,7 @@ def test_positions_of_finds_exact_codes_only():
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 256, size=(300, 32), dtype=np.uint8)
     codes[17] = codes[5]  # the same hash twice
-    index = PdqIndex.build(codes, [f"B::{i}::0" for i in range(300)])
+    index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(300)])
     other = near_copies(codes[:1], rng, 1)
     found = index.positions_of(np.concatenate([codes[5:6], codes[9:10], other]))
     assert [sorted(p) for p in found] == [[5, 17], [9], []]
@@ -91,7 +91,7 @@ def test_positions_of_finds_exact_codes_only():
 
 def test_bank_and_reference_masks_without_decoding_ids():
     ids = ["A::x::0", "A::x::1", "AB::y::0", "A::p::q::0", "B::A::z::0", "A::w::10"]
-    index = PdqIndex.build(np.zeros((len(ids), 32), np.uint8), ids)
+    index = PdqIndex.of_codes(np.zeros((len(ids), 32), np.uint8), ids)
     assert index.bank_mask("A").tolist() == [True, True, False, True, False, True]
     assert index.bank_mask("AB").tolist() == [False, False, True, False, False, False]
     assert index.first_hash_mask().tolist() == [True, False, True, True, True, False]

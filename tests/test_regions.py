@@ -182,7 +182,7 @@ def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_
     engine = Engine(data_dir)
     engine.banks.create("BIG")
     engine.banks.add("BIG", [photos[n] for n in ("astronaut", "coffee")])
-    saved = list((engine.catalog.dir).glob("*.kp-ivf"))
+    saved = list((engine.catalog.dir).glob("*.keypoints-ivf"))
     assert len(saved) == 1  # written by the writer, so checks do not train it
     crop = _save(Image.open(photos["rocket"]).crop((60, 40, 560, 380)), tmp_path / "crop.jpg")
     engine.banks.add("BIG", [photos["rocket"]])

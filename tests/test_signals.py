@@ -73,7 +73,8 @@ def test_a_registered_signal_has_a_policy_section_with_its_own_bands(registered)
 
 
 def test_check_runs_judges_and_explain_shows_a_registered_signal(registered, banked, photos):
-    only_new = Policy.from_mapping({"pdq": {"enabled": False}, "keypoints": {"enabled": False}})
+    only_new = Policy.from_mapping({"digest": {"enabled": False}, "pdq": {"enabled": False},
+                                    "keypoints": {"enabled": False}})
     engine = Engine(banked.data_dir, policy=only_new)
     verdict = engine.check(photos["coffee"])
     assert verdict.verdict == "block"
@@ -81,7 +82,7 @@ def test_check_runs_judges_and_explain_shows_a_registered_signal(registered, ban
     assert engine.check(photos["chelsea"]).verdict == "allow"
     explained = engine.explain(photos["coffee"], "set2/coffee")
     shown = {s.signal: s for s in explained.signals}
-    assert list(shown) == ["pdq", "keypoints", "pixels"] and shown["pixels"].matched
+    assert list(shown) == ["digest", "pdq", "keypoints", "pixels"] and shown["pixels"].matched
     assert not shown["pdq"].matched and "off in this policy" in shown["pdq"].note
     assert not shown["keypoints"].matched and "off in this policy" in shown["keypoints"].note
     assert explained.verdict == "block"
@@ -115,3 +116,27 @@ def test_policy_is_the_same_through_the_registry_as_its_file(tmp_path):
     assert Policy.load("policies/default.yaml").signals == Policy().signals
     strict = Policy.load("policies/strict.yaml")
     assert [name for name, _ in strict.signals] == list(SIGNALS)
+
+
+def test_exact_digests_find_byte_and_pixel_identical_copies_first(engine, photos, tmp_path):
+    """The digest signal, added through the registry: a byte-identical upload is found by SHA-256 and
+    MD5, the same pixels in another lossless file by the pixel digest; one changed pixel by neither."""
+    engine.banks.create("EXACT", action="block")
+    engine.banks.add("EXACT", [photos["coins"]])
+    verdict = engine.check(photos["coins"])
+    assert verdict.verdict == "block" and verdict.reasons[0].signal == "digest"  # first: the registry's order
+    assert verdict.reasons[0].variant == "sha256" and verdict.reasons[0].distance == 0
+    traces = []
+    engine._verdicts(photos["coins"], None, traces)
+    assert {e.variant for e in traces[0].query.computed["evidence"] if e.signal == "digest"} == {"sha256", "md5", "pixels"}
+    image = Image.open(photos["coins"]).convert("RGB")
+    resaved = tmp_path / "coins.png"
+    image.save(resaved, optimize=True, compress_level=9)  # other bytes, same pixels
+    found = {r.variant for r in engine.check(resaved).reasons if r.signal == "digest"}
+    assert found == {"pixels"}
+    image.putpixel((5, 5), (0, 0, 0))
+    changed = tmp_path / "changed.png"
+    image.save(changed)
+    assert not [r for r in engine.check(changed).reasons if r.signal == "digest"]
+    engine.banks.remove("EXACT", "coins")
+    assert len(engine.catalog.current().indexes["digest"]) == 0

@@ -24,8 +24,11 @@ from ..errors import BankError, HashListError, MediaError
 from ..store.catalog import Catalog
 from ..media import Budgets, decode, is_folder
 from ..policy import RegionRules
-from ..regions import Region, deborder, part_of
+from ..regions import Region
 from ..signals import KEYPOINTS, PDQ
+from ..signals.base import ReferenceImage
+from ..signals.pdq import MIN_REFERENCE_QUALITY
+from ..store.catalog import stored_signals
 from ..ids import prefix, record_id, split_record_id
 from ..store import Store
 
@@ -35,7 +38,6 @@ ACTIONS = ("block", "review")
 # as close to one of them as to any flagged reference is allowed.
 KINDS = ("flagged", "originals", "allowlist")  # allowlist: known false positives, from review rejections
 _BANK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Reference:
     keypoints: tuple = field(default=(), repr=False)  # KeypointSet per image, when computed here
     embeddings: tuple = field(default=(), repr=False)  # a vector per image, for banks with an embedding model
     digests: tuple = field(default=(), repr=False)  # sha256 of each image's bytes (`bank reembed` finds them again)
+    values: dict = field(default_factory=dict, repr=False)  # stored signal -> ((value, image sha256), ...)
 
 
 @dataclass(frozen=True)
@@ -254,18 +257,23 @@ class Banks:
         return removed
 
     def _delete_prefix(self, write, prefix: str, bank_record: dict) -> int:
-        """Delete every record whose id starts with `prefix` (by id, never by editable metadata)."""
-        index, keypoints = write.snapshot.pdq, write.snapshot.keypoints
-        mask, images = index.prefix_mask(prefix), keypoints.images.prefix_mask(prefix)
-        ids = [index.id_at(int(p)) for p in np.flatnonzero(mask)]
-        image_ids = [keypoints.images.id_at(int(p)) for p in np.flatnonzero(images)]  # also the embeddings' ids
+        """Delete every record whose id starts with `prefix` (by id, never by editable metadata);
+        returns how many PDQ hashes went."""
         write.touch()
-        self.store.delete_pdq(ids)
-        self.store.delete_keypoints(image_ids)
+        snapshot, removed = write.snapshot, 0
+        image_ids = []  # keypoint records are one per reference image, as embedding records are
+        for signal in stored_signals():
+            index = snapshot.indexes[signal.name]
+            mask = index.record_ids.prefix_mask(prefix)
+            ids = [index.record_ids.id_at(int(p)) for p in np.flatnonzero(mask)]
+            self.store.delete_records(signal, ids)
+            snapshot = snapshot.with_index(signal.name, index.without(mask))
+            removed = len(ids) if signal is PDQ else removed
+            image_ids = ids if signal is KEYPOINTS else image_ids
         if bank_record.get("embedding_key") and image_ids:
             self.store.delete_embeddings(_model_of(bank_record), image_ids)
-        write.update(replace(write.snapshot, pdq=index.without(mask), keypoints=keypoints.without(images)))
-        return len(ids)
+        write.update(snapshot)
+        return removed
 
     @staticmethod
     def _record(snapshot, name: str) -> dict:
@@ -337,8 +345,10 @@ class Banks:
 
     def _reference_from_images(self, bank: str, images: list[Path | bytes], ref_id: str, base: dict,
                                region: str | None = None, name: str | None = None) -> Reference:
+        """Every stored signal's values of every frame of the images (see `StoredSignal`)."""
         _check_reference_id(ref_id)
-        hashes, keypoints, crops, digests, first = [], [], [], [], None
+        values: dict[str, list] = {signal.name: [] for signal in stored_signals()}
+        crops, digests, first = [], [], None
         for image in images:
             media = decode(image, self.budgets, PDQ.working_size, name)
             label = name or str(image)
@@ -347,13 +357,15 @@ class Banks:
                     box = Region.parse(region, frame.width, frame.height) if region else Region.whole(frame)
                 except ValueError as exc:
                     raise BankError(f"{label}: {exc}") from None
-                hashes += self._hashes(frame, box)
-                if frame.index == 0:  # one image's worth of corners; later frames of an animation add hashes
-                    keypoints.append(KEYPOINTS.reference(box.crop(frame), box.w, box.h))
+                seen = ReferenceImage(media, frame, box, self.regions)
+                for signal in stored_signals():
+                    values[signal.name] += [(value, media.sha256) for value in signal.reference_values(seen)]
+                if frame.index == 0:
                     crops.append(box.crop(frame))
                     digests.append(media.sha256)
             first = first or (media, label, box)
-        if not hashes:
+        values[PDQ.name] = list({value: (value, sha) for value, sha in values[PDQ.name]}.values())  # parts may repeat
+        if not values[PDQ.name]:
             raise BankError(
                 f"{first[1]}: PDQ quality below {MIN_REFERENCE_QUALITY} in every frame: too flat to match reliably"
             )
@@ -366,20 +378,9 @@ class Banks:
             metadata["region"] = f"{box.x},{box.y},{box.w},{box.h}"
         record = self.catalog.current().banks.get(bank, {})
         vectors = tuple(_embedder(record).compute(crops)) if record.get("embedding_key") else ()
-        return Reference(bank, ref_id, tuple(dict.fromkeys(hashes)), metadata, tuple(keypoints), vectors, tuple(digests))
-
-    def _hashes(self, frame, box: Region) -> list[str]:
-        """PDQ of the reference region, and of its de-bordered inside and policy parts (as queries get)."""
-        from ..media import Frame
-
-        pixels = box.crop(frame)
-        inner = Frame(frame.index, box.w, box.h, pixels)
-        regions = [Region.whole(inner)]
-        if self.regions.deborder:
-            regions += [r for r in [deborder(inner)] if r is not None]
-        regions += [part_of(inner, part) for part in self.regions.parts]
-        values = [PDQ.compute(r.crop(inner))[0] for r in regions if r.w >= 16 and r.h >= 16]
-        return [v.hex for v in values if v.quality >= MIN_REFERENCE_QUALITY]
+        return Reference(bank, ref_id, tuple(v for v, _ in values[PDQ.name]), metadata,
+                         tuple(v for v, _ in values[KEYPOINTS.name]), vectors, tuple(digests),
+                         {signal: tuple(found) for signal, found in values.items()})
 
     def _write_references(self, bank: str, references: list[Reference]) -> None:
         with self.catalog.writing() as write:
@@ -392,31 +393,27 @@ class Banks:
                     f"bank {bank}: reference id {first!r} is already used"
                     f"{f' (and {len(taken) - 1} more)' if len(taken) > 1 else ''}; remove it first or pass --id"
                 )
-            records = [
-                (record_id(bank, ref.id, n), hx, {**ref.metadata, "bank": bank, "reference_id": ref.id})
-                for ref in references
-                for n, hx in enumerate(ref.pdq)
-            ]
-            keypoints = [
-                (record_id(bank, ref.id, n), kp, {"bank": bank, "reference_id": ref.id, "sha256": digest})
-                for ref in references
-                for n, (kp, digest) in enumerate(zip(ref.keypoints, ref.digests))
-            ]
-            self._add_records(write, records, keypoints)
+            for signal in stored_signals():  # PDQ records carry the reference's metadata: they list the references
+                records = [
+                    (record_id(bank, ref.id, n), value, {
+                        **(ref.metadata if signal is PDQ else {"sha256": image}), **signal.record_metadata(value),
+                        "bank": bank, "reference_id": ref.id})
+                    for ref in references for n, (value, image) in enumerate(ref.values.get(signal.name, ()))
+                ]
+                self._add_records(write, signal, records)
             vectors = [(record_id(bank, ref.id, n), [float(x) for x in vector], {"bank": bank, "reference_id": ref.id})
                        for ref in references for n, vector in enumerate(ref.embeddings)]
             if vectors:
                 self.store.add_embeddings(_model_of(write.snapshot.banks[bank]), vectors)
 
-    def _add_records(self, write, records: list[tuple[str, str, dict]], keypoints: list | None = None) -> None:
+    def _add_records(self, write, signal, records: list[tuple[str, object, dict]]) -> None:
+        """Records of one signal into Chroma, then into the snapshot's index of that signal."""
+        if not records:
+            return
         write.touch()
-        self.store.add_pdq(records)
-        codes = np.frombuffer(b"".join(bytes.fromhex(hx) for _, hx, _ in records), dtype=np.uint8)
-        snapshot = replace(write.snapshot, pdq=write.snapshot.pdq.appended(codes, [rid for rid, _, _ in records]))
-        if keypoints:
-            self.store.add_keypoints(keypoints)
-            snapshot = replace(snapshot, keypoints=snapshot.keypoints.appended([(rid, kp) for rid, kp, _ in keypoints]))
-        write.update(snapshot)
+        self.store.add_records(signal, records)
+        index = write.snapshot.indexes[signal.name].appended([(rid, value) for rid, value, _ in records])
+        write.update(write.snapshot.with_index(signal.name, index))
 
     def remove(self, bank: str, reference_id: str) -> int:
         """Remove one reference (all its hashes); returns how many hashes were removed."""
@@ -511,8 +508,7 @@ class Banks:
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
             records = self._new_records(write.snapshot, bank, listed, base)
-            if records:
-                self._add_records(write, records)
+            self._add_records(write, PDQ, records)
         skipped = tuple(Problem(f"{source}:{line}", message) for line, message in bad)
         return ImportReport(len(records), len(listed) - len(records), skipped)
 

@@ -208,7 +208,7 @@ class Engine:
         originals = any(record.get("kind") == "originals" for record in snapshot.banks.values())
         provenance = self.signatures.verify(media.data, registry=originals, name=name, path=source)
         digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
-        per_frame = [self._judge(snapshot, name, frame, provenance, digest_of, trace) for frame in media.frames]
+        per_frame = [self._judge(snapshot, name, media, frame, provenance, digest_of, trace) for frame in media.frames]
         elapsed = _ms(start)
         return [
             Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page, reasons=tuple(reasons),
@@ -251,7 +251,7 @@ class Engine:
             raise StoreError(f"{self.data_dir}: nothing to check against: no enabled bank in {self.store.location} and no "
                              f"detector in the policy (point --data-dir / MODERATE_HOME or --chroma-url at your banks)")
 
-    def _judge(self, snapshot: Snapshot, name: str, frame: Frame, provenance: Provenance,
+    def _judge(self, snapshot: Snapshot, name: str, media: Media, frame: Frame, provenance: Provenance,
                digest_of: Callable[[str], str], trace: list[FrameTrace] | None = None) -> tuple[FrameSignals, list[Reason]]:
         """One frame through regions, every signal of the registry, verification and the policy."""
         policy = self.policy
@@ -264,7 +264,7 @@ class Engine:
         regions = regions_for(frame, policy.regions)
         if policy.regions.mode == "objects":  # what detectors box is matched against the banks too
             regions += [_detected(d, frame) for detector, items in found.items() if detector != "ocr" for d in items if d.box]
-        query = Query(frame, regions)
+        query = Query(frame, regions, media=media)
         context = Context(snapshot, self.store, frozenset(b for b, record in snapshot.banks.items() if policy.uses(b, record)))
         running = [(signal, policy.rules_for(name)) for name, signal in SIGNALS.items() if policy.rules_for(name).enabled]
         matches = []

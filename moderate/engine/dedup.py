@@ -154,7 +154,7 @@ def group(found: Scan, max_distance: int | None = 31, min_similarity: float | No
     if max_distance is not None and items:
         usable = [i for i, item in enumerate(items) if item.quality >= min_quality]
         codes = np.frombuffer(b"".join(bytes.fromhex(items[i].pdq) for i in usable), np.uint8).reshape(-1, 32)
-        index = PdqIndex.build(codes, [str(i) for i in usable])
+        index = PdqIndex.of_codes(codes, [str(i) for i in usable])
         for start in range(0, len(usable), 4096):  # bounded result lists per batch
             for row, position, distance in index.search(codes[start : start + 4096], max_distance):
                 a, b = usable[start + row], usable[position]

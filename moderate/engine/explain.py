@@ -137,11 +137,14 @@ def _frame_evidence(policy, reference: tuple[str, str], trace) -> tuple[SignalEv
         if not signal.holds(reference, trace.context):
             continue
         rules = policy.rules_for(name)
+        if not rules.enabled:
+            out.append(SignalEvidence(name, False, None, None, note=f"{name} matching is off in this policy"))
+            continue
         closest, note, judged = signal.nearest(reference, trace.query, trace.context, rules)
         if closest is None:
             out.append(SignalEvidence(name, False, None, None, note=note))
             continue
-        band = rules.band(closest.value, reference[0]) if judged and rules.enabled else None
+        band = rules.band(closest.value, reference[0]) if judged else None
         out.append(SignalEvidence(name, band is not None, band.action if band else None, band.name if band else None,
                                   distance=closest.distance, region=closest.region, variant=closest.variant,
                                   inliers=closest.inliers, polygon=closest.polygon, note=note, score=closest.score))

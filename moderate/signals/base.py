@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ..evidence import Evidence
+    from ..media import Media
     from ..media.pixels import Frame
+    from ..policy import RegionRules
     from ..regions import Region
     from ..rules import SignalRules
     from ..store import Store
@@ -36,11 +38,25 @@ if TYPE_CHECKING:
 @dataclass
 class Query:
     """One frame being checked, its regions, and what signals computed from it so far (by signal
-    name), so that a signal can use another's values and `explain` can read them afterwards."""
+    name), so that a signal can use another's values and `explain` can read them afterwards.
+    `media` is the whole input the frame came from (its bytes, for digests of the file)."""
 
     frame: Frame
     regions: list[Region]
     computed: dict = field(default_factory=dict)
+    media: Media | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """One frame of an image being added to a bank: `box` is the part that is the reference (the
+    whole frame unless `bank add --region`), `media` the decoded input, `regions` the policy's
+    region rules (references get the same de-bordered and part hashes queries get)."""
+
+    media: Media
+    frame: Frame
+    box: Region
+    regions: RegionRules
 
 
 @dataclass(frozen=True)
@@ -98,3 +114,34 @@ class Signal:
     def holds(self, reference: tuple[str, str], context: Context) -> bool:
         """Whether the reference has values of this signal (else `explain` leaves it out)."""
         return False
+
+
+class StoredSignal(Signal):
+    """A signal whose reference values are kept in a Chroma collection of their own and matched
+    through an index derived from it (persisted with the catalog's snapshot, rebuilt from Chroma).
+
+    Records are named `BANK::REFERENCE_ID::N` (see `moderate.ids`). The index type has
+    `build(records)`, `appended(records)` (records: (record id, value) pairs), `without(mask)`,
+    `ids` (a `RecordIds`), and `arrays()` / `from_arrays(arrays, extra)` for persistence.
+    """
+
+    collection: ClassVar[str]
+    index: ClassVar[type]
+    page: ClassVar[int] = 5000  # records per Chroma round trip
+    include: ClassVar[tuple[str, ...]] = ("embeddings",)  # what `decode` reads from a Chroma page
+
+    def reference_values(self, image: ReferenceImage) -> list:
+        """The values one frame of a reference image contributes (none for later frames, say)."""
+        raise NotImplementedError
+
+    def encode(self, values: list) -> dict:
+        """Chroma `add` arguments for these values: `embeddings`, and `documents` if any."""
+        raise NotImplementedError
+
+    def decode(self, page: dict) -> list:
+        """The values of a Chroma `get` page (which has the fields in `include`)."""
+        raise NotImplementedError
+
+    def record_metadata(self, value) -> dict:
+        """Metadata a record keeps besides its bank and reference id."""
+        return {}

@@ -26,7 +26,7 @@ from ..ids import RecordIds, prefix, split_record_id
 from ..regions import MIN_SIDE, Region
 from ..rules import Band, Fields, SignalRules
 from ..verdict import VERDICTS, Reason
-from .base import Context, Query, Signal
+from .base import Context, Query, ReferenceImage, StoredSignal
 
 # Order of `pdqhash.compute_dihedral`, named as Pillow names the same transforms of the query
 # (rotations are counter-clockwise).
@@ -92,131 +92,6 @@ class PdqRules(SignalRules):
         return fields.integer(cls.bound_field, None, 0, 256)
 
 
-class PdqSignal(Signal):
-    """Computes, parses and compares PDQ hashes, and matches them against the exact index."""
-
-    name = "pdq"
-    measure = "distance"
-    rules: ClassVar[type[PdqRules]] = PdqRules
-    listable = True
-    search_every_frame = True  # a hash per frame costs milliseconds
-    bits = 256
-    # Pixels PDQ's own filter gets (longest side). Measured on 18 photos of 1200-4000 px against PDQ
-    # over the full decode (how industry hash lists are made): mean 4.9 / max 10 bits apart at 1024
-    # (JPEGs DCT-scaled to >= 512 first), mean 10 / max 16 at 512; 46 against 27 ms per image.
-    working_size = 1024
-    # Chroma stores a vector with every record; a PDQ record's vector is the hash itself as sixteen
-    # 16-bit words (exact in float32), so the record is self-contained without a duplicate field.
-    vector_words = 16
-
-    def compute(self, pixels: np.ndarray, dihedral: bool = False) -> tuple[PdqHash, ...]:
-        """Hash RGB pixels (H x W x 3 uint8); with `dihedral`, all eight variants, original first."""
-        import pdqhash  # compiled extension: imported on first use, not at `moderate --help`
-
-        pixels = np.ascontiguousarray(pixels)
-        # Under MIN_SIDE a side, pdqhash upscales noise into a confident hash (15x15 of noise:
-        # quality 100): such a hash must never be matched, so its quality is 0.
-        usable = min(pixels.shape[:2]) >= MIN_SIDE
-        if not dihedral:
-            vector, quality = pdqhash.compute(pixels)
-            return (PdqHash(_bits_to_hex(vector), int(quality) if usable else 0),)
-        vectors, quality = pdqhash.compute_dihedral(pixels)
-        quality = quality if usable else 0
-        return tuple(
-            PdqHash(_bits_to_hex(vector), int(quality), variant)
-            for vector, variant in zip(vectors, DIHEDRAL_VARIANTS)
-        )
-
-    def parse(self, text: str) -> str:
-        """Validate a hash from a list; returns its canonical hex or raises ValueError naming the problem."""
-        value = text.strip().lower()
-        if len(value) != 64:
-            raise ValueError(f"pdq hash must be 64 hex characters, got {len(value)}")
-        if not _HEX.fullmatch(value):
-            raise ValueError("pdq hash has non-hex characters")
-        if int(value, 16) == 0:
-            raise ValueError("pdq hash is all zeros (the hash of a blank image)")
-        return value
-
-    def to_vectors(self, hex_values: list[str]) -> np.ndarray:
-        words = np.frombuffer(b"".join(bytes.fromhex(h) for h in hex_values), dtype=">u2")
-        return words.astype(np.float32).reshape(-1, self.vector_words)
-
-    def from_vector(self, vector) -> str:
-        words = np.rint(np.asarray(vector, dtype=np.float64)).astype(">u2")
-        return words.tobytes().hex()
-
-
-    # -- matching (see `moderate.signals.base`) -------------------------------------------------
-
-    def find(self, query: Query, context: Context, rules: PdqRules) -> list[Evidence]:
-        """Every reference hash within the loosest band of any region's hash (and, with `dihedral`,
-        of its rotations and mirrors); hashes below `min_quality` are not used."""
-        hashed = [(region, self.compute(region.crop(query.frame), rules.dihedral)) for region in query.regions]
-        used = [(region, h) for region, hashes in hashed for h in hashes if h.quality >= rules.min_quality]
-        query.computed[self.name] = hashed
-        query.computed["pdq.used"] = used
-        return self.lookup(context, used, rules.max_distance)
-
-    def lookup(self, context: Context, used: list[tuple[Region, PdqHash]], max_distance: int) -> list[Evidence]:
-        if not used or not context.banks:
-            return []
-        codes = np.frombuffer(b"".join(h.to_bytes() for _, h in used), dtype=np.uint8)
-        found = []
-        for row, position, distance in context.snapshot.pdq.search(codes, max_distance):
-            bank, reference_id = split_record_id(context.snapshot.pdq.id_at(position))
-            if bank in context.banks:
-                region, value = used[row]
-                found.append(Evidence(self.name, self.measure, distance, bank, reference_id, region, value.variant))
-        return found
-
-    def observations(self, query: Query, rules: PdqRules) -> list[Reason]:
-        region, hashes = query.computed[self.name][0]
-        quality = hashes[0].quality
-        if quality >= rules.min_quality:
-            return []
-        detail = f"PDQ quality {quality} is below {rules.min_quality}: the hash is not used for matching"
-        return [Reason("pdq.low_quality", rules.on_low_quality, Evidence(self.name, "score", quality, region=region),
-                       detail)]
-
-    def nearest(self, reference: tuple[str, str], query: Query, context: Context,
-                rules: PdqRules) -> tuple[Evidence | None, str | None, bool]:
-        """The closest of the hashes check used (its regions, variants and quality floor) to any of
-        the reference's hashes; a note when only a rotation or mirror would have matched."""
-        index = context.snapshot.pdq
-        hashes = index.codes[np.flatnonzero(index.prefix_mask(prefix(*reference)))]
-        used = query.computed.get("pdq.used")
-        if used is None:
-            return None, "PDQ matching is off in this policy", False
-        if not used:
-            return (None, f"the query's PDQ quality is below min_quality ({rules.min_quality}): check does not use its hash",
-                    False)
-        distance, region, variant = min(((_nearest_distance(hashes, h), region, h.variant) for region, h in used),
-                                        key=lambda f: f[0])
-        closest = Evidence(self.name, self.measure, distance, reference[0], reference[1], region, variant)
-        if rules.band(distance) or rules.dihedral:
-            return closest, None, True
-        turned = min(((_nearest_distance(hashes, h), h.variant)
-                      for h in self.compute(region.crop(query.frame), dihedral=True)[1:]), default=None)
-        if turned and rules.band(turned[0]):
-            return closest, (f"the {turned[1]} variant is {turned[0]} bits away, but this policy does not match "
-                             f"rotations and mirrors (pdq.dihedral: false)"), True
-        return closest, None, True
-
-    def holds(self, reference: tuple[str, str], context: Context) -> bool:
-        return bool(context.snapshot.pdq.prefix_mask(prefix(*reference)).any())
-
-    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
-        """Whole frames and their rotations and mirrors, within `min_similarity`."""
-        hashes = self.compute(query.frame.pixels, dihedral=True)
-        used = [(query.regions[0], h) for h in hashes if h.quality >= self.rules().min_quality]
-        return self.lookup(context, used, int((1.0 - min_similarity) * self.bits))
-
-    def similarity(self, value: float) -> float:
-        """1 - distance / 256: 1.0 is the same hash, 0.88 Meta's confident match, unrelated photos near 0.5."""
-        return 1.0 - value / self.bits
-
-
 @dataclass(frozen=True, eq=False)
 class PdqIndex:
     """Exact Hamming search over PDQ codes; position i is record `id_at(i)`.
@@ -233,10 +108,34 @@ class PdqIndex:
 
     @classmethod
     def empty(cls) -> "PdqIndex":
-        return cls.build(np.zeros((0, CODE_BYTES), np.uint8), [])
+        return cls.of_codes(np.zeros((0, CODE_BYTES), np.uint8), [])
 
     @classmethod
-    def build(cls, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
+    def build(cls, records: list[tuple[str, str]]) -> "PdqIndex":
+        """From (record id, pdq hex) pairs (the `StoredSignal` index contract)."""
+        return cls.of_codes(_codes(records), [rid for rid, _ in records])
+
+    def appended(self, records: list[tuple[str, str]]) -> "PdqIndex":
+        return self.appended_codes(_codes(records), [rid for rid, _ in records])
+
+    @property
+    def record_ids(self) -> RecordIds:
+        return self.records
+
+    def arrays(self) -> dict:
+        return {"codes": self.codes, "offsets": self.records.offsets, "ids": self.records.blob}
+
+    @classmethod
+    def load(cls, files) -> "PdqIndex":
+        """From what `arrays` saved (`files`: the catalog's `SavedFiles`); ValueError if inconsistent."""
+        index = cls(files.array("codes"), RecordIds(files.array("offsets"), files.blob("ids")))
+        if index.codes.ndim != 2 or index.codes.shape[1] != CODE_BYTES or len(index.records) != len(index.codes):
+            raise ValueError("pdq index files do not agree")
+        index.records.check()
+        return index
+
+    @classmethod
+    def of_codes(cls, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
         return cls(np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES), RecordIds.build(ids))
 
     def __len__(self) -> int:
@@ -259,7 +158,7 @@ class PdqIndex:
         """Positions holding a reference's first hash: one per reference."""
         return self.records.first_hash_mask()
 
-    def appended(self, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
+    def appended_codes(self, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
         codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES)
         return PdqIndex(np.concatenate([self.codes, codes]), self.records.appended(ids))
 
@@ -309,6 +208,10 @@ class PdqIndex:
         return cached
 
 
+def _codes(records: list[tuple[str, str]]) -> np.ndarray:
+    return np.frombuffer(b"".join(bytes.fromhex(value) for _, value in records), dtype=np.uint8).reshape(-1, CODE_BYTES)
+
+
 def _numpy_search(codes: np.ndarray, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
     out = []
     for q, query in enumerate(queries):
@@ -316,6 +219,157 @@ def _numpy_search(codes: np.ndarray, queries: np.ndarray, max_distance: int) -> 
         for position in np.flatnonzero(distances <= max_distance):
             out.append((q, int(position), int(distances[position])))
     return out
+
+
+MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
+
+
+class PdqSignal(StoredSignal):
+    """Computes, parses and compares PDQ hashes, and matches them against the exact index."""
+
+    name = "pdq"
+    measure = "distance"
+    rules: ClassVar[type[PdqRules]] = PdqRules
+    listable = True
+    search_every_frame = True  # a hash per frame costs milliseconds
+    collection = "moderate-pdq"
+    index = PdqIndex
+    bits = 256
+    # Pixels PDQ's own filter gets (longest side). Measured on 18 photos of 1200-4000 px against PDQ
+    # over the full decode (how industry hash lists are made): mean 4.9 / max 10 bits apart at 1024
+    # (JPEGs DCT-scaled to >= 512 first), mean 10 / max 16 at 512; 46 against 27 ms per image.
+    working_size = 1024
+    # Chroma stores a vector with every record; a PDQ record's vector is the hash itself as sixteen
+    # 16-bit words (exact in float32), so the record is self-contained without a duplicate field.
+    vector_words = 16
+
+    def compute(self, pixels: np.ndarray, dihedral: bool = False) -> tuple[PdqHash, ...]:
+        """Hash RGB pixels (H x W x 3 uint8); with `dihedral`, all eight variants, original first."""
+        import pdqhash  # compiled extension: imported on first use, not at `moderate --help`
+
+        pixels = np.ascontiguousarray(pixels)
+        # Under MIN_SIDE a side, pdqhash upscales noise into a confident hash (15x15 of noise:
+        # quality 100): such a hash must never be matched, so its quality is 0.
+        usable = min(pixels.shape[:2]) >= MIN_SIDE
+        if not dihedral:
+            vector, quality = pdqhash.compute(pixels)
+            return (PdqHash(_bits_to_hex(vector), int(quality) if usable else 0),)
+        vectors, quality = pdqhash.compute_dihedral(pixels)
+        quality = quality if usable else 0
+        return tuple(
+            PdqHash(_bits_to_hex(vector), int(quality), variant)
+            for vector, variant in zip(vectors, DIHEDRAL_VARIANTS)
+        )
+
+    def parse(self, text: str) -> str:
+        """Validate a hash from a list; returns its canonical hex or raises ValueError naming the problem."""
+        value = text.strip().lower()
+        if len(value) != 64:
+            raise ValueError(f"pdq hash must be 64 hex characters, got {len(value)}")
+        if not _HEX.fullmatch(value):
+            raise ValueError("pdq hash has non-hex characters")
+        if int(value, 16) == 0:
+            raise ValueError("pdq hash is all zeros (the hash of a blank image)")
+        return value
+
+    def to_vectors(self, hex_values: list[str]) -> np.ndarray:
+        words = np.frombuffer(b"".join(bytes.fromhex(h) for h in hex_values), dtype=">u2")
+        return words.astype(np.float32).reshape(-1, self.vector_words)
+
+    def from_vector(self, vector) -> str:
+        words = np.rint(np.asarray(vector, dtype=np.float64)).astype(">u2")
+        return words.tobytes().hex()
+
+
+    # -- storage (see `moderate.signals.base.StoredSignal`) -------------------------------------
+
+    def reference_values(self, image: ReferenceImage) -> list[str]:
+        """PDQ of the reference region, and of its de-bordered inside and the policy's parts, as
+        queries get them; hashes too flat to match reliably (quality < MIN_REFERENCE_QUALITY) are
+        left out."""
+        from ..media.pixels import Frame
+        from ..regions import deborder, part_of
+
+        inner = Frame(image.frame.index, image.box.w, image.box.h, image.box.crop(image.frame))
+        regions = [Region.whole(inner)]
+        if image.regions.deborder:
+            regions += [r for r in [deborder(inner)] if r is not None]
+        regions += [part_of(inner, part) for part in image.regions.parts]
+        values = [self.compute(r.crop(inner))[0] for r in regions if r.w >= MIN_SIDE and r.h >= MIN_SIDE]
+        return list(dict.fromkeys(v.hex for v in values if v.quality >= MIN_REFERENCE_QUALITY))
+
+    def encode(self, values: list[str]) -> dict:
+        return {"embeddings": self.to_vectors(values)}
+
+    def decode(self, page: dict) -> list[str]:
+        return [self.from_vector(vector) for vector in page["embeddings"]]
+
+    # -- matching (see `moderate.signals.base`) -------------------------------------------------
+
+    def find(self, query: Query, context: Context, rules: PdqRules) -> list[Evidence]:
+        """Every reference hash within the loosest band of any region's hash (and, with `dihedral`,
+        of its rotations and mirrors); hashes below `min_quality` are not used."""
+        hashed = [(region, self.compute(region.crop(query.frame), rules.dihedral)) for region in query.regions]
+        used = [(region, h) for region, hashes in hashed for h in hashes if h.quality >= rules.min_quality]
+        query.computed[self.name] = hashed
+        query.computed["pdq.used"] = used
+        return self.lookup(context, used, rules.max_distance)
+
+    def lookup(self, context: Context, used: list[tuple[Region, PdqHash]], max_distance: int) -> list[Evidence]:
+        if not used or not context.banks:
+            return []
+        codes = np.frombuffer(b"".join(h.to_bytes() for _, h in used), dtype=np.uint8)
+        found = []
+        for row, position, distance in context.snapshot.pdq.search(codes, max_distance):
+            bank, reference_id = split_record_id(context.snapshot.pdq.id_at(position))
+            if bank in context.banks:
+                region, value = used[row]
+                found.append(Evidence(self.name, self.measure, distance, bank, reference_id, region, value.variant))
+        return found
+
+    def observations(self, query: Query, rules: PdqRules) -> list[Reason]:
+        region, hashes = query.computed[self.name][0]
+        quality = hashes[0].quality
+        if quality >= rules.min_quality:
+            return []
+        detail = f"PDQ quality {quality} is below {rules.min_quality}: the hash is not used for matching"
+        return [Reason("pdq.low_quality", rules.on_low_quality, Evidence(self.name, "score", quality, region=region),
+                       detail)]
+
+    def nearest(self, reference: tuple[str, str], query: Query, context: Context,
+                rules: PdqRules) -> tuple[Evidence | None, str | None, bool]:
+        """The closest of the hashes check used (its regions, variants and quality floor) to any of
+        the reference's hashes; a note when only a rotation or mirror would have matched."""
+        index = context.snapshot.pdq
+        hashes = index.codes[np.flatnonzero(index.prefix_mask(prefix(*reference)))]
+        used = query.computed["pdq.used"]
+        if not used:
+            return (None, f"the query's PDQ quality is below min_quality ({rules.min_quality}): check does not use its hash",
+                    False)
+        distance, region, variant = min(((_nearest_distance(hashes, h), region, h.variant) for region, h in used),
+                                        key=lambda f: f[0])
+        closest = Evidence(self.name, self.measure, distance, reference[0], reference[1], region, variant)
+        if rules.band(distance) or rules.dihedral:
+            return closest, None, True
+        turned = min(((_nearest_distance(hashes, h), h.variant)
+                      for h in self.compute(region.crop(query.frame), dihedral=True)[1:]), default=None)
+        if turned and rules.band(turned[0]):
+            return closest, (f"the {turned[1]} variant is {turned[0]} bits away, but this policy does not match "
+                             f"rotations and mirrors (pdq.dihedral: false)"), True
+        return closest, None, True
+
+    def holds(self, reference: tuple[str, str], context: Context) -> bool:
+        return bool(context.snapshot.pdq.prefix_mask(prefix(*reference)).any())
+
+    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
+        """Whole frames and their rotations and mirrors, within `min_similarity`."""
+        hashes = self.compute(query.frame.pixels, dihedral=True)
+        used = [(query.regions[0], h) for h in hashes if h.quality >= self.rules().min_quality]
+        return self.lookup(context, used, int((1.0 - min_similarity) * self.bits))
+
+    def similarity(self, value: float) -> float:
+        """1 - distance / 256: 1.0 is the same hash, 0.88 Meta's confident match, unrelated photos near 0.5."""
+        return 1.0 - value / self.bits
 
 
 def _nearest_distance(hashes: np.ndarray, value: PdqHash) -> int:

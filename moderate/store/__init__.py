@@ -12,10 +12,11 @@ What lives here:
 - `moderate-emb-MODEL-VERSION`: one collection per embedding model (cosine HNSW), one record per
   image of a reference, ids as above; the model's identity (name, version, dimension,
   preprocessing) is the collection's metadata, so vectors of different models never mix.
-- `moderate-keypoints`: one record per image of a reference: its local features (ORB corners and
-  descriptors, see `moderate.signals.keypoints`) as base64 in the record's document, ids as above
-  with N counting the images. Its vector is a placeholder: these records are read, never searched
-  by Chroma (the pooled descriptor index is derived, like the PDQ index).
+- one collection per stored signal (`moderate.signals.base.StoredSignal`), named by the signal:
+  `moderate-keypoints` (one record per reference image: ORB corners and descriptors as base64 in
+  the record's document), `moderate-digests` (one record per exact digest of a reference image).
+  Their vectors are placeholders: these records are read, never searched by Chroma; each signal's
+  index is derived from them, like the PDQ index.
 
 Never the images. Chroma is only imported when a store is touched: it costs over a second.
 We always pass our own vectors (Chroma's default embedding function would download a model) and
@@ -24,7 +25,6 @@ turn its telemetry off.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import uuid
@@ -34,16 +34,13 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from ..errors import ModerateError, StoreError
-from ..signals import PDQ, KeypointSet
+from ..signals import PDQ
 
 BANKS_COLLECTION = "moderate-banks"
-PDQ_COLLECTION = "moderate-pdq"
-KEYPOINTS_COLLECTION = "moderate-keypoints"
 EMBEDDING_PREFIX = "moderate-emb-"
 STATE_ID = "@state"  # bank names cannot start with "@"
 PAGE = 5000  # records per Chroma round trip; under Chroma's max batch size
 DEFAULT_TIMEOUT = 30.0  # seconds a Chroma server may take to answer one call (MODERATE_CHROMA_TIMEOUT)
-KEYPOINT_PAGE = 200  # keypoint records are ~50 kB each
 
 
 class Store:
@@ -185,32 +182,43 @@ class Store:
             col.upsert(ids=[STATE_ID], embeddings=[[1.0]], metadatas=[{"generation": generation}])
         return generation
 
-    # -- PDQ records --------------------------------------------------------------------------
+    # -- signal records (see `moderate.signals.base.StoredSignal`) ------------------------------
 
     def existing_ids(self, ids: list[str]) -> set[str]:
+        """Which of these PDQ record ids exist: every image reference has one (its first hash)."""
         found: set[str] = set()
         for start in range(0, len(ids), PAGE):
-            with self._using(PDQ_COLLECTION, "looking up references") as col:
+            with self._using(PDQ.collection, "looking up references") as col:
                 found.update(col.get(ids=ids[start : start + PAGE], include=[])["ids"])
         return found
 
-    def add_pdq(self, records: list[tuple[str, str, dict]]) -> None:
-        """Add (record id, pdq hex, metadata) records, in pages."""
-        for start in range(0, len(records), PAGE):
-            page = records[start : start + PAGE]
-            with self._using(PDQ_COLLECTION, "adding references") as col:
-                col.add(
-                    ids=[rid for rid, _, _ in page],
-                    embeddings=PDQ.to_vectors([hx for _, hx, _ in page]),
-                    metadatas=[_clean(md) for _, _, md in page],
-                )
+    def add_records(self, signal, records: list[tuple[str, object, dict]]) -> None:
+        """Add (record id, value, metadata) records of a signal, in pages."""
+        for start in range(0, len(records), signal.page):
+            page = records[start : start + signal.page]
+            with self._using(signal.collection, f"adding {signal.name} records") as col:
+                col.add(ids=[rid for rid, _, _ in page], metadatas=[_clean(md) for _, _, md in page],
+                        **signal.encode([value for _, value, _ in page]))
+
+    def records(self, signal, where: dict | None = None, ids: list[str] | None = None,
+                values: bool = True) -> Iterator[tuple[str, object, dict]]:
+        """Yield (record id, value, metadata) of a signal, optionally filtered by metadata or ids,
+        page by page; without `values`, the value is None (metadata only, much less to read)."""
+        include = [*(signal.include if values else ()), "metadatas"]
+        for got in self._pages(signal.collection, f"reading {signal.name} records", signal.page, ids=ids, where=where,
+                               include=include):
+            decoded = signal.decode(got) if values else [None] * len(got["ids"])
+            for rid, value, md in zip(got["ids"], decoded, got["metadatas"]):
+                yield rid, value, dict(md or {})
+
+    def delete_records(self, signal, ids: list[str]) -> None:
+        for start in range(0, len(ids), PAGE):
+            with self._using(signal.collection, "deleting references") as col:
+                col.delete(ids=ids[start : start + PAGE])
 
     def pdq_records(self, where: dict | None = None, ids: list[str] | None = None) -> Iterator[tuple[str, str, dict]]:
-        """Yield (record id, pdq hex, metadata), optionally filtered by metadata or ids, page by page."""
-        for got in self._pages(PDQ_COLLECTION, "reading references", PAGE, ids=ids, where=where,
-                               include=["embeddings", "metadatas"]):
-            for rid, vector, md in zip(got["ids"], got["embeddings"], got["metadatas"]):
-                yield rid, PDQ.from_vector(vector), dict(md or {})
+        """(record id, pdq hex, metadata): PDQ records carry their reference's metadata."""
+        return self.records(PDQ, where, ids)
 
     def _pages(self, collection: str, what: str, page: int, **query) -> Iterator[dict]:
         """`get` results of a collection, `page` records at a time (one Chroma call each)."""
@@ -222,14 +230,6 @@ class Store:
             if len(got["ids"]) < page:
                 return
             offset += page
-
-    def delete_pdq(self, ids: list[str]) -> None:
-        self._delete(PDQ_COLLECTION, ids)
-
-    def _delete(self, collection: str, ids: list[str]) -> None:
-        for start in range(0, len(ids), PAGE):
-            with self._using(collection, "deleting references") as col:
-                col.delete(ids=ids[start : start + PAGE])
 
     # -- embedding records --------------------------------------------------------------------------
 
@@ -260,35 +260,6 @@ class Store:
         for start in range(0, len(ids), PAGE):
             with self._embeddings(model, "deleting embeddings") as col:
                 col.delete(ids=ids[start : start + PAGE])
-
-    # -- keypoint records ---------------------------------------------------------------------------
-
-    def add_keypoints(self, records: list[tuple[str, KeypointSet, dict]]) -> None:
-        """Add (record id, keypoints, metadata) records."""
-        for start in range(0, len(records), KEYPOINT_PAGE):
-            page = records[start : start + KEYPOINT_PAGE]
-            with self._using(KEYPOINTS_COLLECTION, "adding keypoints") as col:
-                col.add(ids=[rid for rid, _, _ in page], embeddings=[[1.0]] * len(page),
-                        documents=[base64.b64encode(k.to_bytes()).decode() for _, k, _ in page],
-                        metadatas=[_clean(md) for _, _, md in page])
-
-    def keypoint_records(self, ids: list[str] | None = None) -> Iterator[tuple[str, KeypointSet]]:
-        """Yield (record id, keypoints), page by page."""
-        for got in self._pages(KEYPOINTS_COLLECTION, "reading keypoints", KEYPOINT_PAGE, ids=ids, include=["documents"]):
-            for rid, document in zip(got["ids"], got["documents"]):
-                yield rid, KeypointSet.from_bytes(base64.b64decode(document))
-
-    def image_metadata(self, ids: list[str]) -> dict[str, dict]:
-        """Metadata of keypoint records (one per reference image: bank, reference id, sha256)."""
-        out: dict[str, dict] = {}
-        for start in range(0, len(ids), PAGE):
-            with self._using(KEYPOINTS_COLLECTION, "reading keypoints") as col:
-                got = col.get(ids=ids[start : start + PAGE], include=["metadatas"])
-            out.update({rid: dict(md or {}) for rid, md in zip(got["ids"], got["metadatas"])})
-        return out
-
-    def delete_keypoints(self, ids: list[str]) -> None:
-        self._delete(KEYPOINTS_COLLECTION, ids)
 
 
 def _timed_out(exc: BaseException | None) -> bool:

@@ -15,27 +15,60 @@ import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import StoreError
-from ..ids import RecordIds
-from ..signals.keypoints import KeypointIndex
-from ..signals.pdq import CODE_BYTES, PdqIndex
+from ..signals import KEYPOINTS, PDQ, SIGNALS
+from ..signals.base import StoredSignal
 from . import Store
 
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the matcher needs, derived from the store at one generation."""
+    """What the matcher needs, derived from the store at one generation: the banks' settings and
+    each stored signal's index (`indexes[signal name]`, see `StoredSignal`)."""
 
     generation: str
     banks: dict  # name -> bank record (action, description, enabled, created_at)
-    pdq: PdqIndex
+    indexes: dict = field(default_factory=lambda: {s.name: s.index.build([]) for s in stored_signals()})
     stamp: list | None = None  # the store's stamp when saved (embedded only)
-    keypoints: KeypointIndex = field(default_factory=KeypointIndex.empty)
+
+    @property
+    def pdq(self):
+        return self.indexes[PDQ.name]
+
+    @property
+    def keypoints(self):
+        return self.indexes[KEYPOINTS.name]
+
+    def with_index(self, signal: str, index) -> "Snapshot":
+        return replace(self, indexes={**self.indexes, signal: index})
+
+
+def stored_signals() -> list[StoredSignal]:
+    """The registry's signals that keep records of their own and derive an index from them."""
+    return [signal for signal in SIGNALS.values() if isinstance(signal, StoredSignal)]
+
+
+@dataclass(frozen=True)
+class SavedFiles:
+    """One signal's files of one saved snapshot: arrays memory-mapped, blobs read, paths for lazy loads."""
+
+    dir: Path
+    stem: str  # TAG.SIGNAL
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{self.stem}-{name}"
+
+    def array(self, name: str) -> np.ndarray:
+        return np.load(self.dir / f"{self.stem}-{name}.npy", mmap_mode="r")
+
+    def blob(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
 
 
 class Catalog:
@@ -74,14 +107,9 @@ class Catalog:
 
     def _rebuild(self, generation: str) -> Snapshot:
         banks = self.store.bank_records()
-        ids: list[str] = []
-        codes: list[bytes] = []
-        for rid, hex_value, _ in self.store.pdq_records():
-            ids.append(rid)
-            codes.append(bytes.fromhex(hex_value))
-        array = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, CODE_BYTES)
-        keypoints = KeypointIndex.build(list(self.store.keypoint_records()))
-        return Snapshot(generation, banks, PdqIndex.build(array, ids), keypoints=keypoints)
+        indexes = {signal.name: signal.index.build([(rid, value) for rid, value, _ in self.store.records(signal)])
+                   for signal in stored_signals()}
+        return Snapshot(generation, banks, indexes)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -132,45 +160,28 @@ class Catalog:
         """The saved snapshot, or None when absent or inconsistent (then it is rebuilt)."""
         try:
             meta = json.loads((self.dir / "snapshot.json").read_text())
-            tag = meta["tag"]
-            arrays = {name: np.load(self.dir / f"{tag}.{name}.npy", mmap_mode="r") for name in _ARRAYS}
-            blobs = {name: (self.dir / f"{tag}.{name}").read_bytes() for name in _BLOBS}
-            pdq = PdqIndex(arrays["pdq-codes"], RecordIds(arrays["pdq-offsets"], blobs["pdq-ids"]))
-            keypoints = KeypointIndex(RecordIds(arrays["kp-offsets"], blobs["kp-ids"]), arrays["kp-sizes"],
-                                      arrays["kp-descriptors"], arrays["kp-points"], arrays["kp-owner"],
-                                      arrays["kp-mirrored"])
-            keypoints.load_from(self.dir / f"{tag}.kp-ivf")
+            indexes = {signal.name: signal.index.load(SavedFiles(self.dir, f"{meta['tag']}.{signal.name}"))
+                       for signal in stored_signals()}
         except (ValueError, KeyError, TypeError, OSError):
             return None
-        consistent = (
-            pdq.codes.ndim == 2 and pdq.codes.shape[1] == CODE_BYTES and len(pdq.records) == len(pdq.codes)
-            and int(pdq.records.offsets[-1]) == len(pdq.records.blob)
-            and len(keypoints.images) == len(keypoints.sizes)
-            and int(keypoints.images.offsets[-1]) == len(keypoints.images.blob)
-            and len({len(keypoints.descriptors), len(keypoints.points), len(keypoints.owner), len(keypoints.mirrored)}) == 1
-        )
-        if not consistent:
-            return None
-        return Snapshot(meta["generation"], meta["banks"], pdq, meta.get("stamp"), keypoints)
+        return Snapshot(meta["generation"], meta["banks"], indexes, meta.get("stamp"))
 
     def _save(self, snapshot: Snapshot) -> None:
         """Write each file under a temporary name and rename it, `snapshot.json` last."""
         tag = "s" + hashlib.sha256(snapshot.generation.encode()).hexdigest()[:16]
         pending = f".{os.getpid()}.tmp"
-        pdq, kp = snapshot.pdq, snapshot.keypoints
-        arrays = {"pdq-codes": pdq.codes, "pdq-offsets": pdq.records.offsets, "kp-offsets": kp.images.offsets,
-                  "kp-sizes": kp.sizes, "kp-descriptors": kp.descriptors, "kp-points": kp.points,
-                  "kp-owner": kp.owner, "kp-mirrored": kp.mirrored}
-        blobs = {"pdq-ids": pdq.records.blob, "kp-ids": kp.images.blob}
-        files = [(f"{name}.npy", lambda f, a=array: np.save(f, np.asarray(a))) for name, array in arrays.items()]
-        files += [(name, lambda f, b=blob: f.write(bytes(b))) for name, blob in blobs.items()]
-        if len(kp.descriptors) >= KeypointIndex.IVF_FROM:
-            files.append(("kp-ivf", lambda f: f.write(_ivf_bytes(kp))))
-        for name, write in files:
-            target = self.dir / f"{tag}.{name}"
-            with open(str(target) + pending, "wb") as fh:
-                write(fh)
-            os.replace(str(target) + pending, target)
+        for signal_name, index in snapshot.indexes.items():
+            files = SavedFiles(self.dir, f"{tag}.{signal_name}")
+            for name, value in index.arrays().items():
+                target = files.path(name)
+                if isinstance(value, np.ndarray):
+                    target = target.with_name(target.name + ".npy")
+                with open(str(target) + pending, "wb") as fh:
+                    if isinstance(value, np.ndarray):
+                        np.save(fh, np.asarray(value))
+                    else:  # bytes, or a function making them (a trained index, serialized only when saved)
+                        fh.write(bytes(value() if callable(value) else value))
+                os.replace(str(target) + pending, target)
         stamp = self.store.stamp()
         meta = {"generation": snapshot.generation, "tag": tag, "stamp": stamp, "banks": snapshot.banks}
         tmp = self.dir / f"snapshot.json{pending}"
@@ -181,16 +192,6 @@ class Catalog:
             stale = old.name.startswith(("s", "pdq-")) and not old.name.startswith(f"{tag}.")
             if (stale or old.name.endswith(".tmp")) and old.name != "snapshot.json":
                 old.unlink(missing_ok=True)
-
-
-def _ivf_bytes(keypoints: KeypointIndex) -> bytes:
-    import faiss
-
-    return faiss.serialize_index_binary(keypoints._faiss()).tobytes()
-
-
-_ARRAYS = ("pdq-codes", "pdq-offsets", "kp-offsets", "kp-sizes", "kp-descriptors", "kp-points", "kp-owner", "kp-mirrored")
-_BLOBS = ("pdq-ids", "kp-ids")
 
 
 @dataclass

@@ -18,6 +18,7 @@ corners, from which the image cannot be rebuilt.
 """
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -28,7 +29,7 @@ from ...evidence import Evidence
 from ...ids import prefix, split_record_id
 from ...regions import Region
 from ...rules import Band, Fields, SignalRules
-from ..base import Context, Query, Signal
+from ..base import Context, Query, ReferenceImage, StoredSignal
 from .features import DESCRIPTOR_BYTES, KeypointSet, grayscale, orb
 from .index import KeypointIndex
 from .verification import localize, retrieve
@@ -69,13 +70,17 @@ class KeypointRules(SignalRules):
 MIN_INLIERS = 8  # fewer inliers happen by chance between unrelated photos
 
 
-class KeypointSignal(Signal):
+class KeypointSignal(StoredSignal):
     """Computes ORB keypoints of a picture (RGB uint8) in its own pixel coordinates, and finds and
     localizes references in a query with them."""
 
     name = "keypoints"
     measure = "inliers"
     rules: ClassVar[type[KeypointRules]] = KeypointRules
+    collection = "moderate-keypoints"
+    index = KeypointIndex
+    page = 200  # keypoint records are ~50 kB each
+    include = ("documents",)
     query_features = 1500
     reference_features = 500
     reference_size = 640  # references are described at this longest side; queries at the working size
@@ -97,6 +102,20 @@ class KeypointSignal(Signal):
         factor = width / gray.shape[1]
         return KeypointSet(width, height, points * factor, descriptors, mirror_points * factor, mirror_descriptors)
 
+
+    # -- storage (see `moderate.signals.base.StoredSignal`) -------------------------------------
+
+    def reference_values(self, image: ReferenceImage) -> list[KeypointSet]:
+        """One image's worth of corners: later frames of an animation add only hashes."""
+        if image.frame.index != 0:
+            return []
+        return [self.reference(image.box.crop(image.frame), image.box.w, image.box.h)]
+
+    def encode(self, values: list[KeypointSet]) -> dict:
+        return {"embeddings": [[1.0]] * len(values), "documents": [base64.b64encode(k.to_bytes()).decode() for k in values]}
+
+    def decode(self, page: dict) -> list[KeypointSet]:
+        return [KeypointSet.from_bytes(base64.b64decode(document)) for document in page["documents"]]
 
     # -- matching (see `moderate.signals.base`) -------------------------------------------------
 
@@ -143,9 +162,8 @@ class KeypointSignal(Signal):
             best = max(verified, key=lambda e: e.inliers)
             return Evidence(self.name, self.measure, best.inliers, *reference, best.region, best.variant, best.inliers,
                             best.polygon), None, True
-        if self.name not in query.computed:
-            off = "keypoint matching is off in this policy" if not rules.enabled else "check did not run keypoint matching"
-            return None, off, False
+        if self.name not in query.computed:  # no bank this policy uses holds keypoints
+            return None, "check did not run keypoint matching", False
         index = context.snapshot.keypoints
         images = np.flatnonzero(index.images.prefix_mask(prefix(*reference)))
         found = [f for f in (localize(index, int(i), query.computed[self.name]) for i in images) if f is not None]

@@ -1,0 +1,161 @@
+"""Exact digests: a byte-identical (or pixel-identical) re-upload of a reference is always found.
+
+Perceptual signals can miss what they cannot describe: a flat picture has no usable PDQ hash and
+no corners. An exact digest has no such limit and costs one hash-table probe, so it is looked up
+first. Three digests of each reference image:
+- `sha256` of the file's bytes;
+- `md5` of the file's bytes, as in python-threatexchange's `photo_md5` and HMA's MD5 signal (what
+  industry lists carry next to PDQ);
+- `pixels`: SHA-256 of the decoded pixels at the working size, with their shape, so the same
+  picture re-saved without its metadata (or in another lossless container) is found too. It
+  depends on the decoder, which references and queries share.
+
+Evidence has distance 0 and the digest's kind as its variant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from ..evidence import Evidence
+from ..ids import RecordIds, prefix, split_record_id
+from ..rules import Band, Fields, SignalRules
+from .base import Context, Query, ReferenceImage, StoredSignal
+
+KEY_BYTES = 16  # of SHA-256(kind:digest): collisions at 2^-64 for 10^10 records
+KINDS = ("sha256", "md5", "pixels")
+
+
+@dataclass(frozen=True)
+class DigestRules(SignalRules):
+    """The `digest:` section: an exact copy of a reference takes the bank's action by default."""
+
+    bands: tuple[Band, ...] = (Band(0, "bank", "digest.exact"),)
+
+    @classmethod
+    def read_bound(cls, fields: Fields) -> int:
+        return fields.integer(cls.bound_field, None, 0, 0)
+
+
+@dataclass(frozen=True, eq=False)
+class DigestIndex:
+    """Exact lookup of digest keys: position i is record `record_ids.id_at(i)`."""
+
+    keys: np.ndarray = field(repr=False)  # (N, KEY_BYTES) uint8
+    record_ids: RecordIds = field(repr=False)
+
+    @classmethod
+    def build(cls, records: list[tuple[str, tuple[str, str]]]) -> "DigestIndex":
+        """From (record id, (kind, hex digest)) pairs."""
+        return cls(_keys([value for _, value in records]), RecordIds.build([rid for rid, _ in records]))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def appended(self, records: list[tuple[str, tuple[str, str]]]) -> "DigestIndex":
+        grown = DigestIndex.build(records)
+        return DigestIndex(np.concatenate([self.keys, grown.keys]),
+                           self.record_ids.appended([rid for rid, _ in records]))
+
+    def without(self, drop: np.ndarray) -> "DigestIndex":
+        keep = ~np.asarray(drop, dtype=bool)
+        return DigestIndex(np.ascontiguousarray(self.keys[keep]), self.record_ids.kept(keep))
+
+    def positions(self, values: list[tuple[str, str]]) -> list[list[int]]:
+        """For each (kind, digest), the positions holding it."""
+        if not len(self) or not values:
+            return [[] for _ in values]
+        ordered_keys = self.keys.view(f"V{KEY_BYTES}").ravel()
+        order = self.__dict__.get("_order")
+        if order is None:
+            order = np.argsort(ordered_keys, kind="stable")
+            object.__setattr__(self, "_order", order)
+        sorted_keys = ordered_keys[order]
+        wanted = _keys(values).view(f"V{KEY_BYTES}").ravel()
+        low, high = np.searchsorted(sorted_keys, wanted, "left"), np.searchsorted(sorted_keys, wanted, "right")
+        return [order[a:b].tolist() for a, b in zip(low, high)]
+
+    def arrays(self) -> dict:
+        return {"keys": self.keys, "offsets": self.record_ids.offsets, "ids": self.record_ids.blob}
+
+    @classmethod
+    def load(cls, files) -> "DigestIndex":
+        index = cls(files.array("keys"), RecordIds(files.array("offsets"), files.blob("ids")))
+        index.record_ids.check()
+        if index.keys.ndim != 2 or index.keys.shape[1] != KEY_BYTES or len(index.keys) != len(index.record_ids):
+            raise ValueError("digest index files do not agree")
+        return index
+
+
+def _keys(values: list[tuple[str, str]]) -> np.ndarray:
+    raw = b"".join(hashlib.sha256(f"{kind}:{digest}".encode()).digest()[:KEY_BYTES] for kind, digest in values)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, KEY_BYTES)
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    return hashlib.sha256(repr(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+class DigestSignal(StoredSignal):
+    """SHA-256 and MD5 of the file, SHA-256 of the decoded pixels; exact lookups only."""
+
+    name = "digest"
+    measure = "distance"
+    rules: ClassVar[type[DigestRules]] = DigestRules
+    collection = "moderate-digests"
+    index = DigestIndex
+    include = ()  # the digest is the record's metadata, always read
+
+    def values(self, data: bytes, pixels: np.ndarray | None) -> list[tuple[str, str]]:
+        """The digests of a file (and of one decoded frame's pixels)."""
+        out = [("sha256", hashlib.sha256(data).hexdigest()), ("md5", hashlib.md5(data, usedforsecurity=False).hexdigest())]
+        return out + ([("pixels", pixel_digest(pixels))] if pixels is not None else [])
+
+    # -- storage ------------------------------------------------------------------------------------
+
+    def reference_values(self, image: ReferenceImage) -> list[tuple[str, str]]:
+        """The file's digests once per image; the pixels' of the part that is the reference."""
+        if image.frame.index != 0:
+            return [("pixels", pixel_digest(image.box.crop(image.frame)))]
+        return self.values(image.media.data, image.box.crop(image.frame))
+
+    def encode(self, values: list[tuple[str, str]]) -> dict:
+        return {"embeddings": [[1.0]] * len(values)}
+
+    def decode(self, page: dict) -> list[tuple[str, str]]:
+        return [(md["kind"], md["digest"]) for md in page["metadatas"]]
+
+    def record_metadata(self, value: tuple[str, str]) -> dict:
+        return {"kind": value[0], "digest": value[1]}
+
+    # -- matching -----------------------------------------------------------------------------------
+
+    def find(self, query: Query, context: Context, rules: DigestRules) -> list[Evidence]:
+        media, frame = query.media, query.frame
+        if media is None or not context.banks:
+            return []
+        wanted = self.values(media.data, frame.pixels) if frame.index == 0 else [("pixels", pixel_digest(frame.pixels))]
+        index = context.snapshot.indexes[self.name]
+        found = []
+        for (kind, _), positions in zip(wanted, index.positions(wanted)):
+            for position in positions:
+                bank, reference_id = split_record_id(index.record_ids.id_at(position))
+                if bank in context.banks:
+                    found.append(Evidence(self.name, self.measure, 0, bank, reference_id, query.regions[0], kind))
+        return found
+
+    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
+        return self.find(query, context, self.rules())
+
+    def similarity(self, value: float) -> float:
+        return 1.0  # only exact copies are found
+
+    def holds(self, reference: tuple[str, str], context: Context) -> bool:
+        return bool(context.snapshot.indexes[self.name].record_ids.prefix_mask(prefix(*reference)).any())
+
+
+DIGEST = DigestSignal()
