@@ -96,7 +96,7 @@ def check(
         if as_json:
             _out(json.dumps({**verdict.to_dict(), **_images_of(engine, sources, verdict)}, separators=(",", ":")))
         else:
-            _print_verdict(_console(), verdict)
+            _print_verdict(_console(), verdict, frame=False)  # frames of several images: no one frame number
         raise typer.Exit(verdict.exit_code)
     raise typer.Exit(EXIT_CODES[_check_and_print(engine, sources, as_json, workers)])
 
@@ -193,10 +193,10 @@ def _check_and_print(engine, sources: list[str], as_json: bool, workers: int | N
     return worst(verdicts)
 
 
-def _print_verdict(console, verdict: Verdict) -> None:
+def _print_verdict(console, verdict: Verdict, frame: bool = True) -> None:
     from rich.text import Text
 
-    frame = f"#{verdict.frame}" if verdict.frames > 1 else ""
+    frame = f"#{verdict.frame}" if frame and verdict.frames > 1 else ""
     line = Text(f"{verdict.verdict.upper():<6} ", style=COLORS[verdict.verdict])
     line.append(f"{verdict.source}{frame}")
     if verdict.error:

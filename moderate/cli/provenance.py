@@ -49,7 +49,7 @@ def keys_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
 @keys_app.command("trust")
 def keys_trust(
     ctx: typer.Context,
-    public_key: str = typer.Argument(..., metavar="PUBLIC_KEY_FILE_OR_KEY_NAME",
+    public_key: str = typer.Argument(..., metavar="PUBLIC_KEY",
                                      help="A PEM public key file, or the name of an own key (moderate keys list)."),
     name: Optional[str] = typer.Option(None, "--name", metavar="IDENTITY",
                                        help="The signer identity this key stands for (default for an own key: its signer)."),
