@@ -274,6 +274,12 @@ def test_progress_goes_to_a_terminal_on_stderr_and_never_into_json(data_dir, fla
     piped = run_cli("bank", "add", "TERROR", str(flagged_folder), "--recursive", "--id", "again", data_dir=data_dir)
     assert piped.returncode == 0 and piped.stderr == b""  # not a terminal: no bar
 
+    hashes = tmp_path / "hashes.txt"
+    hashes.write_bytes(run_cli("bank", "export", "TERROR", "--format", "txt", data_dir=data_dir).stdout)
+    assert run_cli("bank", "create", "COPY", data_dir=data_dir).returncode == 0
+    imported, terminal = _on_a_terminal("bank", "import", "COPY", str(hashes), data_dir=data_dir)
+    assert imported.returncode == 0 and imported.stdout.startswith(b"imported ") and b"importing hashes" in terminal
+
     library = tmp_path / "library"
     shutil.copytree(flagged_folder, library)
     shutil.copy(library / "rocket.png", library / "rocket-copy.png")
