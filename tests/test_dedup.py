@@ -102,3 +102,37 @@ def test_worker_processes_find_the_same_groups(tmp_path, photos):
     assert len(alone) == 7 and all(len(g.duplicates) == 9 for g in alone)
     assert [(g.keeper.path, [d.item.path for d in g.duplicates]) for g in alone] == \
            [(g.keeper.path, [d.item.path for d in g.duplicates]) for g in together]
+
+
+def test_html_report_shows_each_keeper_beside_its_duplicates(tmp_path, photos):
+    import base64
+    import html
+    import re
+
+    folder = _library(tmp_path, photos)
+    odd = folder / "trip" / 'rocket <b>&"odd"\'.jpg'  # a file name that is markup if not escaped
+    Image.open(folder / "rocket.png").resize((400, 266)).save(odd, quality=85)
+    page_file = tmp_path / "report.html"
+    out = run_cli("dedup", str(folder), "--json", "--html", str(page_file))
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()]  # --json on stdout is untouched
+    page = page_file.read_text(encoding="utf-8")
+    groups = [json.loads(line) for line in out.stdout.splitlines()]
+    sections = page.split("<section>")[1:]
+    assert len(sections) == len(groups) == 2
+    for group, section in zip(groups, sections):
+        keep, *duplicates = re.findall(r'<figure class="(keep|duplicate)">.*?<span class="path">(.*?)</span>', section)
+        assert keep == ("keep", html.escape(group["keeper"]["path"]))
+        assert sorted(duplicates) == sorted(("duplicate", html.escape(d["path"])) for d in group["duplicates"])
+    assert html.escape(str(odd)) in page and "<b>&" not in page  # escaped, never raw
+    pictures = re.findall(r'<img src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(pictures) == sum(1 + len(g["duplicates"]) for g in groups)
+    thumb = Image.open(io.BytesIO(base64.b64decode(pictures[0])))
+    assert thumb.format == "JPEG" and max(thumb.size) <= dedup.THUMBNAIL
+    assert not re.search(r'(src|href)="(?!data:)', page) and "url(" not in page  # self-contained: nothing fetched
+
+    # written before acting, so the page still shows the duplicates that --delete removes
+    deleted = run_cli("dedup", str(folder), "--html", str(page_file), "--delete", "--yes")
+    assert deleted.returncode == 0 and not odd.exists()
+    assert html.escape(str(odd)) in page_file.read_text(encoding="utf-8")
+    assert page_file.read_text(encoding="utf-8").count("data:image/jpeg;base64,") == len(pictures)

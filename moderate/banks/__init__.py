@@ -293,12 +293,13 @@ class Banks:
         metadata: dict | None = None,
         skip_invalid: bool = False,
         region: str | None = None,
+        progress=None,
     ) -> AddReport:
         """Hash image files and add each as a reference; all or nothing unless `skip_invalid`.
 
         With `reference_id`, all the files are images of that one reference. With `region`
         (`x,y,w,h` in pixels or fractions), only that part of each image is the reference: a logo,
-        a symbol, one panel.
+        a symbol, one panel. `progress(done, total)` is called after each reference is hashed.
         """
         self._record(self.catalog.current(), bank)  # before hashing what could not be added
         files = image_files(paths, recursive)
@@ -312,11 +313,13 @@ class Banks:
         base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
         references: list[Reference] = []
         problems: list[Problem] = []
-        for ref_id, group in groups.items():
+        for done, (ref_id, group) in enumerate(groups.items(), 1):
             try:
                 references.append(self._reference_from_images(bank, group, ref_id, base, region))
             except (MediaError, BankError) as exc:
                 problems.append(Problem(str(group[0]), str(exc)))
+            if progress:
+                progress(done, len(groups))
         if problems and not skip_invalid:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise BankError(f"{problems[0].message}{more}; nothing added (--skip-invalid adds the rest)")
@@ -424,12 +427,13 @@ class Banks:
             return self._delete_prefix(write, prefix(bank, reference_id), write.snapshot.banks[bank])
 
     def reembed(self, bank: str, model: str, paths: Iterable[str | os.PathLike], recursive: bool = True,
-                skip_missing: bool = False) -> ReembedReport:
+                skip_missing: bool = False, progress=None) -> ReembedReport:
         """Move a bank to another embedding model (or give it one).
 
         Banks keep no images, so the images come from `paths` again: each reference image is found
         by the sha256 of its bytes, recorded when it was added. All or nothing unless `skip_missing`
         (images not found then lose their embedding; PDQ and keypoints still match them).
+        `progress(done, total)` is called after each image is embedded.
         """
         snapshot = self.catalog.current()
         record = self._record(snapshot, bank)
@@ -460,6 +464,8 @@ class Banks:
             (vector,) = embedder.compute([box.crop(frame)])
             bank_name, reference_id = split_record_id(rid)
             vectors.append((rid, [float(x) for x in vector], {"bank": bank_name, "reference_id": reference_id}))
+            if progress:
+                progress(len(vectors), len(found))
         with self.catalog.writing() as write:
             current = self._record(write.snapshot, bank)
             write.touch()
@@ -472,6 +478,14 @@ class Banks:
             write.update(replace(write.snapshot, banks={**write.snapshot.banks, bank: updated}))
         return ReembedReport(len(vectors), tuple(split_record_id(rid)[1] for rid in missing), new["embedding_key"],
                              record.get("embedding_key"))
+
+    def reference_ids(self, bank: str) -> list[str]:
+        """The ids of a bank's references, sorted, from the derived index (no Chroma read)."""
+        snapshot = self.catalog.current()
+        self._record(snapshot, bank)
+        index = snapshot.pdq
+        first = np.flatnonzero(index.bank_mask(bank) & index.first_hash_mask())
+        return sorted(split_record_id(index.id_at(int(p)))[1] for p in first)
 
     def references(self, bank: str) -> Iterator[Reference]:
         """Every reference of a bank, read from Chroma (the system of record)."""

@@ -10,14 +10,14 @@ import sys
 
 from ..errors import ModerateError
 from . import banks, check, provenance, queue, service  # noqa: F401 (each registers its commands)
-from .common import _err, app
+from .common import _err, app, command
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     try:
-        app(prog_name="moderate")
+        command()(prog_name="moderate")
     except ModerateError as exc:
         _err(f"error: {exc}")
         sys.exit(1)

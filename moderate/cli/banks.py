@@ -10,21 +10,27 @@ from typing import List, Optional
 import typer
 
 from ..errors import ModerateError
-from .common import _engine, _err, _out, app
+from .common import _engine, _err, _out, app, choices, progress
 
 bank_app = typer.Typer(help="Create banks of flagged references and fill them.", no_args_is_help=True)
 app.add_typer(bank_app, name="bank")
+
+Action = choices("..banks", "ACTIONS")
+Kind = choices("..banks", "KINDS")
+HashListFormat = choices("..banks.hashlist", "FORMATS")
+BANK = typer.Argument(..., metavar="BANK", help="The bank's name (see `moderate bank list`).")
+NAME = typer.Argument(..., metavar="NAME", help="The bank's name (see `moderate bank list`).")
 
 
 @bank_app.command("create")
 def bank_create(
     ctx: typer.Context,
-    name: str,
-    action: str = typer.Option("block", "--action", help="Default action for matches: block or review."),
+    name: str = typer.Argument(..., metavar="NAME", help="1-64 letters, digits, '_', '-' or '.'."),
+    action: Action = typer.Option("block", "--action", help="Default action for matches."),
     description: str = typer.Option("", "--description", help="What the bank holds and why."),
-    kind: str = typer.Option("flagged", "--kind", help="flagged, or originals (registered signed originals)."),
+    kind: Kind = typer.Option("flagged", "--kind", help="flagged; originals (registered signed originals); allowlist (known false positives)."),
     embedding: bool = typer.Option(False, "--embedding", help="Also store embeddings (similar-content matching and search)."),
-    model: Optional[str] = typer.Option(None, "--model", help="With --embedding: efficientnet-lite0 (default) or a Hugging Face model folder."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="MODEL", help="With --embedding: efficientnet-lite0 (default) or a Hugging Face model folder."),
 ):
     """Create a bank."""
     from ..signals.embedding import DEFAULT_MODEL
@@ -38,14 +44,14 @@ def bank_create(
 @bank_app.command("add")
 def bank_add(
     ctx: typer.Context,
-    bank: str,
-    paths: List[Path] = typer.Argument(..., help="Image files or folders."),
+    bank: str = BANK,
+    paths: List[Path] = typer.Argument(..., metavar="PATH", help="Image files or folders."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
-    reference_id: Optional[str] = typer.Option(None, "--id", help="Reference id; with several files, they are all images of this one reference."),
-    region: Optional[str] = typer.Option(None, "--region", help="Only this part of each image is the reference: x,y,w,h in pixels or fractions (0.5,0,0.5,1)."),
-    source_url: Optional[str] = typer.Option(None, "--source-url", help="Where the flagged item was found."),
-    note: Optional[str] = typer.Option(None, "--note", help="Free text kept with the references."),
-    added_by: Optional[str] = typer.Option(None, "--added-by", help="Who adds them (default: your user name)."),
+    reference_id: Optional[str] = typer.Option(None, "--id", metavar="ID", help="Reference id; with several files, they are all images of this one reference."),
+    region: Optional[str] = typer.Option(None, "--region", metavar="X,Y,W,H", help="Only this part of each image is the reference: in pixels or fractions (0.5,0,0.5,1)."),
+    source_url: Optional[str] = typer.Option(None, "--source-url", metavar="URL", help="Where the flagged item was found."),
+    note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="Free text kept with the references."),
+    added_by: Optional[str] = typer.Option(None, "--added-by", metavar="NAME", help="Who adds them (default: your user name)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Add the readable files, report the others."),
     as_json: bool = typer.Option(False, "--json", help="Report as JSON."),
 ):
@@ -53,8 +59,10 @@ def bank_add(
     metadata = {"source_url": source_url, "note": note}
     if added_by:
         metadata["added_by"] = added_by
-    report = _engine(ctx).banks.add(bank, paths, recursive=recursive, reference_id=reference_id,
-                                    metadata=metadata, skip_invalid=skip_invalid, region=region)
+    engine = _engine(ctx)
+    with progress("hashing references") as advance:
+        report = engine.banks.add(bank, paths, recursive=recursive, reference_id=reference_id,
+                                  metadata=metadata, skip_invalid=skip_invalid, region=region, progress=advance)
     for problem in report.skipped:
         _err(f"skipped: {problem.message}")
     if as_json:
@@ -67,14 +75,16 @@ def bank_add(
 @bank_app.command("reembed")
 def bank_reembed(
     ctx: typer.Context,
-    bank: str,
-    model: str = typer.Option(..., "--model", help="efficientnet-lite0, or a Hugging Face model folder."),
-    sources: List[Path] = typer.Option(..., "--from", help="Folders (or files) holding the bank's images again; repeatable."),
+    bank: str = BANK,
+    model: str = typer.Option(..., "--model", metavar="MODEL", help="efficientnet-lite0, or a Hugging Face model folder."),
+    sources: List[Path] = typer.Option(..., "--from", metavar="PATH", help="Folders (or files) holding the bank's images again; repeatable."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Re-embed the images found; the others lose their embedding."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Report as JSON."),
 ):
     """Give a bank embeddings of another model (banks keep no images: they are found again by sha256)."""
-    report = _engine(ctx).banks.reembed(bank, model, sources, skip_missing=skip_missing)
+    engine = _engine(ctx)
+    with progress("re-embedding") as advance:
+        report = engine.banks.reembed(bank, model, sources, skip_missing=skip_missing, progress=advance)
     if as_json:
         _out(json.dumps({"bank": bank, "model": report.model, "previous": report.previous,
                          "reembedded": report.reembedded, "missing": list(report.missing)}))
@@ -86,11 +96,11 @@ def bank_reembed(
 @bank_app.command("import")
 def bank_import(
     ctx: typer.Context,
-    bank: str,
+    bank: str = BANK,
     hash_list: str = typer.Argument(..., metavar="FILE", help="Hash list file, or - for standard input."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv (ThreatExchange dataset) or txt ('pdq HEX' lines); default: detected."),
+    fmt: Optional[HashListFormat] = typer.Option(None, "--format", help="csv (ThreatExchange dataset) or txt ('pdq HEX' lines); default: detected."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the valid lines, report the others."),
-    note: Optional[str] = typer.Option(None, "--note", help="Free text kept with the imported references."),
+    note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="Free text kept with the imported references."),
 ):
     """Import hashes without images (industry hash lists)."""
     if hash_list == "-":
@@ -100,8 +110,10 @@ def bank_import(
             text, source = Path(hash_list).read_text(encoding="utf-8-sig"), hash_list
         except (OSError, UnicodeDecodeError) as exc:
             raise ModerateError(f"{hash_list}: cannot read hash list: {getattr(exc, 'strerror', None) or exc}") from None
-    report = _engine(ctx).banks.import_hashes(bank, text, source=source, fmt=fmt, skip_invalid=skip_invalid,
-                                              metadata={"note": note})
+    engine = _engine(ctx)
+    with progress("importing hashes", steps=False):  # one write to the store: timed, not counted
+        report = engine.banks.import_hashes(bank, text, source=source, fmt=fmt, skip_invalid=skip_invalid,
+                                            metadata={"note": note})
     for problem in report.skipped:
         _err(f"skipped {problem.source}: {problem.message}")
     _out(f"imported {report.imported} hashes into {bank}; {report.already_present} already present"
@@ -111,16 +123,16 @@ def bank_import(
 @bank_app.command("export")
 def bank_export(
     ctx: typer.Context,
-    bank: str,
-    fmt: str = typer.Option("csv", "--format", help="csv (with metadata) or txt ('pdq HEX' lines)."),
+    bank: str = BANK,
+    fmt: HashListFormat = typer.Option("csv", "--format", help="csv (with metadata) or txt ('pdq HEX' lines)."),
 ):
     """Write a bank's hashes to standard output."""
     _engine(ctx).banks.export(bank, sys.stdout, fmt)
 
 
 @bank_app.command("list")
-def bank_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
-    """List banks with their action, state and size."""
+def bank_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="A JSON list of banks.")):
+    """List banks with their action, state and size (`bank refs BANK` lists a bank's references)."""
     banks = _engine(ctx).banks.list()
     if as_json:
         _out(json.dumps([b.to_dict() for b in banks]))
@@ -131,21 +143,22 @@ def bank_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
 
 
 @bank_app.command("enable")
-def bank_enable(ctx: typer.Context, name: str):
+def bank_enable(ctx: typer.Context, name: str = NAME):
     """Use a bank in checks again."""
     _engine(ctx).banks.enable(name)
     _out(f"enabled bank {name}")
 
 
 @bank_app.command("disable")
-def bank_disable(ctx: typer.Context, name: str):
+def bank_disable(ctx: typer.Context, name: str = NAME):
     """Stop using a bank in checks (its references are kept)."""
     _engine(ctx).banks.disable(name)
     _out(f"disabled bank {name}")
 
 
 @bank_app.command("remove")
-def bank_remove(ctx: typer.Context, bank: str, reference_id: str = typer.Argument(..., metavar="REF_ID")):
+def bank_remove(ctx: typer.Context, bank: str = BANK,
+                reference_id: str = typer.Argument(..., metavar="REF_ID", help="The reference's id (see `moderate bank refs BANK`).")):
     """Remove one reference from a bank."""
     removed = _engine(ctx).banks.remove(bank, reference_id)
     _out(f"removed {reference_id} ({removed} hashes) from {bank}")
@@ -154,7 +167,7 @@ def bank_remove(ctx: typer.Context, bank: str, reference_id: str = typer.Argumen
 @bank_app.command("delete")
 def bank_delete(
     ctx: typer.Context,
-    name: str,
+    name: str = NAME,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ):
     """Delete a bank and all its references."""
@@ -166,3 +179,17 @@ def bank_delete(
         typer.confirm(f"Delete bank {name} and its {bank.references} references?", abort=True)
     removed = engine.banks.delete(name)
     _out(f"deleted bank {name} ({removed} hashes)")
+
+
+@bank_app.command("refs")
+def bank_refs(ctx: typer.Context, bank: str = BANK,
+              as_json: bool = typer.Option(False, "--json", help='One JSON object: {"bank", "references"}.')):
+    """List a bank's reference ids, one per line (what `explain`, `bank remove` and `search` name)."""
+    ids = _engine(ctx).banks.reference_ids(bank)
+    if as_json:
+        _out(json.dumps({"bank": bank, "references": ids}))
+        return
+    for reference_id in ids:
+        _out(reference_id)
+    if not ids:
+        _err(f"bank {bank} holds no references")

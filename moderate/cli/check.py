@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,31 +12,43 @@ import typer
 
 from ..errors import ModerateError
 from ..verdict import EXIT_CODES, Verdict, worst
-from .common import COLORS, _engine, _err, _out, app
+from .common import COLORS, _console, _engine, _err, _out, app, choices, progress
+
+HashSignal = choices("..engine.search", "SIGNALS", without=("auto",))  # what an image has a value of
+SearchSignal = choices("..engine.search", "SIGNALS")
+DedupSignal = choices("..engine.dedup", "SIGNALS")
+POLICY = typer.Option(None, "--policy", "-p", metavar="FILE", help="Policy file (default: built-in default).")
+WORKERS = typer.Option(None, "--workers", "-w", min=1, metavar="N", help="Parallel workers (default: cores).")
+ENQUEUE = typer.Option(False, "--enqueue", help="Put review verdicts (with the image) on the review queue.")
 
 
 @app.command("hash")
 def hash_cmd(
     ctx: typer.Context,
-    images: List[str] = typer.Argument(..., help="Image files, or - for standard input."),
+    images: List[str] = typer.Argument(..., metavar="IMAGE", help="Image files (folders with --recursive), or - for standard input."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per frame."),
     dihedral: bool = typer.Option(False, "--dihedral", help="Also the 8 rotations and flips."),
-    signal: str = typer.Option("pdq", "--signal", help="pdq, or embedding (a deep feature vector)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Embedding model: efficientnet-lite0 (default) or a Hugging Face folder."),
+    signal: HashSignal = typer.Option("pdq", "--signal", help="pdq, or embedding (a deep feature vector)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="MODEL", help="Embedding model: efficientnet-lite0 (default) or a Hugging Face folder."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Hash every file in the folders named, at all levels."),
 ):
     """Print the signals of images (no store needed)."""
+    from ..engine import expand_inputs
+    from ..media import describe
+
     engine = _engine(ctx)
-    if signal not in ("pdq", "embedding"):
-        raise ModerateError(f"--signal must be pdq or embedding, got {signal!r}")
+    sources = expand_inputs(images, recursive=True) if recursive else images
+    if not sources:
+        raise ModerateError(f"{', '.join(images)}: no files to hash")
     failed: list[str] = []
-    for image, embeddings in _each_input(images if signal == "embedding" else [], lambda i: engine.embed(i, model), failed):
+    for image, embeddings in _each_input(sources if signal == "embedding" else [], lambda i: engine.embed(i, model), failed):
         for frame, embedding in enumerate(embeddings):
             if as_json:
-                _out(json.dumps({"source": image, "frame": frame, **embedding.to_dict()}))
+                _out(json.dumps({"source": describe(image), "frame": frame, **embedding.to_dict()}))
             else:
                 head = " ".join(f"{v:.4f}" for v in embedding.vector[:4])
-                _out(f"embedding {embedding.model.key} dim={embedding.model.dimension} [{head} ...] {image}#{frame}")
-    for image, hashed in _each_input(images if signal == "pdq" else [], lambda i: engine.hash(i, dihedral=dihedral), failed):
+                _out(f"embedding {embedding.model.key} dim={embedding.model.dimension} [{head} ...] {describe(image)}#{frame}")
+    for image, hashed in _each_input(sources if signal == "pdq" else [], lambda i: engine.hash(i, dihedral=dihedral), failed):
         for signals in hashed:
             if as_json:
                 _out(json.dumps(signals.to_dict()))
@@ -65,12 +76,12 @@ def _each_input(images: list[str], compute, failed: list[str]):
 @app.command()
 def check(
     ctx: typer.Context,
-    inputs: List[str] = typer.Argument(..., help="Image files, folders, http(s) URLs, or - for standard input."),
-    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image files, folders, http(s) URLs, or - for standard input."),
+    policy: Optional[Path] = POLICY,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per checked frame (JSON lines)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Parallel workers (default: cores)."),
-    enqueue: bool = typer.Option(False, "--enqueue", help="Put review verdicts (with the image) on the review queue."),
+    workers: Optional[int] = WORKERS,
+    enqueue: bool = ENQUEUE,
     together: bool = typer.Option(False, "--together", help="The inputs are one item (a post, an album): one verdict, the strongest evidence wins."),
 ):
     """Check images: exit 0 allow, 3 review, 4 block."""
@@ -83,25 +94,36 @@ def check(
     if together:
         verdict = engine.check_together(sources)
         if as_json:
-            _out(verdict.to_json())
+            _out(json.dumps({**verdict.to_dict(), **_images_of(engine, sources, verdict)}, separators=(",", ":")))
         else:
-            from rich.console import Console
-
-            _print_verdict(Console(stderr=False), verdict)
+            _print_verdict(_console(), verdict, frame=False)  # frames of several images: no one frame number
         raise typer.Exit(verdict.exit_code)
     raise typer.Exit(EXIT_CODES[_check_and_print(engine, sources, as_json, workers)])
+
+
+def _images_of(engine, sources: list, verdict: Verdict) -> dict:
+    """What `check --together --json` adds: each image's own verdict (`images`), and `decided_by`,
+    the image that `sha256`, `width`, `height` and `frame` describe: the first whose own verdict is
+    the item's (the engine takes the deciding image's facts). An image's own verdict is the policy's
+    verdict on the reasons that name it."""
+    from ..media import describe
+
+    names = [describe(source) for source in sources]
+    own = [engine.policy.verdict_for([r for r in verdict.reasons if r.source == name]) for name in names]
+    decided_by = next((name for name, v in zip(names, own) if v == verdict.verdict), names[0])
+    return {"decided_by": decided_by, "images": [{"source": n, "verdict": v} for n, v in zip(names, own)]}
 
 
 @app.command()
 def hook(
     ctx: typer.Context,
-    paths: Optional[List[str]] = typer.Argument(None, help="Files to check; none: read paths from standard input."),
+    paths: Optional[List[str]] = typer.Argument(None, metavar="PATH", help="Files to check; none: read paths from standard input."),
     null: bool = typer.Option(False, "--null", "-0", help="Paths on standard input are NUL-separated (find -print0, git ls-files -z)."),
-    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
+    policy: Optional[Path] = POLICY,
     allow_review: bool = typer.Option(False, "--allow-review", help="Do not fail on review verdicts (still print them)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per checked frame."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Parallel workers (default: cores)."),
-    enqueue: bool = typer.Option(False, "--enqueue", help="Put review verdicts (with the image) on the review queue."),
+    workers: Optional[int] = WORKERS,
+    enqueue: bool = ENQUEUE,
 ):
     """For pre-commit and upload pipelines: check the given files; exit codes as in `check`.
 
@@ -158,7 +180,8 @@ def _decodable(head: bytes) -> bool:
 def _check_and_print(engine, sources: list[str], as_json: bool, workers: int | None) -> str:
     """Check, print each frame's verdict as it comes, and return the worst verdict."""
     verdicts: list[str] = []
-    with _progress(len(sources), as_json) as (console, advance):
+    console = _console()
+    with progress("checking", len(sources)) as advance:
         for frame_verdicts in engine.check_many(sources, workers):
             for verdict in frame_verdicts:
                 verdicts.append(verdict.verdict)
@@ -170,44 +193,10 @@ def _check_and_print(engine, sources: list[str], as_json: bool, workers: int | N
     return worst(verdicts)
 
 
-def _progress(total: int, as_json: bool):
-    """A progress bar on a terminal for batches; never mixed into JSON on stdout."""
-    from rich.console import Console
-
-    stdout_tty, stderr_tty = sys.stdout.isatty(), sys.stderr.isatty()
-    if total < 2 or not (stdout_tty or stderr_tty) or (as_json and not stderr_tty):
-        return nullcontext((Console(highlight=False, soft_wrap=True), lambda: None))
-    return _Bar(total, to_stdout=stdout_tty and not as_json)
-
-
-class _Bar:
-    def __init__(self, total: int, to_stdout: bool):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        console = Console(stderr=not to_stdout, highlight=False, soft_wrap=True)
-        self.progress = Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 console=console, transient=True)
-        self.task = self.progress.add_task("check", total=total)
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self.progress.console, lambda: self.progress.advance(self.task)
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-
-def _print_verdict(console, verdict: Verdict) -> None:
+def _print_verdict(console, verdict: Verdict, frame: bool = True) -> None:
     from rich.text import Text
 
-    frame = f"#{verdict.frame}" if verdict.frames > 1 else ""
+    frame = f"#{verdict.frame}" if frame and verdict.frames > 1 else ""
     line = Text(f"{verdict.verdict.upper():<6} ", style=COLORS[verdict.verdict])
     line.append(f"{verdict.source}{frame}")
     if verdict.error:
@@ -228,13 +217,13 @@ def _print_verdict(console, verdict: Verdict) -> None:
 @app.command()
 def explain(
     ctx: typer.Context,
-    query: str = typer.Argument(..., help="Image file, URL, or - for standard input."),
-    reference_id: str = typer.Argument(..., metavar="REFERENCE_ID"),
-    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="The bank holding the reference (needed when several do)."),
-    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a PNG: the query with the matched region outlined."),
-    reference_image: Optional[str] = typer.Option(None, "--reference-image", help="The flagged image, if you have it: drawn beside the query in --out."),
-    as_json: bool = typer.Option(False, "--json"),
+    query: str = typer.Argument(..., metavar="QUERY", help="Image file, URL, or - for standard input."),
+    reference_id: str = typer.Argument(..., metavar="REFERENCE_ID", help="The reference to compare with (see `moderate bank refs BANK`)."),
+    bank: Optional[str] = typer.Option(None, "--bank", "-b", metavar="BANK", help="The bank holding the reference (needed when several do)."),
+    policy: Optional[Path] = POLICY,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write a PNG: the query with the matched region outlined and a legend."),
+    reference_image: Optional[str] = typer.Option(None, "--reference-image", metavar="IMAGE", help="The flagged image, if you have it: drawn beside the query in --out, with lines between matched corners."),
+    as_json: bool = typer.Option(False, "--json", help="The explanation as one JSON object."),
 ):
     """Why an image does (or does not) match a reference: distance per signal, inliers, polygon (exit 0 either way)."""
     from ..engine.explain import render
@@ -256,18 +245,20 @@ def explain(
 @app.command()
 def dedup(
     ctx: typer.Context,
-    folders: List[Path] = typer.Argument(..., help="Folders (or files) of the photo library."),
+    folders: List[Path] = typer.Argument(..., metavar="PATH", help="Folders (or files) of the photo library."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Descend into sub-folders."),
-    signal: str = typer.Option("pdq", "--signal", help="pdq, embedding or both."),
-    threshold: int = typer.Option(31, "--threshold", min=0, max=128, help="PDQ: largest Hamming distance (of 256) that is a duplicate."),
-    min_similarity: float = typer.Option(0.95, "--min-similarity", min=0.5, max=1.0, help="Embedding: smallest cosine that is a duplicate."),
-    prefer: str = typer.Option("resolution,size,oldest", "--prefer", help="Keeper order: resolution, size, oldest, newest (comma-separated)."),
-    move_to: Optional[Path] = typer.Option(None, "--move-to", help="Move duplicates here (keepers stay)."),
+    signal: DedupSignal = typer.Option("pdq", "--signal", help="What ties copies: PDQ distance, embedding similarity, or either."),
+    threshold: int = typer.Option(31, "--threshold", min=0, max=128, metavar="BITS", help="PDQ: largest Hamming distance (of 256) that is a duplicate."),
+    min_similarity: float = typer.Option(0.95, "--min-similarity", min=0.5, max=1.0, metavar="COSINE", help="Embedding: smallest cosine that is a duplicate."),
+    prefer: str = typer.Option("resolution,size,oldest", "--prefer", metavar="ORDER", show_default=False,
+                               help="Keeper order: some of resolution, size, oldest, newest, joined by commas (default: resolution, size, oldest)."),
+    move_to: Optional[Path] = typer.Option(None, "--move-to", metavar="DIR", help="Move duplicates here (keepers stay)."),
     delete: bool = typer.Option(False, "--delete", help="Delete duplicates (keepers stay); asks first unless --yes."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per group."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV rows: group, role, path, signal, distance, width, height, bytes."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes reading files (default: cores)."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write a self-contained HTML page: each keeper beside its duplicates, as thumbnails."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, metavar="N", help="Processes reading files (default: cores)."),
 ):
     """Group exact and near-duplicate photos and pick a keeper in each; only reports unless told to act."""
     from ..banks import image_files
@@ -275,9 +266,7 @@ def dedup(
 
     order = tuple(p.strip() for p in prefer.split(",") if p.strip())
     if not order or any(p not in library.PREFERENCES for p in order):
-        raise ModerateError(f"--prefer {prefer!r}: use resolution, size, oldest or newest, comma-separated")
-    if signal not in ("pdq", "embedding", "both"):
-        raise ModerateError(f"--signal must be pdq, embedding or both, got {signal!r}")
+        raise ModerateError(f"--prefer {prefer!r}: use {', '.join(library.PREFERENCES)}, comma-separated")
     if move_to is not None and delete:
         raise ModerateError("--move-to and --delete: choose one")
     engine = _engine(ctx)
@@ -290,13 +279,17 @@ def dedup(
         from ..signals.embedding import DEFAULT_MODEL
 
         model = engine.policy.embedding.model or DEFAULT_MODEL
-    with _progress(len(files), as_json or as_csv) as (_, advance):
+    with progress("hashing photos to find duplicates", len(files)) as advance:
         found = library.scan(files, engine.policy.limits, model, advance, workers or os.cpu_count() or 1)
     for path, why in found.skipped:
         _err(f"skipped: {why}")
     groups = library.group(found, threshold if signal in ("pdq", "both") else None,
                            min_similarity if signal in ("embedding", "both") else None, order)
     _print_groups(groups, as_json, as_csv)
+    if html is not None:  # before moving or deleting: the page shows the files as they were found
+        with progress("drawing the report", sum(1 + len(g.duplicates) for g in groups)) as advance:
+            library.html_report(groups, html, engine.policy.limits, advance)
+        _err(f"wrote {html}")
     if delete and groups:
         count = sum(len(g.duplicates) for g in groups)
         if not yes and not typer.confirm(f"delete {count} duplicates (keeping {len(groups)} keepers)?", err=True):
@@ -333,18 +326,20 @@ def _print_groups(groups, as_json: bool, as_csv: bool) -> None:
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,
-    image: str = typer.Argument(..., help="Image file, URL, or - for standard input."),
-    bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", help="Only these banks (repeatable)."),
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image file, URL, or - for standard input."),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", metavar="BANK", help="Only these banks (repeatable)."),
     top: int = typer.Option(10, "--top", min=1, help="How many results."),
-    signal: str = typer.Option("auto", "--signal", help="pdq, embedding or auto (what the banks hold)."),
+    signal: SearchSignal = typer.Option("auto", "--signal", help="pdq, embedding, or auto (what the banks hold)."),
     min_similarity: float = typer.Option(0.75, "--min-similarity", min=0.0, max=1.0, help="PDQ: 1 - distance/256; embedding: cosine."),
     higher_res: bool = typer.Option(False, "--higher-res", help="Only references larger than the query."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per hit (none when nothing is found)."),
 ):
     """Reverse image search: the source, near duplicates, a higher-resolution original, who signed it."""
-    if signal not in ("pdq", "embedding", "auto"):
-        raise ModerateError(f"--signal must be pdq, embedding or auto, got {signal!r}")
     hits = _engine(ctx).search(image, bank or None, top, min_similarity, higher_res, signal)
+    if not hits and not as_json:
+        where = f"banks {', '.join(bank)}" if bank else "any bank"
+        larger = " larger than the query" if higher_res else ""
+        _out(f"no reference{larger} in {where} at similarity >= {min_similarity:g}")
     for hit in hits:
         if as_json:
             _out(json.dumps(hit.to_dict()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -22,12 +22,16 @@ def _moderator(name: Optional[str]) -> str:
     return name or default_actor()
 
 
-MODERATOR = typer.Option(None, "--moderator", help="Who works the item (default: your user name).")
+MODERATOR = typer.Option(None, "--moderator", metavar="NAME", help="Who works the item (default: your user name).")
+ITEM_ID = typer.Argument(..., metavar="ID", help="The item's number (moderate queue list).")
+# The states `moderate.sinks.queue` stores and lists, and `all`; the queue module keeps no tuple of them.
+Status = Literal["open", "claimed", "decided", "all"]
 
 
 @queue_app.command("list")
-def queue_list(ctx: typer.Context, status: str = typer.Option("open", "--status", help="open, claimed, decided or all."),
-               limit: int = typer.Option(50, "--limit"), as_json: bool = typer.Option(False, "--json")):
+def queue_list(ctx: typer.Context, status: Status = typer.Option("open", "--status", help="Which items."),
+               limit: int = typer.Option(50, "--limit", help="At most this many."),
+               as_json: bool = typer.Option(False, "--json", help="One JSON object per item.")):
     """Items by priority (closest evidence first)."""
     items = _engine(ctx).queue.list(None if status == "all" else status, limit)
     for item in items:
@@ -40,13 +44,13 @@ def queue_list(ctx: typer.Context, status: str = typer.Option("open", "--status"
 
 
 @queue_app.command("show")
-def queue_show(ctx: typer.Context, item_id: int):
+def queue_show(ctx: typer.Context, item_id: int = ITEM_ID):
     """One item with all its evidence (JSON)."""
     _out(json.dumps(_engine(ctx).queue.get(item_id).to_dict(), indent=1))
 
 
 @queue_app.command("claim")
-def queue_claim(ctx: typer.Context, item_id: Optional[int] = typer.Argument(None, help="Default: the next by priority."),
+def queue_claim(ctx: typer.Context, item_id: Optional[int] = typer.Argument(None, metavar="ID", help="The item's number; default: the next by priority."),
                 moderator: Optional[str] = MODERATOR):
     """Claim an item for deciding; the claim expires after 15 minutes."""
     item = _engine(ctx).queue.claim(_moderator(moderator), item_id)
@@ -56,11 +60,11 @@ def queue_claim(ctx: typer.Context, item_id: Optional[int] = typer.Argument(None
 @queue_app.command("decide")
 def queue_decide(
     ctx: typer.Context,
-    item_id: int,
+    item_id: int = ITEM_ID,
     confirm: bool = typer.Option(False, "--confirm", help="The content is what the evidence says."),
     reject: bool = typer.Option(False, "--reject", help="A false positive: goes to the allow-list."),
-    note: Optional[str] = typer.Option(None, "--note"),
-    bank: Optional[str] = typer.Option(None, "--bank", help="With --confirm: add the item's signals to this bank."),
+    note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="Why, for the audit log."),
+    bank: Optional[str] = typer.Option(None, "--bank", metavar="BANK", help="With --confirm: add the item's signals to this bank."),
     moderator: Optional[str] = MODERATOR,
 ):
     """Decide a claimed item; confirm can feed a bank, reject feeds the allow-list."""
@@ -96,7 +100,7 @@ def audit_tail(ctx: typer.Context, count: int = typer.Option(20, "-n", help="How
 
 
 @audit_app.command("export")
-def audit_export(ctx: typer.Context, since: int = typer.Option(0, "--since", help="After this sequence number.")):
+def audit_export(ctx: typer.Context, since: int = typer.Option(0, "--since", metavar="SEQ", help="After this sequence number.")):
     """Every entry as JSON lines."""
     for entry in _engine(ctx).audit.entries(since):
         _out(json.dumps(entry.to_dict()))

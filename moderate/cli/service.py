@@ -8,20 +8,22 @@ from typing import Optional
 
 import typer
 
-from .common import _engine, _out, app
+from .common import _engine, _out, app, choices
 
 tokens_app = typer.Typer(help="API tokens for `moderate serve` (only their hashes are stored).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
+Role = choices("..service.tokens", "ROLES")
+TOKEN_NAME = typer.Argument(..., metavar="NAME", help="The token's name (who or what uses it).")
 
 
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8080, "--port"),
-    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy file (default: built-in default)."),
-    max_body: int = typer.Option(64 * 1024 * 1024, "--max-body", help="Largest request body in bytes (413 above)."),
-    rate_limit: int = typer.Option(600, "--rate-limit", help="Requests per minute per token (429 above)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", help="Port to listen on."),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", metavar="FILE", help="Policy file (default: built-in default)."),
+    max_body: int = typer.Option(64 * 1024 * 1024, "--max-body", metavar="BYTES", help="Largest request body in bytes (413 above)."),
+    rate_limit: int = typer.Option(600, "--rate-limit", metavar="N", help="Requests per minute per token (429 above)."),
 ):
     """Serve the HTTP API (POST /v1/check, bank routes, /healthz, /openapi.json)."""
     from ..service.server import ServerLimits
@@ -33,8 +35,8 @@ def serve(
 @tokens_app.command("create")
 def tokens_create(
     ctx: typer.Context,
-    name: str,
-    role: str = typer.Option(..., "--role", help="checker, moderator or admin."),
+    name: str = TOKEN_NAME,
+    role: Role = typer.Option(..., "--role", help="checker: check and list banks; moderator: also the review queue; admin: everything."),
 ):
     """Create a token; it is printed once (only its hash is kept)."""
     from ..service.tokens import Tokens
@@ -44,7 +46,7 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+def tokens_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="A JSON list of tokens.")):
     """List tokens (names and roles, never secrets)."""
     from ..service.tokens import Tokens
 
@@ -56,7 +58,7 @@ def tokens_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(ctx: typer.Context, name: str):
+def tokens_revoke(ctx: typer.Context, name: str = TOKEN_NAME):
     """Revoke a token."""
     from ..service.tokens import Tokens
 

@@ -31,6 +31,7 @@ PREFERENCES = {
     "newest": lambda item: -item.mtime,
 }
 DEFAULT_PREFER = ("resolution", "size", "oldest")
+SIGNALS = ("pdq", "embedding", "both")  # what ties copies: PDQ distance, embedding similarity, either
 
 
 @dataclass(frozen=True)
@@ -230,3 +231,76 @@ def _free(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     return candidate
+
+
+THUMBNAIL = 192  # longest side, in pixels, of a picture in a report
+
+
+def thumbnail(path: str, budgets: Budgets = Budgets(), side: int = THUMBNAIL) -> bytes | None:
+    """A small JPEG of a file's first frame, decoded as for hashing (orientation applied,
+    transparency on white); None when the file can no longer be read."""
+    import io
+
+    from PIL import Image
+
+    try:
+        pixels = decode(Path(path), budgets, side).frames[0].pixels
+    except (MediaError, OSError):
+        return None
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def html_report(groups: list[Group], out: Path, budgets: Budgets = Budgets(),
+                progress: Callable[[], None] | None = None) -> Path:
+    """One self-contained HTML page: each group's keeper beside its duplicates, as thumbnails.
+
+    Pictures are inlined as data: URIs and the style is inline, so the page opens anywhere, offline,
+    and fetches nothing. Every path and value is HTML-escaped: file names are not markup.
+    `progress()` is called after each picture.
+    """
+    import base64
+    from html import escape
+
+    def card(item: Item, role: str, detail: str) -> str:
+        picture = thumbnail(item.path, budgets)
+        if progress:
+            progress()
+        image = (f'<img src="data:image/jpeg;base64,{base64.b64encode(picture).decode()}" alt="">' if picture
+                 else '<div class="gone">cannot be read</div>')
+        return (f'<figure class="{role}">{image}<figcaption><b>{role}</b> {escape(detail)}<br>'
+                f'<span class="path">{escape(item.path)}</span></figcaption></figure>')
+
+    sections = []
+    for n, g in enumerate(groups):
+        k = g.keeper
+        cards = [card(k, "keep", f"{k.width}x{k.height}, {k.bytes} bytes")]
+        cards += [card(d.item, "duplicate", f"{d.signal} d={d.distance}, {d.item.width}x{d.item.height}, "
+                                            f"{d.item.bytes} bytes") for d in g.duplicates]
+        sections.append(f'<section><h2>group {n}: {len(g.duplicates)} duplicates of {escape(k.path)}</h2>'
+                        f'<div class="row">{"".join(cards)}</div></section>')
+    duplicates = sum(len(g.duplicates) for g in groups)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>moderate dedup: {len(groups)} groups</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }}
+section {{ border-top: 1px solid #ccc; padding: .5em 0; }}
+h2 {{ font-size: 15px; font-weight: 600; overflow-wrap: anywhere; }}
+.row {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+figure {{ margin: 0; width: {THUMBNAIL + 8}px; padding: 4px; border: 3px solid #bbb; border-radius: 4px; }}
+figure.keep {{ border-color: #2a9d3a; }}
+figure.duplicate {{ border-color: #d9822b; }}
+img {{ display: block; max-width: {THUMBNAIL}px; max-height: {THUMBNAIL}px; margin: auto; }}
+figcaption {{ font-size: 12px; overflow-wrap: anywhere; }}
+.path {{ font-family: ui-monospace, monospace; color: #555; }}
+.gone {{ height: 80px; display: flex; align-items: center; justify-content: center; background: #eee; }}
+</style></head><body>
+<h1>{len(groups)} groups, {duplicates} duplicates</h1>
+<p>Green: the keeper of each group (never moved or deleted). Orange: its duplicates.</p>
+{"".join(sections)}
+</body></html>
+"""
+    out = Path(out)
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -159,41 +159,138 @@ def _bank_of(snapshot, reference_id: str, bank: str | None) -> str:
             raise BankError(f"bank {bank!r} has no reference {reference_id!r}")
         return bank
     if not holding:
-        raise BankError(f"no bank has a reference {reference_id!r} (see `moderate bank list`)")
+        raise BankError(f"no bank has a reference {reference_id!r} (see `moderate bank refs BANK`)")
     if len(holding) > 1:
         raise BankError(f"reference {reference_id!r} is in banks {', '.join(holding)}: name one with --bank")
     return holding[0]
 
 
+OUTLINE = (0, 220, 0)  # the keypoint polygon: where the reference sits in the query
+PDQ_BOX = (0, 120, 255)  # the query region whose PDQ hash matched
+MATCH_LINE = (255, 0, 200)  # a reference corner and the query corner it matched
+GAP = 16  # pixels between the reference and the query
+MAX_LINES = 40  # more lines hide the pictures they join
+
+
 def render(explanation: Explanation, query: Source, out: str | Path, reference_image: Source | None = None,
            engine: Engine | None = None) -> Path:
-    """A PNG: the query with the matched polygon (green) and best PDQ region (blue); the reference
-    image on the left when one is given."""
+    """A PNG: the query with the matched polygon (green) and best PDQ region (blue), and a legend
+    below it (bank, reference, each signal's value, inliers, mirrored). With the reference image
+    (banks never hold it), that image is drawn on the left and lines join the corners of it that
+    match corners of the query under the explanation's own mapping."""
     from PIL import Image, ImageDraw
 
     from ..media import decode
 
     decode_with = engine.decode if engine else decode
     frame = decode_with(query).frames[explanation.frame]
-    scale = frame.scale
     picture = Image.fromarray(frame.pixels)
     draw = ImageDraw.Draw(picture)
     width = max(2, picture.width // 300)
     for evidence in explanation.signals:
         if evidence.polygon:
-            points = [(x * scale, y * scale) for x, y in evidence.polygon]
-            draw.line(points + points[:1], fill=(0, 220, 0), width=width)
+            points = [(x * frame.scale, y * frame.scale) for x, y in evidence.polygon]
+            draw.line(points + points[:1], fill=OUTLINE, width=width)
         elif evidence.region is not None and evidence.signal == "pdq" and evidence.matched:
             r = evidence.region
-            draw.rectangle([r.x * scale, r.y * scale, (r.x + r.w) * scale, (r.y + r.h) * scale], outline=(0, 120, 255),
-                           width=width)
+            draw.rectangle([r.x * frame.scale, r.y * frame.scale, (r.x + r.w) * frame.scale, (r.y + r.h) * frame.scale],
+                           outline=PDQ_BOX, width=width)
+    pairs = None
     if reference_image is not None:
-        reference = Image.fromarray(decode_with(reference_image).frames[0].pixels)
+        flagged = decode_with(reference_image).frames[0]
+        reference = Image.fromarray(flagged.pixels)
         reference.thumbnail((picture.height * 2, picture.height))
-        side = Image.new("RGB", (reference.width + 16 + picture.width, max(reference.height, picture.height)), "white")
+        side = Image.new("RGB", (reference.width + GAP + picture.width, max(reference.height, picture.height)), "white")
         side.paste(reference, (0, 0))
-        side.paste(picture, (reference.width + 16, 0))
+        side.paste(picture, (reference.width + GAP, 0))
+        pairs = matched_points(explanation, flagged, frame)
+        shrink = reference.width / flagged.width
+        draw = ImageDraw.Draw(side)
+        for (rx, ry), (qx, qy) in pairs:
+            draw.line([(rx * shrink, ry * shrink), (reference.width + GAP + qx * frame.scale, qy * frame.scale)],
+                      fill=MATCH_LINE, width=max(1, width // 2))
         picture = side
+    picture = _with_legend(picture, explanation, pairs)
     out = Path(out)
     picture.save(out, "PNG")
     return out
+
+
+def matched_points(explanation: Explanation, reference, query) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """(reference point, query point) pairs, in each picture's original pixels, that agree with the
+    explanation: corners of the reference (`reference`, a decoded frame) whose ORB descriptor's
+    nearest query corner lies where the keypoint polygon's mapping puts them; without a polygon, the
+    reference's four corners and those of the matched PDQ region. At most MAX_LINES, spread out."""
+    import cv2
+
+    from ..signals import KEYPOINTS
+    from ..signals.verification import MAX_HAMMING, RATIO, REPROJECTION
+
+    corners = np.float32([[0, 0], [reference.width, 0], [reference.width, reference.height], [0, reference.height]])
+    located = next((s for s in explanation.signals if s.polygon), None)
+    if located is None:
+        found = next((s for s in explanation.signals if s.signal == "pdq" and s.matched and s.region is not None
+                      and s.variant in (None, "original")), None)
+        if found is None:
+            return []
+        r = found.region
+        return [((float(a), float(b)), (x, y)) for (a, b), (x, y) in
+                zip(corners, [(r.x, r.y), (r.x + r.w, r.y), (r.x + r.w, r.y + r.h), (r.x, r.y + r.h)])]
+    mapping = cv2.getPerspectiveTransform(corners, np.float32(located.polygon))
+    ours = KEYPOINTS.reference(reference.pixels, reference.width, reference.height)
+    mirrored = located.variant == "mirrored"
+    points, descriptors = ((ours.mirrored_points, ours.mirrored_descriptors) if mirrored
+                           else (ours.points, ours.descriptors))
+    theirs = KEYPOINTS.compute(query.pixels, query.width, query.height)
+    if len(descriptors) < 2 or len(theirs) < 2:
+        return []
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(descriptors, theirs.descriptors, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance <= MAX_HAMMING and m[0].distance < RATIO * m[1].distance]
+    if not good:
+        return []
+    source = np.float32([points[m.queryIdx] for m in good]).reshape(-1, 1, 2)
+    expected = cv2.perspectiveTransform(source, mapping).reshape(-1, 2)
+    target = np.float32([theirs.points[m.trainIdx] for m in good])
+    tolerance = REPROJECTION * max(query.width, query.height) / 1024
+    agreeing = sorted((m.distance, i) for i, m in enumerate(good) if np.hypot(*(expected[i] - target[i])) <= tolerance)
+    shown = agreeing[:: max(1, -(-len(agreeing) // MAX_LINES))]  # spread over all, not only the closest
+    return [(tuple(map(float, source[i, 0])), tuple(map(float, target[i]))) for _, i in shown]
+
+
+def _with_legend(picture, explanation: Explanation, pairs: list | None):
+    """`picture` above a white band that names what was compared and what each colour shows."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = max(12, min(24, picture.width // 40))
+    font = ImageFont.load_default(size=size)
+    head = "MATCH" if explanation.matched else "NO MATCH"
+    rows: list[tuple[tuple | None, str]] = [
+        (None, f"{head}: bank {explanation.bank}, reference {explanation.reference_id}; "
+               f"check: {explanation.verdict.upper()}")]
+    for s in explanation.signals:
+        outcome = f"within {s.band} -> {s.action}" if s.matched else "outside every band"
+        if s.signal == "pdq":
+            variant = f", {s.variant}" if s.variant and s.variant != "original" else ""
+            value = f"distance {s.distance}/256{variant}" if s.distance is not None else "no distance"
+            rows.append((PDQ_BOX if s.matched and s.region is not None else None, f"pdq: {value}: {outcome}"))
+        elif s.signal == "keypoints":
+            mirrored = ", mirrored" if s.variant == "mirrored" else ""
+            rows.append((OUTLINE if s.polygon else None, f"keypoints: {s.inliers or 0} inliers{mirrored}: {outcome}"))
+        else:
+            value = f"similarity {s.score:.3f}" if s.score is not None else "no similarity"
+            rows.append((None, f"{s.signal}: {value}: {outcome}"))
+    if pairs is not None:
+        rows.append((MATCH_LINE, f"lines: {len(pairs)} matched corners, reference (left) to query"))
+    pad, line = size // 2, int(size * 1.5)
+    measure = ImageDraw.Draw(picture)
+    text_width = max(measure.textlength(text, font=font) for _, text in rows)
+    canvas = Image.new("RGB", (max(picture.width, int(text_width) + 2 * size + 3 * pad),
+                               picture.height + len(rows) * line + 2 * pad), "white")
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for n, (colour, text) in enumerate(rows):
+        y = picture.height + pad + n * line
+        if colour is not None:
+            draw.rectangle([pad, y + size // 4, pad + size, y + size], fill=colour)
+        draw.text((2 * pad + size, y), text, fill=(20, 20, 20), font=font)
+    return canvas
