@@ -60,12 +60,12 @@ def test_completion_script_and_real_completions(tmp_path):
 
 def test_help_shows_choices_from_the_code_and_no_value_for_flags(tmp_path):
     from moderate.banks import ACTIONS, KINDS
-    from moderate.engine.search import SIGNALS
+    from moderate.engine.search import choices
 
     create = run_cli("bank", "create", "--help", data_dir=tmp_path, env={"COLUMNS": "120"}).stdout.decode()
     assert f"<{'|'.join(ACTIONS)}>" in create and f"<{'|'.join(KINDS)}>" in create
     search = run_cli("search", "--help", data_dir=tmp_path, env={"COLUMNS": "120"}).stdout.decode()
-    assert f"<{'|'.join(SIGNALS)}>" in search
+    assert f"<{'|'.join(choices())}>" in search
     for command in ([], ["bank", "add"], ["check"], ["dedup"], ["explain"], ["keys", "trust"], ["queue", "list"]):
         shown = run_cli(*command, "--help", data_dir=tmp_path, env={"COLUMNS": "120"}).stdout.decode()
         options = [line for line in shown.splitlines() if line.startswith("│ --")]
@@ -103,7 +103,7 @@ def test_choices_are_refused_with_a_clear_message(tmp_path, photos):
         (("bank", "create", "X", "--kind", "weird"), "'weird' is not one of 'flagged', 'originals', 'allowlist'"),
         (("bank", "export", "X", "--format", "xml"), "'xml' is not one of 'csv', 'txt'"),
         (("hash", str(photos["moon"]), "--signal", "auto"), "'auto' is not one of 'pdq', 'embedding'"),
-        (("search", str(photos["moon"]), "--signal", "sift"), "'sift' is not one of 'pdq', 'embedding', 'auto'"),
+        (("search", str(photos["moon"]), "--signal", "sift"), "'sift' is not one of 'digest', 'pdq', 'keypoints', 'embedding', 'auto'"),
         (("dedup", str(tmp_path), "--signal", "md5"), "'md5' is not one of 'pdq', 'embedding', 'both'"),
         (("tokens", "create", "ci", "--role", "root"), "'root' is not one of 'checker', 'moderator', 'admin'"),
         (("queue", "list", "--status", "closed"), "'closed' is not one of"),

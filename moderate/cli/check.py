@@ -14,8 +14,8 @@ from ..errors import ModerateError
 from ..verdict import EXIT_CODES, Verdict, worst
 from .common import COLORS, _console, _engine, _err, _out, app, choices, progress
 
-HashSignal = choices("..engine.search", "SIGNALS", without=("auto",))  # what an image has a value of
-SearchSignal = choices("..engine.search", "SIGNALS")
+HashSignal = choices("..engine", "HASHED")
+SearchSignal = choices("..engine.search", "choices")
 DedupSignal = choices("..engine.dedup", "SIGNALS")
 POLICY = typer.Option(None, "--policy", "-p", metavar="FILE", help="Policy file (default: built-in default).")
 WORKERS = typer.Option(None, "--workers", "-w", min=1, metavar="N", help="Parallel workers (default: cores).")
@@ -329,7 +329,7 @@ def search_cmd(
     image: str = typer.Argument(..., metavar="IMAGE", help="Image file, URL, or - for standard input."),
     bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", metavar="BANK", help="Only these banks (repeatable)."),
     top: int = typer.Option(10, "--top", min=1, help="How many results."),
-    signal: SearchSignal = typer.Option("auto", "--signal", help="pdq, embedding, or auto (what the banks hold)."),
+    signal: SearchSignal = typer.Option("auto", "--signal", help="One signal, or auto: every signal the banks hold, on one similarity scale."),
     min_similarity: float = typer.Option(0.75, "--min-similarity", min=0.0, max=1.0, help="PDQ: 1 - distance/256; embedding: cosine."),
     higher_res: bool = typer.Option(False, "--higher-res", help="Only references larger than the query."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per hit (none when nothing is found)."),

@@ -65,13 +65,15 @@ class _Deferred(EnumMeta):
 
 
 def choices(module: str, name: str, without: tuple[str, ...] = ()) -> type:
-    """A choice type whose values are the sequence (or mapping's keys) `name` in `module`, a
-    module of this package, read on first use: the code that acts on the values defines them."""
+    """A choice type whose values are the sequence (or mapping's keys, or what a function returns)
+    `name` in `module`, a module of this package, read on first use: the code that acts on the
+    values defines them."""
 
     def values() -> tuple[str, ...]:
         from importlib import import_module
 
-        return tuple(v for v in getattr(import_module(module, __package__), name) if v not in without)
+        found = getattr(import_module(module, __package__), name)
+        return tuple(v for v in (found() if callable(found) else found) if v not in without)
 
     class Choice(Enum, metaclass=_Deferred):
         pass

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 # Starting a worker process costs ~0.5 s (imports, index load); a check ~40 ms. Below this many
 # inputs one process is faster (measured: 2 files 0.61 s inline, 1.34 s with 2 workers).
 MIN_BATCH_FOR_WORKERS = 16
+HASHED = ("pdq", "embedding")  # what `hash` prints (`Engine.hash`, `Engine.embed`)
 
 
 def default_data_dir() -> Path:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..errors import BankError, MediaError
 from ..ids import prefix
 from ..regions import Region
@@ -224,7 +226,7 @@ def matched_points(explanation: Explanation, reference, query) -> list[tuple[tup
     import cv2
 
     from ..signals import KEYPOINTS
-    from ..signals.verification import MAX_HAMMING, RATIO, REPROJECTION
+    from ..signals.keypoints.verification import MAX_HAMMING, RATIO, REPROJECTION
 
     corners = np.float32([[0, 0], [reference.width, 0], [reference.width, reference.height], [0, reference.height]])
     located = next((s for s in explanation.signals if s.polygon), None)
