@@ -93,6 +93,8 @@ class Renders:
             png = io.BytesIO()
             Image.fromarray(frame.pixels).save(png, "PNG")
             label = f"page {frame.page + 1}" if frame.page is not None else f"frame {frame.index + 1}"
+            if frame.origin == "embedded-image":  # a PDF page's picture, checked on its own too
+                label += ", picture"
             out.append(Rendered(frame.index, label, frame.width, frame.height, png.getvalue()))
         return out
 
