@@ -370,7 +370,7 @@ def chroma_proxy(chroma_server):
     down()
 
 
-def test_readyz_says_unready_when_the_store_is_gone(chroma_proxy, tmp_path, photos):
+def test_readyz_says_unready_when_the_store_is_gone(chroma_server, chroma_proxy, tmp_path, photos):
     url, cut = chroma_proxy
     engine = Engine(tmp_path / "data", chroma_url=url)
     bank = f"R{uuid.uuid4().hex[:8]}"
@@ -387,6 +387,7 @@ def test_readyz_says_unready_when_the_store_is_gone(chroma_proxy, tmp_path, phot
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200  # alive, not ready
     finally:
         stop(process)
+        Engine(tmp_path / "cleanup", chroma_url=chroma_server).banks.delete(bank)  # the server is shared
 
 
 def test_release_and_who_holds_a_claim(api, banked, photos):

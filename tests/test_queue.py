@@ -204,6 +204,7 @@ def test_viewing_does_not_claim_skips_release_and_duplicates_group(reviewing, ph
     queue = reviewing.queue
     groups = queue.groups()
     assert sorted(g.count for g in groups) == [1, 2] and sum(len(g.ids) for g in groups) == 3
+    assert [queue.copies(g.item) for g in sorted(groups, key=lambda g: g.count)] == [1, 2]
     top = queue.next_for("alice")
     assert top.status == "open" and queue.get(top.id).claimed_by is None  # looking is not claiming
     assert queue.next_for("alice", {top.id}).id != top.id  # a skip moves past it

@@ -171,6 +171,7 @@ def test_a_moderator_works_a_pdf_and_a_tiff_item(api, items, browser):  # noqa: 
     browser.get(f"{base}/ui/items/{items['cat.png']}")
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.getElementById('image').complete"))
     assert browser.execute_script("return window.innerWidth") == 400
+    assert browser.find_element(By.ID, "copies").text.startswith("×2")  # uploaded twice
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 400
     assert browser.execute_script("return document.getElementById('confirm').getBoundingClientRect().bottom") <= 800
     shot(browser, "item-phone-400px")

@@ -22,16 +22,13 @@ from .conftest import free_port
 from .test_api import serve_command, start, stop
 
 
-@pytest.fixture
-def receiver():
-    got: list[dict] = []
+def serve_hooks(answer):
+    """A real local receiver on 127.0.0.1: `answer(headers, body)` gives each POST's status."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append({"headers": dict(self.headers), "body": body})
-            time.sleep(0.3)  # a slow receiver must not slow the check down
-            self.send_response(500 if len(got) == 1 else 200)  # the first delivery fails: retried
+            self.send_response(answer(dict(self.headers), body))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -40,7 +37,20 @@ def receiver():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
+    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def receiver():
+    got: list[dict] = []
+
+    def answer(headers, body):
+        got.append({"headers": headers, "body": body})
+        time.sleep(0.3)  # a slow receiver must not slow the check down
+        return 500 if len(got) == 1 else 200  # the first delivery fails: retried
+
+    server, url = serve_hooks(answer)
+    yield url, got
     server.shutdown()
 
 
@@ -110,23 +120,15 @@ def switchable_receiver():
     state = {"up": False, "attempts": [], "accepted": []}
     verifier = StandardWebhook("whsec_" + base64.b64encode(b"outbox-secret").decode())
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            verifier.verify(body, dict(self.headers))  # raises (answering 500) on a bad signature
-            state["attempts"].append(self.headers["webhook-id"])
-            if state["up"]:
-                state["accepted"].append(self.headers["webhook-id"])
-            self.send_response(200 if state["up"] else 503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def answer(headers, body):
+        verifier.verify(body, headers)  # raises (no answer: a failed attempt) on a bad signature
+        state["attempts"].append(headers["webhook-id"])
+        if state["up"]:
+            state["accepted"].append(headers["webhook-id"])
+        return 200 if state["up"] else 503
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", state
+    server, url = serve_hooks(answer)
+    yield url, state
     server.shutdown()
 
 

@@ -223,7 +223,7 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         return models.Health(status="ok", version=__version__)
 
     @app.get("/readyz", tags=["health"], summary="Readiness: index loaded and fresh, store and database reachable",
-             responses={503: {"model": models.Readiness}})
+             response_model=models.Readiness, responses={503: {"model": models.Readiness}})
     def readyz():
         try:
             snapshot = engine.catalog.current()
@@ -380,7 +380,10 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         return item_out(queue.get(item_id))
 
     @app.get("/v1/queue/{item_id}/image", tags=["queue"], response_class=Response,
-             summary="The stored upload (thumbnail=true for the small PNG)")
+             summary="The stored upload (thumbnail=true for the small PNG)",
+             responses={200: {"description": "the bytes", "content": {kind: {"schema": {"type": "string", "format": "binary"}}
+                                                                    for kind in ("application/octet-stream", "image/png")}},
+                        410: {"model": models.Error, "description": "the image was purged"}})
     def queue_image(item_id: ItemId, thumbnail: bool = False, token: Token = moderator):
         data = queue.image(item_id, thumbnail)
         if data is None:

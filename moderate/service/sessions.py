@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +37,10 @@ class Session:
         return bool(sent) and hmac.compare_digest(sent, self.csrf)
 
 
-class Sessions:
+class Sessions(Database):
     def __init__(self, data_dir: Path, tokens: Tokens):
-        self._database = Database(Path(data_dir), SCHEMA)
+        super().__init__(Path(data_dir), SCHEMA)
         self.tokens = tokens
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._database.db
 
     def start(self, secret: str) -> str | None:
         """A new session id for a moderator (or admin) token's secret; None when it may not review."""

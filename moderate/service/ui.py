@@ -189,12 +189,11 @@ def router(engine, tokens: Tokens) -> APIRouter:
         evidence = _evidence(engine, verdict, frames)
         shapes = [shape for e in evidence if shown and e["frame"] == shown.index for shape in e["shapes"]]
         claim, claim_text = _claim(item, session.moderator)
-        copies = sum(g.count for g in queue.groups(1000) if item.id in g.ids) or 1
         flagged = [b.name for b in engine.banks.list() if b.kind == "flagged"]
         return page("item.html", session=session, item=item, frames=frames, frame=shown, shapes=shapes,
                     stroke=f"{max(shown.width, shown.height) / 200:.1f}" if shown else "1",
                     evidence=evidence, evidence_frames={e["frame"] for e in evidence}, claim=claim,
-                    claim_text=claim_text, why=why_first(verdict), copies=copies, banks=flagged,
+                    claim_text=claim_text, why=why_first(verdict), copies=queue.copies(item), banks=flagged,
                     undo_seconds=UNDO_SECONDS)
 
     @ui.get("/items/{item_id}/frames/{index}")
@@ -211,23 +210,19 @@ def router(engine, tokens: Tokens) -> APIRouter:
         """Kept for old links: the first frame, rendered (never the raw upload)."""
         return item_frame(item_id, 0, request)
 
-    @ui.post("/items/{item_id}/claim")
-    def claim(item_id: int, request: Request, csrf: str = Form("")) -> Response:
-        session = posted(request, csrf)
-        try:
-            queue.claim(session.moderator, item_id)
-        except QueueError as exc:
-            return refused(session, exc, f"/ui/items/{item_id}")
-        return RedirectResponse(f"/ui/items/{item_id}", status_code=303)
+    def claim_route(action: str, change) -> None:
+        """POST /items/{id}/claim and /release: change the claim, then back to the item."""
+        def route(item_id: int, request: Request, csrf: str = Form("")) -> Response:
+            session = posted(request, csrf)
+            try:
+                change(session.moderator, item_id)
+            except QueueError as exc:
+                return refused(session, exc, f"/ui/items/{item_id}")
+            return RedirectResponse(f"/ui/items/{item_id}", status_code=303)
+        ui.post(f"/items/{{item_id}}/{action}")(route)
 
-    @ui.post("/items/{item_id}/release")
-    def release(item_id: int, request: Request, csrf: str = Form("")) -> Response:
-        session = posted(request, csrf)
-        try:
-            queue.release(session.moderator, item_id)
-        except QueueError as exc:
-            return refused(session, exc, f"/ui/items/{item_id}")
-        return RedirectResponse(f"/ui/items/{item_id}", status_code=303)
+    claim_route("claim", queue.claim)
+    claim_route("release", queue.release)
 
     @ui.post("/items/{item_id}/skip")
     def skip(item_id: int, request: Request, csrf: str = Form("")) -> Response:

@@ -222,6 +222,13 @@ class ReviewQueue:
             " ORDER BY priority DESC, id LIMIT 1", (now, moderator, *sorted(skip))).fetchone()
         return self._item(row) if row is not None else None
 
+    def copies(self, item: ReviewItem) -> int:
+        """Undecided items of the same input as `item` (itself included)."""
+        if not item.sha256:
+            return 1
+        return self.db.execute("SELECT COUNT(*) FROM review_items WHERE sha256 = ? AND (status != 'decided' OR id = ?)",
+                               (item.sha256, item.id)).fetchone()[0]
+
     def groups(self, limit: int = 200) -> list[Group]:
         """Waiting items (open or claimed) grouped by input digest, by priority: the same upload
         enqueued twice is one row with a count."""

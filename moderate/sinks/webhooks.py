@@ -97,16 +97,12 @@ def backoff_delay(base: float, attempt: int, cap: float = 600.0) -> float:
     return max(base / 10, random.uniform(0, min(cap, base * 2 ** attempt)))
 
 
-class Outbox:
+class Outbox(Database):
     """The data folder's webhook outbox: what to send, and what became of each delivery."""
 
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
-        self._database = Database(self.data_dir, SCHEMA)
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._database.db
+        super().__init__(self.data_dir, SCHEMA)
 
     def add(self, hook: Webhook, payload: dict) -> str:
         delivery_id = "msg_" + secrets.token_hex(12)
