@@ -152,16 +152,12 @@ class Outbox(Database):
                          _iso(r["next_ts"]) if r["status"] == "pending" else None, r["last_error"],
                          _iso(r["delivered_ts"]) if r["delivered_ts"] else None) for r in rows]
 
-    def retry(self, delivery_ids: list[str] | None = None) -> int:
+    def retry(self, delivery_ids: list[str] | None = None) -> list[str]:
         """Make failed deliveries (those named, or all) pending again with a fresh set of attempts."""
-        if delivery_ids:
-            marks = ",".join("?" * len(delivery_ids))
-            cursor = self.db.execute(f"UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_ts = ?"
-                                     f" WHERE status = 'failed' AND id IN ({marks})", (time.time(), *delivery_ids))
-        else:
-            cursor = self.db.execute("UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_ts = ?"
-                                     " WHERE status = 'failed'", (time.time(),))
-        return cursor.rowcount
+        named = f" AND id IN ({','.join('?' * len(delivery_ids))})" if delivery_ids else ""
+        rows = self.db.execute(f"UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_ts = ?"
+                               f" WHERE status = 'failed'{named} RETURNING id", (time.time(), *(delivery_ids or ())))
+        return sorted(row[0] for row in rows)
 
     def stats(self) -> dict:
         """Deliveries by status and failed attempts so far (what /metrics exports)."""
@@ -198,6 +194,14 @@ class Deliveries:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="moderate-webhooks", daemon=True)
                 self.thread.start()
+
+    def retry(self, delivery_ids: list[str] | None = None) -> list[str]:
+        """`moderate webhooks retry`: failed deliveries (those named, or all) pending again, sent by
+        this process's sender (`wait` waits for them too); returns their ids."""
+        retried = self.outbox.retry(delivery_ids)
+        self.sent.update(retried)
+        self.start()
+        return retried
 
     def wait(self, seconds: float = 15.0) -> bool:
         """Wait until this process's deliveries were sent or given up; False on timeout (what is
