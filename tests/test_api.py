@@ -3,41 +3,67 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
+import threading
 import time
+import uuid
 
 import httpx
 import pytest
 
+from moderate import Engine
 from moderate.service.tokens import Tokens
 
 from .conftest import BIN, free_port
 
 
-@pytest.fixture
-def api(banked):
-    tokens = Tokens(banked.data_dir)
-    secrets = {role: tokens.create(f"{role}-1", role) for role in ("checker", "moderator", "admin")}
-    port = free_port()
-    env = {**os.environ, "MODERATE_HOME": str(banked.data_dir)}
-    process = subprocess.Popen(
-        [str(BIN / "moderate"), "serve", "--host", "127.0.0.1", "--port", str(port), "--max-body", "2000000",
-         "--rate-limit", "40"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start(command: list[str], data_dir, port: int, env: dict | None = None) -> subprocess.Popen:
+    """A server process for `data_dir`, once it listens on `port` (its stderr is kept for failures)."""
+    full_env = {**os.environ, "MODERATE_HOME": str(data_dir), **(env or {})}
+    process = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
+                return process
         except OSError:
             assert process.poll() is None, process.stderr.read().decode()[-2000:]
             time.sleep(0.2)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    yield client, {role: {"Authorization": f"Bearer {secret}"} for role, secret in secrets.items()}
-    client.close()
+    process.kill()
+    raise AssertionError(f"no server on port {port} within 60 s")
+
+
+def stop(process: subprocess.Popen) -> None:
     process.terminate()
-    process.wait(timeout=20)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=20)
+
+
+def serve_command(port: int, *options: str) -> list[str]:
+    return [str(BIN / "moderate"), *options, "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def role_tokens(data_dir) -> dict[str, dict]:
+    tokens = Tokens(data_dir)
+    return {role: {"Authorization": f"Bearer {tokens.create(f'{role}-1', role)}"}
+            for role in ("checker", "moderator", "admin")}
+
+
+@pytest.fixture
+def api(banked):
+    auth = role_tokens(banked.data_dir)
+    port = free_port()
+    process = start(serve_command(port) + ["--max-body", "2000000", "--rate-limit", "40"], banked.data_dir, port)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    yield client, auth
+    client.close()
+    stop(process)
 
 
 def test_check_multipart_raw_and_auth(api, photos, edited):
@@ -212,3 +238,188 @@ def test_queue_routes_and_race_free_decisions(api, banked, photos, tmp_path):
     again = client.post(f"/v1/queue/{item['id']}/decide", json={"decision": "confirm"}, headers=auth["moderator"])
     assert again.status_code == 409
     assert client.get("/v1/queue/999", headers=auth["moderator"]).status_code == 404
+
+
+def test_bank_and_reference_routes_with_roles_and_errors(api, banked, photos):
+    client, auth = api
+    assert client.get("/v1/banks/TERROR", headers=auth["checker"]).json()["references"] == 4
+    assert client.get("/v1/banks/NOPE", headers=auth["checker"]).status_code == 404
+    page = client.get("/v1/banks/TERROR/references?limit=3", headers=auth["moderator"]).json()
+    assert (page["total"], len(page["references"])) == (4, 3)
+    rest = client.get("/v1/banks/TERROR/references?offset=3&limit=3", headers=auth["moderator"]).json()
+    ids = [r["id"] for r in page["references"] + rest["references"]]
+    assert ids == sorted(["astronaut", "set2/coffee", "rocket", "set2/motorcycle"])  # each once, by id
+    assert client.get("/v1/banks/TERROR/references", headers=auth["checker"]).status_code == 403
+    assert client.get("/v1/banks/NOPE/references", headers=auth["moderator"]).status_code == 404
+    assert client.get("/v1/banks/TERROR/references?limit=0", headers=auth["moderator"]).status_code == 400
+
+    one = client.get("/v1/banks/TERROR/references/set2/coffee", headers=auth["moderator"])
+    assert one.status_code == 200 and one.json()["metadata"]["note"] == "case 17" and len(one.json()["pdq"][0]) == 64
+    assert client.get("/v1/banks/TERROR/references/nothing", headers=auth["moderator"]).status_code == 404
+    assert client.delete("/v1/banks/TERROR/references/set2/coffee", headers=auth["moderator"]).status_code == 403
+    deleted = client.delete("/v1/banks/TERROR/references/set2/coffee", headers=auth["admin"])
+    assert deleted.status_code == 200 and deleted.json()["hashes_removed"] >= 1
+    assert client.get("/v1/banks/TERROR/references/set2/coffee", headers=auth["moderator"]).status_code == 404
+    assert client.delete("/v1/banks/TERROR/references/set2/coffee", headers=auth["admin"]).status_code == 404
+    assert client.post("/v1/check", content=photos["coffee"].read_bytes(), headers=auth["checker"]).json()["verdict"] == "allow"
+
+    assert client.post("/v1/banks", json={"name": "OLD", "action": "review"}, headers=auth["admin"]).status_code == 200
+    assert client.delete("/v1/banks/OLD", headers=auth["checker"]).status_code == 403
+    gone = client.delete("/v1/banks/OLD", headers=auth["admin"])
+    assert gone.status_code == 200 and gone.json() == {"bank": "OLD", "reference_id": None, "hashes_removed": 0}
+    assert client.get("/v1/banks/OLD", headers=auth["checker"]).status_code == 404
+    assert client.delete("/v1/banks/OLD", headers=auth["admin"]).status_code == 404
+
+
+def test_rename_a_bank(api, banked, photos):
+    if not hasattr(banked.banks, "rename"):
+        pytest.skip("Banks.rename(name, new_name) is not in moderate.banks yet")
+    client, auth = api
+    assert client.patch("/v1/banks/TERROR", json={"name": "EXTREMISM"}, headers=auth["moderator"]).status_code == 403
+    assert client.patch("/v1/banks/TERROR", json={"nam": "X"}, headers=auth["admin"]).status_code == 400
+    renamed = client.patch("/v1/banks/TERROR", json={"name": "EXTREMISM"}, headers=auth["admin"])
+    assert renamed.status_code == 200 and renamed.json()["name"] == "EXTREMISM" and renamed.json()["references"] == 4
+    assert client.get("/v1/banks/TERROR", headers=auth["checker"]).status_code == 404
+    verdict = client.post("/v1/check", content=photos["rocket"].read_bytes(), headers=auth["checker"]).json()
+    assert verdict["reasons"][0]["bank"] == "EXTREMISM"
+
+
+def test_batch_check_gives_a_verdict_per_file(api, photos, edited):
+    client, auth = api
+    files = [("files", ("meme.jpg", edited[0][2].read_bytes())), ("files", ("cat.png", photos["chelsea"].read_bytes())),
+             ("files", ("broken.png", b"\x89PNG\r\n\x1a\nbroken"))]
+    batch = client.post("/v1/check/batch", files=files, headers=auth["checker"])
+    assert batch.status_code == 200
+    body = batch.json()
+    assert [(r["source"], r["verdict"]) for r in body["results"]] == [
+        ("meme.jpg", "block"), ("cat.png", "allow"), ("broken.png", "review")]
+    assert body["verdict"] == "block" and body["results"][2]["error_code"]
+    assert client.post("/v1/check/batch", files=files, headers=auth["admin"]).status_code == 200  # roles nest
+    assert client.post("/v1/check/batch", files=files).status_code == 401
+    for bad in ([("file", ("a.png", b"x"))], [("files", ("a.png", b"x"))] * 40):
+        refused = client.post("/v1/check/batch", files=bad, headers=auth["checker"])
+        assert refused.status_code == 400 and refused.json()["verdict"] == "review", refused.text
+    text = client.post("/v1/check/batch", data={"files": "x"}, files=[("files", ("a.png", b"x"))], headers=auth["checker"])
+    assert text.status_code == 400
+    raw = client.post("/v1/check/batch", content=b"x", headers=auth["checker"])
+    assert raw.status_code == 400 and "multipart" in raw.json()["error"]
+
+
+def test_readyz_and_metrics(api, banked, photos):
+    client, auth = api
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready" and ready.json()["index_hashes"] > 0
+    client.post("/v1/check", content=photos["astronaut"].read_bytes(), headers=auth["checker"])
+    client.post("/v1/check", content=photos["chelsea"].read_bytes(), headers=auth["checker"])
+    text = client.get("/metrics").text
+    assert 'moderate_checks_total{verdict="block"} 1.0' in text and 'moderate_checks_total{verdict="allow"} 1.0' in text
+    assert 'moderate_check_evidence_total{signal="pdq",verdict="block"} 1.0' in text
+    assert 'moderate_check_seconds_count{route="check"} 2.0' in text
+    assert 'moderate_queue_items{state="open"} 0.0' in text and "moderate_index_hashes " in text
+    assert "moderate_index_age_seconds " in text and 'moderate_webhook_deliveries{status="failed"} 0.0' in text
+    assert "moderate_webhook_failed_attempts_total 0.0" in text
+
+
+@pytest.fixture
+def chroma_proxy(chroma_server):
+    """A TCP relay to the real Chroma server that the test can cut (the store going away)."""
+    target = chroma_server.rsplit(":", 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    open_sockets, cut = [], threading.Event()
+
+    def pipe(source, sink):
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+    def accept():
+        while not cut.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            if cut.is_set():
+                client.close()
+                return
+            upstream = socket.create_connection((target[0].split("//")[1], int(target[1])), timeout=10)
+            open_sockets.extend((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def down():
+        cut.set()
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close alone may not)
+        except OSError:
+            pass
+        listener.close()
+        for sock in open_sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", down
+    down()
+
+
+def test_readyz_says_unready_when_the_store_is_gone(chroma_server, chroma_proxy, tmp_path, photos):
+    url, cut = chroma_proxy
+    engine = Engine(tmp_path / "data", chroma_url=url)
+    bank = f"R{uuid.uuid4().hex[:8]}"
+    engine.banks.create(bank, action="block")
+    engine.banks.add(bank, [photos["rocket"]])
+    port = free_port()
+    process = start(serve_command(port, "--chroma-url", url), engine.data_dir, port, {"MODERATE_CHROMA_TIMEOUT": "2"})
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30).json()["status"] == "ready"
+        cut()
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        assert ready.status_code == 503 and ready.json()["status"] == "unready"
+        assert url in ready.json()["error"] and "\n" not in ready.json()["error"]
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200  # alive, not ready
+    finally:
+        stop(process)
+        Engine(tmp_path / "cleanup", chroma_url=chroma_server).banks.delete(bank)  # the server is shared
+
+
+def test_release_and_who_holds_a_claim(api, banked, photos):
+    client, auth = api
+    banked.banks.create("SPAM", action="review")
+    banked.banks.add("SPAM", [photos["chelsea"]])
+    client.post("/v1/check?enqueue=true", content=photos["chelsea"].read_bytes(), headers=auth["checker"])
+    (item,) = client.get("/v1/queue", headers=auth["moderator"]).json()
+    assert item["priority_reason"].startswith("PDQ distance 0 of 256 bits to SPAM/chelsea")
+    assert client.get(f"/v1/queue/{item['id']}", headers=auth["moderator"]).json()["status"] == "open"  # viewing
+    assert client.post(f"/v1/queue/{item['id']}/release", headers=auth["moderator"]).status_code == 409
+    assert client.post(f"/v1/queue/{item['id']}/claim", headers=auth["moderator"]).status_code == 200
+    taken = client.post(f"/v1/queue/{item['id']}/decide", json={"decision": "reject"}, headers=auth["admin"])
+    assert taken.status_code == 409 and "moderator-1 until" in taken.json()["error"] and "UTC" in taken.json()["error"]
+    assert client.post(f"/v1/queue/{item['id']}/release", headers=auth["admin"]).status_code == 409
+    released = client.post(f"/v1/queue/{item['id']}/release", headers=auth["moderator"])
+    assert released.status_code == 200 and released.json()["status"] == "open" and released.json()["claimed_by"] is None
+    assert client.post(f"/v1/queue/{item['id']}/claim", headers=auth["admin"]).status_code == 200
+    assert client.post("/v1/queue/999/release", headers=auth["moderator"]).status_code == 404
+
+
+def test_openapi_types_every_route(api):
+    client, _ = api
+    spec = client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            assert operation.get("summary") and operation.get("tags"), (method, path)
+            ok = operation["responses"]["200"]["content"]
+            if path not in ("/metrics",) and not path.endswith(("/export", "/image")):
+                assert "$ref" in json.dumps(ok), (method, path)  # a named response schema
+            if method in ("post", "patch") and not path.endswith(("/enable", "/disable", "/claim", "/release")):
+                assert operation.get("requestBody"), (method, path)
+    schemas = spec["components"]["schemas"]
+    assert {"Verdict", "Reason", "Bank", "Reference", "ReferencePage", "ReviewItem", "Error", "BatchVerdicts"} <= set(schemas)
+    assert spec["paths"]["/v1/check"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")

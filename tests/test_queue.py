@@ -194,3 +194,40 @@ def test_queue_cli_round_trip(banked, photos, tmp_path):
     tail = [json.loads(line) for line in run_cli("audit", "tail", "-n", "2", data_dir=banked.data_dir).stdout.splitlines()]
     assert tail[-1]["kind"] == "decision" and tail[-1]["actor"] == "m"
     assert run_cli("audit", "verify", data_dir=banked.data_dir).returncode == 0
+
+
+def test_viewing_does_not_claim_skips_release_and_duplicates_group(reviewing, photos, tmp_path):
+    first = near_copy(photos, "rocket", tmp_path, (120, 80))
+    reviewing.check(first)
+    reviewing.check(first)  # the same upload twice
+    reviewing.check(near_copy(photos, "astronaut", tmp_path))
+    queue = reviewing.queue
+    groups = queue.groups()
+    assert sorted(g.count for g in groups) == [1, 2] and sum(len(g.ids) for g in groups) == 3
+    assert [queue.copies(g.item) for g in sorted(groups, key=lambda g: g.count)] == [1, 2]
+    top = queue.next_for("alice")
+    assert top.status == "open" and queue.get(top.id).claimed_by is None  # looking is not claiming
+    assert queue.next_for("alice", {top.id}).id != top.id  # a skip moves past it
+    queue.claim("alice", top.id)
+    assert queue.next_for("alice").id == top.id and queue.next_for("bob").id != top.id
+    with pytest.raises(QueueError, match=r"not claimed by bob: alice until \d\d:\d\d:\d\d UTC holds it"):
+        queue.decide(top.id, "bob", "reject")
+    with pytest.raises(QueueError, match="alice until"):
+        queue.release("bob", top.id)
+    assert queue.release("alice", top.id).status == "open"
+    with pytest.raises(QueueError, match="it is open"):
+        queue.release("alice", top.id)
+    out = run_cli("queue", "claim", str(top.id), "--moderator", "carol", data_dir=reviewing.data_dir)
+    assert out.returncode == 0
+    refused = run_cli("queue", "decide", str(top.id), "--reject", "--moderator", "dave", data_dir=reviewing.data_dir)
+    assert refused.returncode == 1 and b"carol until" in refused.stderr and b"UTC" in refused.stderr
+
+
+def test_why_an_item_is_first_in_words(reviewing, photos, tmp_path):
+    from moderate.sinks.queue import why_first
+
+    reviewing.check(near_copy(photos, "rocket", tmp_path))
+    (item,) = reviewing.queue.list()
+    distance = int(item.verdict["reasons"][0]["distance"])
+    assert why_first(item.verdict).startswith(f"PDQ distance {distance} of 256 bits to TERROR/rocket: priority 256 - {distance}")
+    assert "did not decode (truncated)" in why_first({"reasons": [{"rule": "on_error"}], "error_code": "truncated"})

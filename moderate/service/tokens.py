@@ -65,6 +65,10 @@ class Tokens:
         entry = self._read().get(_digest(secret))
         return Token(entry["name"], entry["role"], entry["created_at"]) if entry else None
 
+    def named(self, name: str) -> Token | None:
+        """The token called `name`, if it still exists (UI sessions end with their token)."""
+        return next((t for t in self.list() if t.name == name), None)
+
     def list(self) -> list[Token]:
         return sorted((Token(e["name"], e["role"], e["created_at"]) for e in self._read().values()), key=lambda t: t.name)
 

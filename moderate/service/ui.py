@@ -1,180 +1,309 @@
-"""The web review UI at /ui: server-rendered pages for moderators working the review queue.
+"""The web review UI at /ui: server-rendered pages (Jinja2 templates) for moderators.
 
 Reviewer wellness comes first: every image is shown blurred and in grayscale until the moderator
-clicks (or presses `v`) to reveal it. Keyboard: `v` reveal, `c` confirm, `r` reject, `n` next.
-Opening an item claims it for the moderator (claims expire, see `moderate.sinks.queue`).
+reveals it (`v` reveals and blurs again). Viewing an item never claims it; a moderator claims
+explicitly (`k`, or by deciding), releases a claim, skips (`n`: the session remembers skips, so
+`next` moves past them) and signs out. A decision (`c` confirm, `r` reject) waits out a short undo
+window in the page (`u` undoes it) before it is sent, because it feeds the banks at once.
 
-Sign-in takes a moderator (or admin) token, kept in an HttpOnly, SameSite=Strict cookie, so other
-sites can neither read it nor make the browser post decisions with it.
+Every item is shown as PNG frames rendered on the server from the stored upload, whatever its
+format (TIFF, PDF pages, HEIC, AVIF, animation frames), with the evidence drawn on the frame it was
+found in: the matched polygon as `moderate explain` draws it (green), PDQ regions (blue). Evidence
+reads in words, with the bank's action and the reference's metadata (`engine.banks.lookup`).
+
+Sign-in exchanges a moderator (or admin) token for a session (`moderate.service.sessions`); the
+cookie holds only the session id, HttpOnly and SameSite=Strict, and every form carries the
+session's CSRF token.
 """
 
 from __future__ import annotations
 
-import html
+import hmac
+import io
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ..sinks.queue import QueueError, ReviewQueue
-from .tokens import Token, Tokens
+from ..errors import MediaError
+from ..sinks.queue import QueueError, ReviewItem, why_first
+from .sessions import Session, Sessions
+from .tokens import Tokens
 
-COOKIE = "moderate_token"
-
-STYLE = """
-body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem; color: #222; }
-table { border-collapse: collapse; } td, th { padding: .3rem .8rem; border-bottom: 1px solid #ddd; text-align: left; }
-.shield { filter: blur(28px) grayscale(1); transition: filter .2s; }
-.frame { position: relative; display: inline-block; max-width: 640px; }
-.frame img { max-width: 640px; display: block; }
-.frame svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
-button { font-size: 1rem; margin-right: .5rem; } .keys { color: #777; }
-"""
-
-SCRIPT = """
-const image = document.getElementById('image');
-function reveal() { image && image.classList.remove('shield'); }
-function decide(kind) { document.getElementById('decision').value = kind; document.getElementById('decide').submit(); }
-document.addEventListener('keydown', (e) => {
-  if (e.target.tagName === 'TEXTAREA' || e.target.tagName === 'INPUT') return;
-  if (e.key === 'v') reveal();
-  if (e.key === 'c') decide('confirm');
-  if (e.key === 'r') decide('reject');
-  if (e.key === 'n') window.location = '/ui/next';
-});
-"""
+COOKIE = "moderate_session"
+LOGIN_COOKIE = "moderate_login"  # double-submit CSRF for the sign-in form (there is no session yet)
+UNDO_SECONDS = 5
+RENDER_SIZE = 1024  # px, longest side of a rendered frame
+HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+           "X-Content-Type-Options": "nosniff",
+           "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; frame-ancestors 'none'"}
+STATIC = {"ui.css": "text/css", "item.js": "text/javascript", "queue.js": "text/javascript"}
+VARIANTS = {"mirrored": "mirrored", "flip_horizontal": "mirrored", "flip_vertical": "upside-down mirror",
+            "rotate90": "rotated 90°", "rotate180": "rotated 180°", "rotate270": "rotated 270°"}
 
 
-def page(title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} - moderate</title>"
-                        f"<style>{STYLE}</style></head><body>{body}</body></html>",
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+@dataclass(frozen=True)
+class Rendered:
+    index: int
+    label: str  # "page 2", "frame 3"
+    width: int  # original size: the evidence's coordinates
+    height: int
+    png: bytes
 
 
-def router(queue: ReviewQueue, tokens: Tokens) -> APIRouter:
+class Renders:
+    """PNG frames of stored uploads, a few items kept in memory (a moderator flips through pages)."""
+
+    def __init__(self, queue, budgets, keep: int = 6):
+        self.queue, self.budgets, self.keep = queue, budgets, keep
+        self.cache: OrderedDict[int, list[Rendered]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def frames(self, item: ReviewItem) -> list[Rendered]:
+        if not item.has_image:  # purged: nothing is served, also not from the cache
+            return []
+        with self.lock:
+            if item.id in self.cache:
+                self.cache.move_to_end(item.id)
+                return self.cache[item.id]
+        rendered = self._render(item.id)
+        with self.lock:
+            self.cache[item.id] = rendered
+            while len(self.cache) > self.keep:
+                self.cache.popitem(last=False)
+        return rendered
+
+    def _render(self, item_id: int) -> list[Rendered]:
+        from PIL import Image
+
+        from ..media import decode
+
+        data = self.queue.image(item_id)
+        try:
+            media = decode(data, self.budgets, RENDER_SIZE, name=f"review item {item_id}")
+        except MediaError:  # what did not decode for the check does not decode here either
+            return []
+        out = []
+        for frame in media.frames:
+            png = io.BytesIO()
+            Image.fromarray(frame.pixels).save(png, "PNG")
+            label = f"page {frame.page + 1}" if frame.page is not None else f"frame {frame.index + 1}"
+            if frame.origin == "embedded-image":  # a PDF page's picture, checked on its own too
+                label += ", picture"
+            out.append(Rendered(frame.index, label, frame.width, frame.height, png.getvalue()))
+        return out
+
+
+def router(engine, tokens: Tokens) -> APIRouter:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     ui = APIRouter(prefix="/ui", include_in_schema=False)
+    queue = engine.queue
+    sessions = Sessions(engine.data_dir, tokens)
+    renders = Renders(queue, engine.policy.limits)
+    templates = Environment(loader=PackageLoader("moderate.service", "templates"), autoescape=select_autoescape(),
+                            trim_blocks=True, lstrip_blocks=True)
 
-    def moderator(request: Request) -> Token:
-        token = tokens.check(request.cookies.get(COOKIE, ""))
-        if token is None or not token.allows("moderator"):
+    def page(name: str, status: int = 200, **context) -> HTMLResponse:
+        return HTMLResponse(templates.get_template(name).render(**context), status_code=status, headers=HEADERS)
+
+    def signed_in(request: Request) -> Session:
+        session = sessions.get(request.cookies.get(COOKIE))
+        if session is None:
             raise HTTPException(303, headers={"Location": "/ui/login"})
-        return token
+        return session
+
+    def posted(request: Request, csrf: str) -> Session:
+        """The session of a form post, whose CSRF token must match (else 403, nothing done)."""
+        session = signed_in(request)
+        if not session.csrf_ok(csrf):
+            raise HTTPException(403, {"error": "the form's CSRF token does not match this session: reload the page"})
+        return session
+
+    def refused(session: Session, exc: Exception, back: str) -> HTMLResponse:
+        return page("message.html", 409, session=session, title="Refused", message=str(exc), back=back)
+
+    @ui.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC:
+            raise HTTPException(404, {"error": f"no static file {name!r}"})
+        body = resources.files("moderate.service").joinpath("static", name).read_bytes()
+        return Response(body, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})
 
     @ui.get("/login")
     def login_form() -> HTMLResponse:
-        return page("Sign in", "<h1>moderate review</h1><form method='post' action='/ui/login'>"
-                               "<label>Moderator token <input id='token' name='token' type='password' size='50'></label> "
-                               "<button id='signin'>Sign in</button></form>")
+        csrf = secrets.token_urlsafe(24)
+        response = page("login.html", csrf=csrf)
+        response.set_cookie(LOGIN_COOKIE, csrf, httponly=True, samesite="strict", path="/ui/login")
+        return response
 
     @ui.post("/login")
-    def login(token: str = Form(...)) -> Response:
-        found = tokens.check(token)
-        if found is None or not found.allows("moderator"):
-            return page("Sign in", "<p id='error'>That token is unknown or may not review.</p><a href='/ui/login'>Back</a>")
+    def login(request: Request, token: str = Form(""), csrf: str = Form("")) -> Response:
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not (expected and hmac.compare_digest(expected, csrf)):
+            return page("login.html", 403, csrf=csrf, error="The sign-in form expired: reload the page.")
+        session_id = sessions.start(token)
+        if session_id is None:
+            return page("login.html", 403, csrf=csrf, error="That token is unknown or may not review.")
         response = RedirectResponse("/ui", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/ui",
+                            secure=request.url.scheme == "https")
+        response.delete_cookie(LOGIN_COOKIE, path="/ui/login")
+        return response
+
+    @ui.post("/logout")
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        posted(request, csrf)
+        sessions.end(request.cookies.get(COOKIE))
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/ui")
         return response
 
     @ui.get("")
     def items(request: Request) -> HTMLResponse:
-        moderator(request)
-        rows = "".join(
-            f"<tr class='item'><td><a href='/ui/items/{item.id}'>#{item.id}</a></td><td>{item.priority}</td>"
-            f"<td>{html.escape(item.source)}</td><td>{html.escape(_top(item.verdict))}</td></tr>"
-            for item in queue.list("open", 200)
-        )
-        stats = queue.stats()
-        return page("Queue", f"<h1>Review queue</h1><p id='open-count'>{stats['open']} open, {stats['claimed']} claimed</p>"
-                             f"<table><tr><th>item</th><th>priority</th><th>source</th><th>evidence</th></tr>{rows}</table>"
-                             "<p><a href='/ui/next'>Work the next item</a> <span class='keys'>(n)</span></p>")
+        session = signed_in(request)
+        return page("queue.html", session=session, stats=queue.stats(), groups=queue.groups(200), why=why_first)
 
     @ui.get("/next")
     def next_item(request: Request) -> Response:
-        token = moderator(request)
-        try:
-            item = queue.claim(token.name)
-        except QueueError:
-            return RedirectResponse("/ui", status_code=303)
-        return RedirectResponse(f"/ui/items/{item.id}", status_code=303)
+        """The next item to look at (not claimed by this): own claims and open items, minus skips."""
+        session = signed_in(request)
+        item = queue.next_for(session.moderator, session.skipped)
+        return RedirectResponse(f"/ui/items/{item.id}" if item else "/ui", status_code=303)
 
     @ui.get("/items/{item_id}")
-    def item_page(item_id: int, request: Request) -> HTMLResponse:
-        token = moderator(request)
+    def item_page(item_id: int, request: Request, frame: int | None = None) -> HTMLResponse:
+        session = signed_in(request)
         try:
-            item = queue.claim(token.name, item_id)
+            item = queue.get(item_id)
         except QueueError as exc:
-            return page(f"Item {item_id}", f"<p id='error'>{html.escape(str(exc))}</p><a href='/ui'>Queue</a>")
+            return page("message.html", 404, session=session, title=f"Item {item_id}", message=str(exc))
         verdict = item.verdict
-        width, height = verdict.get("width") or 1, verdict.get("height") or 1
-        boxes = "".join(
-            f"<rect x='{r['region']['x']}' y='{r['region']['y']}' width='{r['region']['w']}' height='{r['region']['h']}'"
-            f" fill='none' stroke='red' stroke-width='{max(width, height) / 150:.1f}'/>"
-            for r in verdict.get("reasons", []) if r.get("region") and r.get("bank")
-        )
-        evidence = "".join(
-            f"<tr><td>{html.escape(str(r.get('rule')))}</td><td>{html.escape(str(r.get('bank') or ''))}</td>"
-            f"<td>{html.escape(str(r.get('reference_id') or ''))}</td><td>{_evidence(r)}</td>"
-            f"<td>{html.escape(str(r.get('detail') or r.get('signer') or ''))}</td></tr>"
-            for r in verdict.get("reasons", [])
-        )
-        picture = (f"<div class='frame'><img id='image' class='shield' src='/ui/items/{item.id}/image' alt='upload'"
-                   f" onclick='reveal()'><svg viewBox='0 0 {width} {height}' preserveAspectRatio='none'>{boxes}</svg></div>"
-                   if item.has_image else "<p>(image purged)</p>")
-        return page(f"Item {item.id}", f"""
-<p><a href='/ui'>Queue</a></p><h1>Item #{item.id}: {html.escape(item.source)}</h1>
-{picture}
-<p><button id='reveal' onclick='reveal()'>Reveal</button><span class='keys'>(v) - blurred and grayscale until revealed</span></p>
-<table id='evidence'><tr><th>rule</th><th>bank</th><th>reference</th><th>evidence</th><th>detail</th></tr>{evidence}</table>
-<form id='decide' method='post' action='/ui/items/{item.id}/decide'>
-<input type='hidden' id='decision' name='decision' value=''>
-<p><label>Note <textarea name='note' rows='2' cols='50'></textarea></label></p>
-<p><label>Confirm into bank (optional) <input name='bank' size='16'></label></p>
-<button type='button' id='confirm' onclick="decide('confirm')">Confirm (c)</button>
-<button type='button' id='reject' onclick="decide('reject')">Reject (r)</button>
-<a href='/ui/next'>Next (n)</a></form>
-<script>{SCRIPT}</script>""")
+        frames = renders.frames(item)
+        shown = _pick(frames, verdict.get("frame", 0) if frame is None else frame)
+        evidence = _evidence(engine, verdict, frames)
+        shapes = [shape for e in evidence if shown and e["frame"] == shown.index for shape in e["shapes"]]
+        claim, claim_text = _claim(item, session.moderator)
+        flagged = [b.name for b in engine.banks.list() if b.kind == "flagged"]
+        return page("item.html", session=session, item=item, frames=frames, frame=shown, shapes=shapes,
+                    stroke=f"{max(shown.width, shown.height) / 200:.1f}" if shown else "1",
+                    evidence=evidence, evidence_frames={e["frame"] for e in evidence}, claim=claim,
+                    claim_text=claim_text, why=why_first(verdict), copies=queue.copies(item), banks=flagged,
+                    undo_seconds=UNDO_SECONDS)
+
+    @ui.get("/items/{item_id}/frames/{index}")
+    def item_frame(item_id: int, index: int, request: Request) -> Response:
+        signed_in(request)
+        frames = renders.frames(queue.get(item_id))
+        shown = _pick(frames, index)
+        if shown is None or shown.index != index:
+            raise HTTPException(410 if not frames else 404, {"error": f"review item {item_id}: no frame {index} to show"})
+        return Response(shown.png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @ui.get("/items/{item_id}/image")
     def item_image(item_id: int, request: Request) -> Response:
-        moderator(request)
-        data = queue.image(item_id, thumbnail=False)
-        if data is None:
-            raise HTTPException(410)
-        return Response(data, media_type=_media_type(data), headers={"Cache-Control": "no-store"})
+        """Kept for old links: the first frame, rendered (never the raw upload)."""
+        return item_frame(item_id, 0, request)
+
+    def claim_route(action: str, change) -> None:
+        """POST /items/{id}/claim and /release: change the claim, then back to the item."""
+        def route(item_id: int, request: Request, csrf: str = Form("")) -> Response:
+            session = posted(request, csrf)
+            try:
+                change(session.moderator, item_id)
+            except QueueError as exc:
+                return refused(session, exc, f"/ui/items/{item_id}")
+            return RedirectResponse(f"/ui/items/{item_id}", status_code=303)
+        ui.post(f"/items/{{item_id}}/{action}")(route)
+
+    claim_route("claim", queue.claim)
+    claim_route("release", queue.release)
+
+    @ui.post("/items/{item_id}/skip")
+    def skip(item_id: int, request: Request, csrf: str = Form("")) -> Response:
+        session = posted(request, csrf)
+        item = queue.get(item_id)
+        if item.status == "claimed" and item.claimed_by == session.moderator:
+            queue.release(session.moderator, item_id)  # skipping gives a claim back for others
+        sessions.skip(session, item_id)
+        return RedirectResponse("/ui/next", status_code=303)
 
     @ui.post("/items/{item_id}/decide")
     def decide(item_id: int, request: Request, decision: str = Form(...), note: str = Form(""),
-               bank: str = Form("")) -> Response:
-        token = moderator(request)
+               bank: str = Form(""), csrf: str = Form("")) -> Response:
+        session = posted(request, csrf)
         try:
-            queue.decide(item_id, token.name, decision, note or None, bank or None)
+            item = queue.get(item_id)
+            if not (item.status == "claimed" and item.claimed_by == session.moderator):
+                queue.claim(session.moderator, item_id)  # deciding claims an open item first
+            queue.decide(item_id, session.moderator, decision, note or None, bank or None)
         except QueueError as exc:
-            return page(f"Item {item_id}", f"<p id='error'>{html.escape(str(exc))}</p><a href='/ui'>Queue</a>")
+            return refused(session, exc, f"/ui/items/{item_id}")
         return RedirectResponse("/ui/next", status_code=303)
 
     return ui
 
 
-def _top(verdict: dict) -> str:
+def _pick(frames: list[Rendered], index: int) -> Rendered | None:
+    return next((f for f in frames if f.index == index), frames[0] if frames else None)
+
+
+def _claim(item: ReviewItem, moderator: str) -> tuple[str, str]:
+    """The item's claim state as seen by `moderator`: (mine|other|open|decided, a sentence)."""
+    if item.status == "decided":
+        return "decided", f"Decided: {item.decision} by {item.decided_by} at {item.decided_at}"
+    if item.status == "claimed":
+        until = datetime.fromtimestamp(item.claim_expires or 0, timezone.utc).strftime("%H:%M UTC")
+        if item.claimed_by == moderator:
+            return "mine", f"Claimed by you until {until}"
+        return "other", f"Claimed by {item.holder}: you can look, not decide"
+    return "open", "Open: not claimed (claim with k, or decide with c or r)"
+
+
+def _evidence(engine, verdict: dict, frames: list[Rendered]) -> list[dict]:
+    """Each reason as a moderator reads it: in words, with its bank's action, the reference's
+    metadata, the frame it was found in and the shapes to draw there."""
     reasons = verdict.get("reasons") or []
-    if not reasons:
-        return verdict.get("error") or ""
-    top = reasons[0]
-    where = f" {top.get('bank')}/{top.get('reference_id')} {_evidence(top)}" if top.get("bank") else ""
-    return f"{top.get('rule')}{where}"
+    keys = {(r["bank"], r["reference_id"]) for r in reasons if r.get("bank") and r.get("reference_id")}
+    references = engine.banks.lookup(keys) if keys else {}
+    banks = engine.catalog.current().banks
+    labels = {f.index: f.label for f in frames}
+    out = []
+    for r in reasons:
+        frame = r.get("frame", verdict.get("frame", 0))  # per-reason frames when the verdict has them
+        reference = references.get((r.get("bank"), r.get("reference_id")))
+        shapes = []
+        if r.get("polygon"):
+            shapes.append({"points": " ".join(f"{x:.1f},{y:.1f}" for x, y in r["polygon"])})
+        elif r.get("region") and r.get("bank"):
+            shapes.append({k: r["region"][k] for k in ("x", "y", "w", "h")})
+        out.append({"plain": _plain(r), "rule": r.get("rule"), "action": r.get("action"), "bank": r.get("bank"),
+                    "bank_action": (banks.get(r.get("bank")) or {}).get("action", "unknown (bank deleted)"),
+                    "reference_id": r.get("reference_id"), "meta": reference.metadata if reference else {},
+                    "frame": frame, "where": labels.get(frame, f"frame {frame + 1}"), "shapes": shapes})
+    return out
 
 
-def _media_type(data: bytes) -> str:
-    """The browser needs a type to show the stored upload; anything we cannot name is not inlined."""
-    for magic, kind in ((b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
-                        (b"BM", "image/bmp"), (b"RIFF", "image/webp")):
-        if data.startswith(magic):
-            return kind
-    return "application/octet-stream"
-
-
-
-def _evidence(reason: dict) -> str:
-    """PDQ distance or keypoint inliers, as one short cell."""
-    if reason.get("distance") is not None:
-        return f"d={reason['distance']}"
-    return f"{reason['inliers']} inliers" if reason.get("inliers") is not None else ""
+def _plain(reason: dict) -> str:
+    """One reason in words: what was found, how strongly, and how it was changed."""
+    ref, signal = reason.get("reference_id"), reason.get("signal")
+    how = [VARIANTS.get(reason.get("variant"), reason.get("variant"))] if reason.get("variant") else []
+    if reason.get("bank"):
+        if reason.get("inliers") is not None:
+            how.insert(0, f"{reason['inliers']} matching points")
+        if signal == "pdq" and reason.get("distance") is not None:
+            how.insert(0, f"{int(reason['distance'])} of 256 hash bits differ")
+        if reason.get("score") is not None:
+            how.insert(0, f"similarity {reason['score']:.2f}")
+        verb = "Contains" if signal == "keypoints" else "Looks like" if signal == "pdq" else "Resembles"
+        return f"{verb} flagged image {ref}" + (f", {', '.join(how)}" if how else "")
+    if reason.get("rule") == "on_error":
+        return f"Could not be checked: {reason.get('detail') or 'the input did not decode'}"
+    if reason.get("signer"):
+        return f"Signed original of {reason['signer']}"
+    return reason.get("detail") or str(reason.get("rule"))

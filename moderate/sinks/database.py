@@ -1,4 +1,5 @@
-"""The data folder's SQLite database (review queue and audit log): WAL, one connection per thread.
+"""The data folder's SQLite database (review queue, audit log, webhook outbox, UI sessions): WAL, one
+connection per thread; a store subclasses it or holds one.
 
 WAL lets readers work while a writer writes, and several processes (workers, servers, hooks) share
 the file safely. Each thread gets its own connection, because explicit transactions (the audit

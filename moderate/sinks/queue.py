@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
+from . import webhooks
 from .audit import AuditLog
 from .database import Database
 from ..errors import MediaError, ModerateError
@@ -43,6 +44,14 @@ SCHEMA = (
 
 class QueueError(ModerateError):
     """A queue operation was refused (unknown item, not claimed by you, already decided, ...)."""
+
+
+class UnknownItem(QueueError):
+    """No review item has that id (the HTTP API answers 404)."""
+
+
+class Conflict(QueueError):
+    """The item's state refuses the operation: claimed by someone else, already decided (409)."""
 
 
 class Purged(NamedTuple):
@@ -70,6 +79,21 @@ class ReviewItem:
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
 
+    @property
+    def holder(self) -> str:
+        """Who holds the claim and until when, for refusals ("alice until 14:05:09 UTC")."""
+        until = datetime.fromtimestamp(self.claim_expires or 0, timezone.utc).strftime("%H:%M:%S UTC")
+        return f"{self.claimed_by} until {until}"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Open items of one input (same SHA-256): the first by priority stands for the others."""
+
+    item: ReviewItem
+    count: int
+    ids: tuple[int, ...]
+
 
 KEYPOINT_PRIORITY = 256 - 31  # a verified local-feature match ranks like a PDQ match at Meta's threshold
 
@@ -81,6 +105,20 @@ def priority_of(verdict: Verdict) -> int:
     return max(scores, default=0)
 
 
+def why_first(verdict: dict) -> str:
+    """The reason behind an item's priority, in words (from its stored verdict JSON)."""
+    reasons = verdict.get("reasons") or []
+    closest = min((r for r in reasons if r.get("distance") is not None), key=lambda r: r["distance"], default=None)
+    if closest is not None:
+        return (f"PDQ distance {int(closest['distance'])} of 256 bits to {closest.get('bank')}/"
+                f"{closest.get('reference_id')}: priority 256 - {int(closest['distance'])}; closer evidence is seen first")
+    if any(r.get("inliers") is not None for r in reasons):
+        return f"a verified local-feature match: ranks like a PDQ distance of {256 - KEYPOINT_PRIORITY}"
+    if verdict.get("error_code"):
+        return f"the input did not decode ({verdict['error_code']}): no evidence, so it waits behind matches"
+    return "no distance-scored evidence: it waits behind matches"
+
+
 class ReviewQueue:
     def __init__(self, data_dir: Path, banks=None, audit: AuditLog | None = None,
                  claim_seconds: int = 900, retention_days: int = 30):
@@ -90,6 +128,8 @@ class ReviewQueue:
         self.claim_seconds = claim_seconds
         self.retention_days = retention_days
         self._database = Database(self.data_dir, SCHEMA)
+        # The engine sends webhooks through `deliveries()`; its outbox is this data folder's.
+        webhooks.bind(self.data_dir)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -126,14 +166,14 @@ class ReviewQueue:
     def get(self, item_id: int) -> ReviewItem:
         row = self.db.execute("SELECT * FROM review_items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
-            raise QueueError(f"no review item {item_id}")
+            raise UnknownItem(f"no review item {item_id}")
         return self._item(row)
 
     def image(self, item_id: int, thumbnail: bool = False) -> bytes | None:
         column = "thumbnail" if thumbnail else "image"
         row = self.db.execute(f"SELECT {column} FROM review_items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
-            raise QueueError(f"no review item {item_id}")
+            raise UnknownItem(f"no review item {item_id}")
         return row[0]
 
     def claim(self, moderator: str, item_id: int | None = None) -> ReviewItem:
@@ -155,9 +195,49 @@ class ReviewQueue:
         ).fetchone()
         if row is None:
             item = self.get(item_id)
-            who = f" by {item.decided_by}" if item.status == "decided" else f" by {item.claimed_by}"
-            raise QueueError(f"review item {item_id} is already {item.status}{who}")
+            who = f" by {item.decided_by}" if item.status == "decided" else f" by {item.holder}"
+            raise Conflict(f"review item {item_id} is already {item.status}{who}")
         return self.get(item_id)
+
+    def release(self, moderator: str, item_id: int) -> ReviewItem:
+        """Give a claim back: the item is open for anyone again."""
+        row = self.db.execute(
+            "UPDATE review_items SET status = 'open', claimed_by = NULL, claim_expires = NULL"
+            " WHERE id = ? AND status = 'claimed' AND claimed_by = ? RETURNING id", (item_id, moderator)).fetchone()
+        if row is None:
+            item = self.get(item_id)
+            raise Conflict(f"review item {item_id} is not claimed by {moderator}"
+                           + (f": {item.holder} holds it" if item.status == "claimed" else f" (it is {item.status})"))
+        return self.get(item_id)
+
+    def next_for(self, moderator: str, skip: set[int] | frozenset = frozenset()) -> ReviewItem | None:
+        """The item `moderator` should look at next, without claiming it: their own claims and open
+        items by priority, except those skipped."""
+        now = time.time()
+        marks = ",".join("?" * len(skip))
+        skipped = f" AND id NOT IN ({marks})" if skip else ""
+        row = self.db.execute(
+            "SELECT * FROM review_items WHERE (status = 'open' OR (status IN ('claimed', 'deciding')"
+            f" AND (claim_expires < ? OR (claimed_by = ? AND status = 'claimed')))){skipped}"
+            " ORDER BY priority DESC, id LIMIT 1", (now, moderator, *sorted(skip))).fetchone()
+        return self._item(row) if row is not None else None
+
+    def copies(self, item: ReviewItem) -> int:
+        """Undecided items of the same input as `item` (itself included)."""
+        if not item.sha256:
+            return 1
+        return self.db.execute("SELECT COUNT(*) FROM review_items WHERE sha256 = ? AND (status != 'decided' OR id = ?)",
+                               (item.sha256, item.id)).fetchone()[0]
+
+    def groups(self, limit: int = 200) -> list[Group]:
+        """Waiting items (open or claimed) grouped by input digest, by priority: the same upload
+        enqueued twice is one row with a count."""
+        rows = self.db.execute("SELECT * FROM review_items WHERE status != 'decided' ORDER BY priority DESC, id"
+                               " LIMIT ?", (limit * 20,)).fetchall()
+        grouped: dict[str, list[ReviewItem]] = {}
+        for item in map(self._item, rows):
+            grouped.setdefault(item.sha256 or f"item-{item.id}", []).append(item)
+        return [Group(items[0], len(items), tuple(i.id for i in items)) for items in grouped.values()][:limit]
 
     def decide(self, item_id: int, moderator: str, decision: str, note: str | None = None,
                bank: str | None = None) -> ReviewItem:
@@ -173,8 +253,10 @@ class ReviewQueue:
         if row is None:
             item = self.get(item_id)
             if item.status == "decided":
-                raise QueueError(f"review item {item_id} was already decided ({item.decision} by {item.decided_by})")
-            raise QueueError(f"review item {item_id} is not claimed by {moderator} (claim it first; claims expire)")
+                raise Conflict(f"review item {item_id} was already decided ({item.decision} by {item.decided_by})")
+            if item.status == "claimed":
+                raise Conflict(f"review item {item_id} is not claimed by {moderator}: {item.holder} holds it")
+            raise Conflict(f"review item {item_id} is not claimed by {moderator} (claim it first; claims expire)")
         item = self.get(item_id)
         try:
             self._feed_back(item, decision, bank, moderator, note)
