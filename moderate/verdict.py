@@ -34,6 +34,8 @@ class Reason:
     detail: str | None = None
     signer: str | None = None  # for registered signed originals: who signed the original
     source: str | None = None  # with `check --together`: the image this evidence came from
+    frame: int | None = None  # in an input of several frames (animations, PDF pages): which one
+    page: int | None = None  # and its PDF page, when it came from one
 
     def _of(self, name: str):
         return getattr(self.evidence, name) if self.evidence is not None else None
@@ -63,6 +65,9 @@ class Reason:
             "bank": None, "reference_id": None, "signal": None, "distance": None, "score": None, "region": None})
         for key in ("detail", "signer", "source"):
             if getattr(self, key):
+                out[key] = getattr(self, key)
+        for key in ("frame", "page"):
+            if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
 

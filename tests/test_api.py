@@ -272,8 +272,6 @@ def test_bank_and_reference_routes_with_roles_and_errors(api, banked, photos):
 
 
 def test_rename_a_bank(api, banked, photos):
-    if not hasattr(banked.banks, "rename"):
-        pytest.skip("Banks.rename(name, new_name) is not in moderate.banks yet")
     client, auth = api
     assert client.patch("/v1/banks/TERROR", json={"name": "EXTREMISM"}, headers=auth["moderator"]).status_code == 403
     assert client.patch("/v1/banks/TERROR", json={"nam": "X"}, headers=auth["admin"]).status_code == 400

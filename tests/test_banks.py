@@ -224,3 +224,23 @@ def test_caller_metadata_cannot_move_a_reference_to_another_bank(engine, photos)
     assert engine.banks.delete("T") == 1
     engine.banks.create("T")
     assert engine.banks.get("T").references == 0
+
+
+def test_rename_moves_every_signal_and_keeps_blocking(banked, photos, tmp_path):
+    crop = tmp_path / "crop.jpg"
+    rocket = Image.open(photos["rocket"]).convert("RGB")
+    rocket.crop((0, 0, rocket.width * 7 // 10, rocket.height * 7 // 10)).save(crop, quality=90)  # keypoints only
+    before = {name: len(index) for name, index in banked.catalog.current().indexes.items()}
+    renamed = banked.banks.rename("TERROR", "EXTREMISM")
+    assert (renamed.name, renamed.action, renamed.references) == ("EXTREMISM", "block", 4)
+    fresh = Engine(banked.data_dir)  # another process: everything is in Chroma under the new name
+    assert {name: len(index) for name, index in fresh.catalog.current().indexes.items()} == before
+    assert [b.name for b in fresh.banks.list()] == ["EXTREMISM"]
+    for path, signal in ((photos["rocket"], "digest"), (crop, "keypoints")):
+        verdict = fresh.check(path)
+        assert verdict.verdict == "block" and verdict.reasons[0].bank == "EXTREMISM" and verdict.reasons[0].signal == signal
+    fresh.banks.create("OTHER")
+    with pytest.raises(BankError, match="already exists"):
+        fresh.banks.rename("OTHER", "EXTREMISM")
+    with pytest.raises(BankError, match="no bank|unknown"):
+        fresh.banks.rename("TERROR", "AGAIN")

@@ -38,6 +38,8 @@ def test_a_later_frame_is_explained(banked, photos, tmp_path):
     explained = banked.explain(path, "rocket")
     assert verdict.verdict == explained.verdict == "block"
     assert explained.matched and explained.frame == 1
+    flagged = next(r for r in verdict.reasons if r.reference_id == "rocket")
+    assert flagged.frame == 1 and next(r for r in verdict.to_dict()["reasons"] if r["reference_id"] == "rocket")["frame"] == 1
 
 
 def test_a_hash_check_does_not_use_is_not_reported_as_a_match(engine, tmp_path):

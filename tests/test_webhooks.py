@@ -63,7 +63,7 @@ def test_block_verdict_is_delivered_signed_and_retried(banked, photos, receiver,
     assert engine.check(photos["astronaut"]).verdict == "block"
     assert engine.check(photos["chelsea"]).verdict == "allow"  # not subscribed: no delivery
     assert time.perf_counter() - start < 2.0
-    assert deliveries().wait(30)
+    assert deliveries(banked.data_dir).wait(30)
     assert len(got) == 2  # one failure, one retry of the same verdict
     final = got[-1]
     body = final["body"]
@@ -108,7 +108,7 @@ def test_a_secret_unset_after_loading_is_never_sent_unsigned(banked, photos, rec
     policy = Policy.from_mapping({"webhooks": [{"url": url, "on": ["block"], "secret_env": "HOOK_SECRET"}]})
     monkeypatch.delenv("HOOK_SECRET")
     assert Engine(banked.data_dir, policy=policy).check(photos["astronaut"]).verdict == "block"
-    assert deliveries().wait(30)
+    assert deliveries(banked.data_dir).wait(30)
     assert got == []
     (failed,) = Outbox(banked.data_dir).list("failed")
     assert "HOOK_SECRET is not set" in failed.last_error

@@ -246,6 +246,45 @@ class Banks:
             write.update(replace(write.snapshot, banks={**write.snapshot.banks, name: record}))
         return self.get(name)
 
+    def rename(self, name: str, new_name: str) -> Bank:
+        """Give a bank another name, in one write: its settings and every record (record ids start
+        with the bank's name) move to the new name, and the old name is gone. Allow-list entries
+        that named the old bank's references no longer suppress anything (fail closed)."""
+        if not _BANK_NAME.fullmatch(new_name or ""):
+            raise BankError(f"bank name {new_name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        with self.catalog.writing() as write:
+            record = self._record(write.snapshot, name)
+            if new_name in write.snapshot.banks:
+                raise BankError(f"bank {new_name} already exists")
+            write.touch()
+            self.store.put_bank(new_name, record)
+
+            def moved(rid: str) -> str:  # BANK::REF::N -> NEW::REF::N
+                return new_name + rid[len(name):]
+
+            images: list[str] = []
+            for signal in stored_signals():
+                ids = self._ids(write.snapshot, signal.name, prefix(name))
+                images = ids if signal is KEYPOINTS else images
+                for start in range(0, len(ids), signal.page):
+                    self._add_records(write, signal, [(moved(rid), value, {**md, "bank": new_name})
+                                                      for rid, value, md in self.store.records(signal, ids=ids[start:start + signal.page])])
+            if record.get("embedding_key") and images:
+                model = _model_of(record)
+                self.store.add_embeddings(model, [(moved(rid), vector, {**md, "bank": new_name})
+                                                  for rid, vector, md in self.store.embedding_records(model, images)])
+            self._delete_prefix(write, prefix(name), record)
+            self.store.delete_bank(name)
+            banks = {k: v for k, v in write.snapshot.banks.items() if k != name}
+            write.update(replace(write.snapshot, banks={**banks, new_name: record}))
+        return self.get(new_name)
+
+    @staticmethod
+    def _ids(snapshot, signal: str, start: str) -> list[str]:
+        """Record ids of one signal's index that start with `start`."""
+        ids = snapshot.indexes[signal].record_ids
+        return [ids.id_at(int(p)) for p in np.flatnonzero(ids.prefix_mask(start))]
+
     def delete(self, name: str) -> int:
         """Delete a bank and all its references; returns how many hashes went with it."""
         with self.catalog.writing() as write:
@@ -265,7 +304,7 @@ class Banks:
         for signal in stored_signals():
             index = snapshot.indexes[signal.name]
             mask = index.record_ids.prefix_mask(prefix)
-            ids = [index.record_ids.id_at(int(p)) for p in np.flatnonzero(mask)]
+            ids = self._ids(snapshot, signal.name, prefix)
             self.store.delete_records(signal, ids)
             snapshot = snapshot.with_index(signal.name, index.without(mask))
             removed = len(ids) if signal is PDQ else removed

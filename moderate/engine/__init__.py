@@ -212,7 +212,9 @@ class Engine:
         per_frame = [self._judge(snapshot, name, media, frame, provenance, digest_of, trace) for frame in media.frames]
         elapsed = _ms(start)
         return [
-            Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page, reasons=tuple(reasons),
+            Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page,
+                    reasons=tuple(replace(r, frame=signals.frame, page=signals.page) if len(media.frames) > 1 else r
+                                  for r in reasons),
                     elapsed_ms=elapsed, policy=policy.name, sha256=media.sha256, width=media.width,
                     height=media.height, frames=len(media.frames), signals=signals.pdq[:1], provenance=provenance)
             for signals, reasons in per_frame
@@ -236,7 +238,7 @@ class Engine:
             self.queue.enqueue(combined, data)
         for hook in self.policy.webhooks:
             if combined.verdict in hook.on:
-                deliveries().send(hook, combined.to_dict())
+                deliveries(self.data_dir).send(hook, combined.to_dict())
         return verdicts
 
     def _check_policy_banks(self, snapshot: Snapshot) -> None:

@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-from . import webhooks
 from .audit import AuditLog
 from .database import Database
 from ..errors import MediaError, ModerateError
@@ -128,8 +127,6 @@ class ReviewQueue:
         self.claim_seconds = claim_seconds
         self.retention_days = retention_days
         self._database = Database(self.data_dir, SCHEMA)
-        # The engine sends webhooks through `deliveries()`; its outbox is this data folder's.
-        webhooks.bind(self.data_dir)
 
     @property
     def db(self) -> sqlite3.Connection:

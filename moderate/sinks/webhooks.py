@@ -269,24 +269,12 @@ class Deliveries:
 
 
 _DELIVERIES: dict[Path, Deliveries] = {}
-_BOUND: list[Path] = []  # the data folder `deliveries()` without one uses
 _LOCK = threading.Lock()
 
 
-def bind(data_dir: Path) -> None:
-    """Make `data_dir` the outbox of `deliveries()` called without one (the review queue of each
-    engine binds its data folder, so the engine's sends land in that folder's outbox)."""
+def deliveries(data_dir: Path) -> Deliveries:
+    """The process's sender for a data folder's outbox, made on first use."""
     with _LOCK:
-        _BOUND[:] = [Path(data_dir)]
-
-
-def deliveries(data_dir: Path | None = None) -> Deliveries:
-    """The process's sender for a data folder's outbox (the bound one by default), made on first use."""
-    with _LOCK:
-        if data_dir is None:
-            if not _BOUND:
-                raise RuntimeError("no data folder bound for webhook deliveries: pass one")
-            data_dir = _BOUND[0]
         key = Path(data_dir).resolve()
         if key not in _DELIVERIES:
             _DELIVERIES[key] = Deliveries(key)

@@ -247,6 +247,14 @@ class Store:
                 col.add(ids=[rid for rid, _, _ in page], embeddings=[v for _, v, _ in page],
                         metadatas=[_clean(md) for _, _, md in page])
 
+    def embedding_records(self, model: dict, ids: list[str]) -> Iterator[tuple[str, list[float], dict]]:
+        """(record id, vector, metadata) of these records of one model's collection."""
+        for start in range(0, len(ids), PAGE):
+            with self._embeddings(model, "reading embeddings") as col:
+                got = col.get(ids=ids[start : start + PAGE], include=["embeddings", "metadatas"])
+            for rid, vector, md in zip(got["ids"], got["embeddings"], got["metadatas"]):
+                yield rid, [float(x) for x in vector], dict(md or {})
+
     def nearest_embeddings(self, model: dict, vector: list[float], count: int) -> list[tuple[str, float]]:
         """(record id, cosine similarity) of the `count` nearest records."""
         with self._embeddings(model, "searching embeddings") as col:
