@@ -311,7 +311,7 @@ def test_readyz_and_metrics(api, banked, photos):
     client.post("/v1/check", content=photos["chelsea"].read_bytes(), headers=auth["checker"])
     text = client.get("/metrics").text
     assert 'moderate_checks_total{verdict="block"} 1.0' in text and 'moderate_checks_total{verdict="allow"} 1.0' in text
-    assert 'moderate_check_evidence_total{signal="pdq",verdict="block"} 1.0' in text
+    assert 'moderate_check_evidence_total{signal="digest",verdict="block"} 1.0' in text  # the flagged file itself
     assert 'moderate_check_seconds_count{route="check"} 2.0' in text
     assert 'moderate_queue_items{state="open"} 0.0' in text and "moderate_index_hashes " in text
     assert "moderate_index_age_seconds " in text and 'moderate_webhook_deliveries{status="failed"} 0.0' in text

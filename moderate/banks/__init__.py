@@ -478,7 +478,7 @@ class Banks:
         record = self._record(snapshot, bank)
         images = snapshot.keypoints.images
         ids = [images.id_at(int(p)) for p in np.flatnonzero(images.prefix_mask(f"{bank}::"))]
-        wanted = {md.get("sha256"): rid for rid, md in self.store.image_metadata(ids).items() if md.get("sha256")}
+        wanted = {md["sha256"]: rid for rid, _, md in self.store.records(KEYPOINTS, ids=ids, values=False) if md.get("sha256")}
         found: dict[str, Path] = {}
         for path, _ in image_files(paths, recursive):
             try:
