@@ -9,7 +9,7 @@ $(BIN)/moderate: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0  # the CPU wheel, before anything can pull a CUDA build
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[embeddings,test,bench]'  # everything: the demo and the tests use embeddings
 	touch $@
 
 setup: $(BIN)/moderate

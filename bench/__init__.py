@@ -15,6 +15,8 @@ Sections, one module each:
 - `load`: a real `moderate serve` under 32 concurrent clients for 60 s (15 s with --quick), uploads
   being checked while moderators race for the review queue: requests/s and p50/p99 per kind, status
   codes, peak RSS and integrity of queue, decisions and audit log, against `GET /healthz` throughput.
+- `hook`: the pre-commit hook's environment as `pre-commit install-hooks` builds it from the package
+  index (installed MB, install seconds), against the 600 MB a hook may cost.
 
 Ratios are printed as a table and written with every raw number to `bench/out/results.json`.
 """

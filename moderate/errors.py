@@ -45,6 +45,10 @@ class ProvenanceError(ModerateError):
     """A key, signing or provenance operation was refused (unknown key, wrong passphrase, ...)."""
 
 
+class MissingExtra(ModerateError):
+    """Something needs an optional extra that is not installed; the message names the install command."""
+
+
 class HashListError(ModerateError):
     """An imported hash list has malformed lines; `problems` lists each as (line number, message)."""
 

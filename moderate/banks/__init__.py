@@ -474,6 +474,9 @@ class Banks:
         (images not found then lose their embedding; PDQ and keypoints still match them).
         `progress(done, total)` is called after each image is embedded.
         """
+        from ..signals.embedding import require
+
+        require(model)  # before reading every image again
         snapshot = self.catalog.current()
         record = self._record(snapshot, bank)
         images = snapshot.keypoints.images

@@ -270,15 +270,16 @@ def dedup(
     if move_to is not None and delete:
         raise ModerateError("--move-to and --delete: choose one")
     engine = _engine(ctx)
+    model = None
+    if signal in ("embedding", "both"):
+        from ..signals.embedding import DEFAULT_MODEL, require
+
+        model = engine.policy.embedding.model or DEFAULT_MODEL
+        require(model)  # refused before a 100k-photo library is listed
     unlisted: list = []
     files = [path for path, _ in image_files(folders, recursive, problems=unlisted)]
     for problem in unlisted:
         _err(f"skipped: {problem}")
-    model = None
-    if signal in ("embedding", "both"):
-        from ..signals.embedding import DEFAULT_MODEL
-
-        model = engine.policy.embedding.model or DEFAULT_MODEL
     with progress("hashing photos to find duplicates", len(files)) as advance:
         found = library.scan(files, engine.policy.limits, model, advance, workers or os.cpu_count() or 1)
     for path, why in found.skipped:

@@ -13,15 +13,15 @@ asks for a detector whose extra is missing is refused with the install command.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from ..errors import PolicyError
+from ..extras import require as require_extra
 
-# detector name -> (module that implements it, the package it needs, the extra that installs it)
+# detector name -> (module that implements it, the extra that installs what it needs)
 DETECTORS = {
-    "nudenet": ("moderate.detectors.nudity", "nudenet", "nsfw"),
-    "ocr": ("moderate.detectors.text", "rapidocr", "ocr"),
+    "nudenet": ("moderate.detectors.nudity", "nsfw"),
+    "ocr": ("moderate.detectors.text", "ocr"),
 }
 
 
@@ -39,9 +39,7 @@ def require(name: str, origin: str = "<policy>") -> None:
     """Refuse, naming the extra, a detector that is unknown or not installed."""
     if name not in DETECTORS:
         raise PolicyError(f"{origin}: detectors.{name}: unknown detector (known: {', '.join(DETECTORS)})")
-    _, package, extra = DETECTORS[name]
-    if importlib.util.find_spec(package) is None:
-        raise PolicyError(f"{origin}: detectors.{name}: needs the optional extra: pip install 'moderate[{extra}]'")
+    require_extra(DETECTORS[name][1], f"{origin}: detectors.{name}", PolicyError)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from ..detectors import load as load_detector
 from ..banks import Banks, default_actor, image_files
 from ..errors import MediaError, PolicyError, StoreError
 from ..evidence import Evidence
+from ..extras import require as require_extra
 from .explain import Explanation, explain
 from ..media.fetch import fetch, is_url
 from ..store.catalog import Catalog, Snapshot
@@ -253,6 +254,12 @@ class Engine:
                                                  for b, r in snapshot.banks.items()):
             raise StoreError(f"{self.data_dir}: nothing to check against: no enabled bank in {self.store.location} and no "
                              f"detector in the policy (point --data-dir / MODERATE_HOME or --chroma-url at your banks)")
+        # Refused before any input is read: matching only the other signals would quietly miss what
+        # the bank's embeddings were added to find.
+        embedded = sorted(b for b, r in snapshot.banks.items() if self.policy.uses(b, r) and r.get("embedding_key"))
+        if embedded and self.policy.embedding.enabled:
+            require_extra("embeddings", f"{self.policy.source}: embedding: bank {embedded[0]} holds embeddings "
+                                        f"(embedding.enabled: false skips them)", PolicyError)
 
     def _judge(self, snapshot: Snapshot, name: str, media: Media, frame: Frame, provenance: Provenance,
                digest_of: Callable[[str], str], trace: list[FrameTrace] | None = None) -> tuple[FrameSignals, list[Reason]]:

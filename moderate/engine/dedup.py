@@ -80,6 +80,10 @@ def scan(paths: Iterable[Path], budgets: Budgets = Budgets(), model: str | None 
          progress: Callable[[], None] | None = None, workers: int = 1) -> Scan:
     """Signals of every readable file (with `model`, an embedding too); unreadable ones are listed
     with the reason. With several workers, files are read in spawned processes, 32 at a time."""
+    if model is not None:
+        from ..signals.embedding import require
+
+        require(model)  # before any file is read, in this process rather than in each worker
     paths = list(paths)
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     if workers > 1 and len(chunks) > 1:

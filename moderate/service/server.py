@@ -47,7 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import metrics, models
 from ..engine import Engine
-from ..errors import HashListError, ModerateError, PolicyError, StoreError
+from ..errors import HashListError, MissingExtra, ModerateError, PolicyError, StoreError
 from ..media.fetch import is_url
 from ..sinks.queue import QueueError, UnknownItem, why_first
 from ..sinks.webhooks import deliveries
@@ -59,9 +59,11 @@ CHECK_PATH = "/v1/check"
 ItemId = Annotated[int, Path(ge=0, lt=2**63)]  # SQLite's integer range: larger is a 400, not an OverflowError
 
 
-# Status by exception type, first match wins: the store down or a policy the store cannot serve (a
-# bank it names is gone) means this server cannot check now, which is no fault of the request.
-STATUS = ((UnknownItem, 404), (QueueError, 409), (StoreError, 503), (PolicyError, 503), (ModerateError, 400))
+# Status by exception type, first match wins: the store down, a policy the store cannot serve (a
+# bank it names is gone) or an extra this server lacks means it cannot do it now, which is no fault
+# of the request.
+STATUS = ((UnknownItem, 404), (QueueError, 409), (StoreError, 503), (PolicyError, 503), (MissingExtra, 503),
+          (ModerateError, 400))
 WORKERS_ENV = "MODERATE_SERVE_CONFIG"  # how `serve(workers=N)` hands the engine's settings to each worker
 
 

@@ -16,6 +16,9 @@ Models:
 
 A model's identity (name, version = hash of its weights or config, dimension, preprocessing) is
 recorded with the vectors; vectors of different models are never compared.
+
+torch, transformers and the EfficientNet packages are the optional extra `moderate[embeddings]`:
+`require` refuses, naming the install command, whatever needs a model when they are missing.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 
 from ..errors import PolicyError
 from ..evidence import Evidence
+from ..extras import require as require_extra
 from ..ids import split_record_id
 from ..rules import Band, Fields, SignalRules
 from .base import Context, Query, Signal
@@ -195,9 +199,16 @@ class HuggingFaceModel(EmbeddingModel):
         return vectors.float().numpy()
 
 
+def require(spec: str = DEFAULT_MODEL) -> None:
+    """Refuse in one line, naming the install command, when the embeddings extra is missing;
+    commands call it before any work, and `load_model` for every other way to a model."""
+    require_extra("embeddings", f"embedding model {spec}")
+
+
 @functools.lru_cache(maxsize=4)
 def load_model(spec: str = DEFAULT_MODEL, threads: int = 1) -> EmbeddingModel:
     """The model named `spec` (`efficientnet-lite0`, or a Hugging Face folder), once per process."""
+    require(spec)
     import torch
 
     torch.set_num_threads(threads)  # one per worker process by default: processes scale, threads fight

