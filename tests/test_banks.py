@@ -76,11 +76,39 @@ def test_add_is_all_or_nothing_unless_skip_invalid(engine, tmp_path, photos):
     assert "bad.jpg" in report.skipped[0].message
 
 
-def test_flat_reference_is_refused(engine, tmp_path):
+def _gradient(path, start=(30, 60, 160), end=(40, 70, 170)):
+    """A smooth wallpaper-like gradient: PDQ quality far below 50, few or no corners."""
+    ramp = np.linspace(0.0, 1.0, 512)[None, :, None]
+    pixels = (np.array(start) + (np.array(end) - np.array(start)) * ramp) * np.ones((384, 1, 1))
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return path
+
+
+def test_a_flat_reference_is_kept_and_an_exact_copy_of_it_blocks(engine, photos, tmp_path):
+    """Issue #11 item 4: scikit-image's `clock` and a smooth gradient were refused, so even a
+    byte-identical re-upload of them was allowed; a folder failed because of one flat file."""
+    from skimage import data
+
+    folder = tmp_path / "flagged"
+    folder.mkdir()
+    _gradient(folder / "gradient.png")
+    Image.fromarray(data.clock()).convert("RGB").save(folder / "clock.png")
+    Image.new("RGB", (200, 200), "white").save(folder / "blank.png")
+    shutil.copy(photos["coffee"], folder / "coffee.png")
     engine.banks.create("B")
-    Image.new("RGB", (200, 200), "white").save(tmp_path / "blank.png")
-    with pytest.raises(BankError, match="quality below 50"):
-        engine.banks.add("B", [tmp_path / "blank.png"])
+    report = engine.banks.add("B", [folder])
+    assert sorted(r.id for r in report.added) == ["blank", "clock", "coffee", "gradient"]
+    flat = {p.source.rsplit("/", 1)[-1] for p in report.warnings}
+    assert {"gradient.png", "blank.png"} <= flat and "coffee.png" not in flat
+    assert all("too flat for PDQ" in p.message for p in report.warnings)
+    for name in ("gradient", "clock", "blank"):
+        verdict = engine.check(folder / f"{name}.png")
+        assert verdict.verdict == "block" and verdict.reasons[0].signal == "digest", name
+    assert {r.id: r.pdq for r in engine.banks.references("B")}["gradient"] == ()  # listed, no hash to match
+    other = _gradient(tmp_path / "other.png", (35, 62, 150), (45, 75, 180))  # another flat picture
+    assert engine.check(other).verdict == "allow"  # the flat reference's hash is never matched
+    engine.banks.remove("B", "gradient")
+    assert engine.check(folder / "gradient.png").verdict == "allow"
 
 
 @pytest.mark.parametrize("name", ["", "has space", "-dash-first", "@state", "x" * 65, "semi;colon"])

@@ -25,7 +25,7 @@ from ..store.catalog import Catalog
 from ..media import Budgets, decode, is_folder
 from ..policy import RegionRules
 from ..regions import Region
-from ..signals import KEYPOINTS, PDQ
+from ..signals import KEYPOINTS, PDQ, PdqHash
 from ..signals.base import ReferenceImage
 from ..signals.pdq import MIN_REFERENCE_QUALITY
 from ..store.catalog import stored_signals
@@ -88,6 +88,7 @@ class Problem:
 class AddReport:
     added: tuple[Reference, ...]
     skipped: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # added, but some signal cannot be used for it (a flat picture's PDQ)
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,7 @@ class Banks:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise BankError(f"{problems[0].message}{more}; nothing added (--skip-invalid adds the rest)")
         self._write_references(bank, references)
-        return AddReport(tuple(references), tuple(problems))
+        return AddReport(tuple(references), tuple(problems), tuple(_flat(ref) for ref in references if not ref.pdq))
 
     def add_bytes(self, bank: str, data: bytes, reference_id: str, metadata: dict | None = None) -> Reference:
         """Add one image given as bytes (a review decision, an API upload) as a reference."""
@@ -406,11 +407,7 @@ class Banks:
                     crops.append(box.crop(frame))
                     digests.append(media.sha256)
             first = first or (media, label, box)
-        values[PDQ.name] = list({value: (value, sha) for value, sha in values[PDQ.name]}.values())  # parts may repeat
-        if not values[PDQ.name]:
-            raise BankError(
-                f"{first[1]}: PDQ quality below {MIN_REFERENCE_QUALITY} in every frame: too flat to match reliably"
-            )
+        values[PDQ.name] = list({value.hex: (value, sha) for value, sha in values[PDQ.name]}.values())  # parts may repeat
         media, label, box = first
         metadata = {
             **base, "width": box.w, "height": box.h, "filename": label, "format": media.format,
@@ -420,7 +417,7 @@ class Banks:
             metadata["region"] = f"{box.x},{box.y},{box.w},{box.h}"
         record = self.catalog.current().banks.get(bank, {})
         vectors = tuple(_embedder(record).compute(crops)) if record.get("embedding_key") else ()
-        return Reference(bank, ref_id, tuple(v for v, _ in values[PDQ.name]), metadata,
+        return Reference(bank, ref_id, tuple(v.hex for v, _ in values[PDQ.name] if v.quality >= MIN_REFERENCE_QUALITY), metadata,
                          tuple(v for v, _ in values[KEYPOINTS.name]), vectors, tuple(digests),
                          {signal: tuple(found) for signal, found in values.items()})
 
@@ -585,7 +582,7 @@ class Banks:
             present.add(item.value)
             hashes_of.setdefault(item.reference_id or item.value, []).append(item)
         return [
-            (record_id(bank, ref_id, first + n), item.value,
+            (record_id(bank, ref_id, first + n), PdqHash(item.value, 100),  # lists carry usable hashes
              {**base, **item.metadata, "bank": bank, "reference_id": ref_id})
             for ref_id, items in hashes_of.items()
             for first in [int(index.prefix_mask(prefix(bank, ref_id)).sum()) if ref_id in taken else 0]
@@ -634,16 +631,26 @@ def _embedder(bank_record: dict):
     return model
 
 
-def _grouped(records: Iterable[tuple[str, str, dict]]) -> list[Reference]:
-    """Chroma records (one per hash) grouped into references."""
+def _grouped(records: Iterable[tuple[str, PdqHash, dict]]) -> list[Reference]:
+    """PDQ records (one per hash, carrying the reference's metadata) grouped into references; `pdq`
+    lists the hashes that match (a flat reference lists none)."""
     grouped: dict[tuple[str, str], Reference] = {}
-    for _, hx, md in records:
+    for _, value, md in records:
         key = (md.pop("bank"), md.pop("reference_id"))
+        md.pop("quality", None)  # of one hash, not of the reference
+        usable = (value.hex,) if value.quality >= MIN_REFERENCE_QUALITY else ()
         if key in grouped:
-            grouped[key] = replace(grouped[key], pdq=grouped[key].pdq + (hx,))
+            grouped[key] = replace(grouped[key], pdq=grouped[key].pdq + usable)
         else:
-            grouped[key] = Reference(key[0], key[1], (hx,), md)
+            grouped[key] = Reference(key[0], key[1], usable, md)
     return list(grouped.values())
+
+
+def _flat(reference: Reference) -> Problem:
+    return Problem(reference.metadata.get("filename", reference.id),
+                   f"PDQ quality below {MIN_REFERENCE_QUALITY}: too flat for PDQ; added with its exact digests"
+                   f"{' and keypoints' if any(len(k) for k in reference.keypoints) else ''}"
+                   f"{' and embedding' if reference.embeddings else ''}")
 
 
 def _check_reference_id(ref_id: str) -> None:

@@ -65,9 +65,12 @@ def bank_add(
                                   metadata=metadata, skip_invalid=skip_invalid, region=region, progress=advance)
     for problem in report.skipped:
         _err(f"skipped: {problem.message}")
+    for problem in report.warnings:
+        _err(f"warning: {problem.source}: {problem.message}")
     if as_json:
         _out(json.dumps({"bank": bank, "added": [r.id for r in report.added],
-                         "skipped": [p.message for p in report.skipped]}))
+                         "skipped": [p.message for p in report.skipped],
+                         "warnings": [f"{p.source}: {p.message}" for p in report.warnings]}))
     else:
         _out(f"added {len(report.added)} references to {bank}" + (f", skipped {len(report.skipped)}" if report.skipped else ""))
 

@@ -43,6 +43,7 @@ DIHEDRAL_VARIANTS = (
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 CODE_BYTES = 32
+MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 FAISS_FROM = 4096  # below this many codes numpy brute force beats faiss's import time
 
 
@@ -105,31 +106,40 @@ class PdqIndex:
 
     codes: np.ndarray = field(repr=False)  # (N, 32) uint8
     records: RecordIds = field(repr=False)
+    # (N,) bool: false for the hash of a reference too flat to match, kept so the reference is listed
+    matchable: np.ndarray | None = field(default=None, repr=False)  # None: every hash
 
     @classmethod
     def empty(cls) -> "PdqIndex":
         return cls.of_codes(np.zeros((0, CODE_BYTES), np.uint8), [])
 
     @classmethod
-    def build(cls, records: list[tuple[str, str]]) -> "PdqIndex":
-        """From (record id, pdq hex) pairs (the `StoredSignal` index contract)."""
-        return cls.of_codes(_codes(records), [rid for rid, _ in records])
+    def build(cls, records: list[tuple[str, PdqHash]]) -> "PdqIndex":
+        """From (record id, PdqHash) pairs (the `StoredSignal` index contract)."""
+        return cls.empty().appended(records)
 
-    def appended(self, records: list[tuple[str, str]]) -> "PdqIndex":
-        return self.appended_codes(_codes(records), [rid for rid, _ in records])
+    def appended(self, records: list[tuple[str, PdqHash]]) -> "PdqIndex":
+        grown = self.appended_codes(_codes(records), [rid for rid, _ in records])
+        usable = np.array([value.quality >= MIN_REFERENCE_QUALITY for _, value in records], bool)
+        return PdqIndex(grown.codes, grown.records, np.concatenate([self._matchable(), usable]))
+
+    def _matchable(self) -> np.ndarray:
+        return np.ones(len(self), bool) if self.matchable is None else np.asarray(self.matchable)
 
     @property
     def record_ids(self) -> RecordIds:
         return self.records
 
     def arrays(self) -> dict:
-        return {"codes": self.codes, "offsets": self.records.offsets, "ids": self.records.blob}
+        return {"codes": self.codes, "offsets": self.records.offsets, "ids": self.records.blob,
+                "matchable": self._matchable()}
 
     @classmethod
     def load(cls, files) -> "PdqIndex":
         """From what `arrays` saved (`files`: the catalog's `SavedFiles`); ValueError if inconsistent."""
-        index = cls(files.array("codes"), RecordIds(files.array("offsets"), files.blob("ids")))
-        if index.codes.ndim != 2 or index.codes.shape[1] != CODE_BYTES or len(index.records) != len(index.codes):
+        index = cls(files.array("codes"), RecordIds(files.array("offsets"), files.blob("ids")), files.array("matchable"))
+        if (index.codes.ndim != 2 or index.codes.shape[1] != CODE_BYTES or len(index.records) != len(index.codes)
+                or len(index.matchable) != len(index.codes)):
             raise ValueError("pdq index files do not agree")
         index.records.check()
         return index
@@ -178,21 +188,22 @@ class PdqIndex:
     def without(self, drop: np.ndarray) -> "PdqIndex":
         """A copy without the positions where `drop` is true."""
         keep = ~np.asarray(drop, dtype=bool)
-        return PdqIndex(np.ascontiguousarray(self.codes[keep]), self.records.kept(keep))
+        return PdqIndex(np.ascontiguousarray(self.codes[keep]), self.records.kept(keep), self._matchable()[keep])
 
     def search(self, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
-        """All (query row, position, distance) with distance <= max_distance."""
+        """All (query row, position, distance) with distance <= max_distance, matchable hashes only."""
         queries = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, CODE_BYTES)
         if len(self) == 0 or len(queries) == 0:
             return []
         if len(self) < FAISS_FROM:
-            return _numpy_search(self.codes, queries, max_distance)
-        lims, distances, positions = self._faiss().range_search(queries, max_distance + 1)  # radius is exclusive
-        out = []
-        for q in range(len(queries)):
-            for k in range(lims[q], lims[q + 1]):
-                out.append((q, int(positions[k]), int(distances[k])))
-        return out
+            found = _numpy_search(self.codes, queries, max_distance)
+        else:
+            lims, distances, positions = self._faiss().range_search(queries, max_distance + 1)  # radius is exclusive
+            found = [(q, int(positions[k]), int(distances[k])) for q in range(len(queries))
+                     for k in range(lims[q], lims[q + 1])]
+        if self.matchable is None or bool(np.all(self.matchable)):
+            return found
+        return [hit for hit in found if self.matchable[hit[1]]]
 
     def _faiss(self):
         cached = self.__dict__.get("_faiss_index")
@@ -208,8 +219,8 @@ class PdqIndex:
         return cached
 
 
-def _codes(records: list[tuple[str, str]]) -> np.ndarray:
-    return np.frombuffer(b"".join(bytes.fromhex(value) for _, value in records), dtype=np.uint8).reshape(-1, CODE_BYTES)
+def _codes(records: list[tuple[str, PdqHash]]) -> np.ndarray:
+    return np.frombuffer(b"".join(value.to_bytes() for _, value in records), dtype=np.uint8).reshape(-1, CODE_BYTES)
 
 
 def _numpy_search(codes: np.ndarray, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
@@ -219,9 +230,6 @@ def _numpy_search(codes: np.ndarray, queries: np.ndarray, max_distance: int) -> 
         for position in np.flatnonzero(distances <= max_distance):
             out.append((q, int(position), int(distances[position])))
     return out
-
-
-MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 
 
 class PdqSignal(StoredSignal):
@@ -283,10 +291,11 @@ class PdqSignal(StoredSignal):
 
     # -- storage (see `moderate.signals.base.StoredSignal`) -------------------------------------
 
-    def reference_values(self, image: ReferenceImage) -> list[str]:
+    def reference_values(self, image: ReferenceImage) -> list[PdqHash]:
         """PDQ of the reference region, and of its de-bordered inside and the policy's parts, as
-        queries get them; hashes too flat to match reliably (quality < MIN_REFERENCE_QUALITY) are
-        left out."""
+        queries get them. Hashes too flat to match reliably (quality < MIN_REFERENCE_QUALITY) are
+        left out, except the whole region's when nothing else is usable: kept, never matched, it
+        lists the reference with the signals that do work for it (digests, keypoints, embeddings)."""
         from ..media.pixels import Frame
         from ..regions import deborder, part_of
 
@@ -296,13 +305,19 @@ class PdqSignal(StoredSignal):
             regions += [r for r in [deborder(inner)] if r is not None]
         regions += [part_of(inner, part) for part in image.regions.parts]
         values = [self.compute(r.crop(inner))[0] for r in regions if r.w >= MIN_SIDE and r.h >= MIN_SIDE]
-        return list(dict.fromkeys(v.hex for v in values if v.quality >= MIN_REFERENCE_QUALITY))
+        usable = list({v.hex: v for v in values if v.quality >= MIN_REFERENCE_QUALITY}.values())
+        return usable or [self.compute(inner.pixels)[0]]
 
-    def encode(self, values: list[str]) -> dict:
-        return {"embeddings": self.to_vectors(values)}
+    def encode(self, values: list[PdqHash]) -> dict:
+        return {"embeddings": self.to_vectors([v.hex for v in values])}
 
-    def decode(self, page: dict) -> list[str]:
-        return [self.from_vector(vector) for vector in page["embeddings"]]
+    def decode(self, page: dict) -> list[PdqHash]:
+        """Records written before qualities were kept are of usable hashes (flatter ones were refused)."""
+        return [PdqHash(self.from_vector(vector), int((md or {}).get("quality", 100)))
+                for vector, md in zip(page["embeddings"], page["metadatas"])]
+
+    def record_metadata(self, value: PdqHash) -> dict:
+        return {"quality": value.quality}
 
     # -- matching (see `moderate.signals.base`) -------------------------------------------------
 
