@@ -61,3 +61,14 @@ class HashListError(ModerateError):
 
     def __reduce__(self):
         return (HashListError, (self.source, self.problems))
+
+
+class InvalidLookup(ModerateError):
+    """A hash lookup or comparison was refused: the message names the field and the problem."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
+
+    def __reduce__(self):
+        return (InvalidLookup, (self.field, self.problem))

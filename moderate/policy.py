@@ -168,6 +168,14 @@ class Policy:
         chosen = "bank" if self.banks is None else self.banks[bank]
         return bank_record.get("action", "block") if chosen == "bank" else chosen
 
+    def action_for(self, band, bank: str, banks: dict) -> str | None:
+        """What a band means for a match in `bank` (`banks`: name -> bank record): the band's action,
+        or the bank's for "bank"; None when this policy acts on no match in that bank."""
+        bank_action = self.bank_action(bank, banks.get(bank, {}))
+        if bank_action is None:
+            return None
+        return bank_action if band.action == "bank" else band.action
+
     def band_for(self, evidence: Evidence):
         """The band of its signal's rules that a piece of evidence falls in (the bank's own bands
         where the policy sets them), or None."""
@@ -188,11 +196,9 @@ class Policy:
                 best[key] = (m, band)
         reasons = []
         for m, band in best.values():
-            bank_action = self.bank_action(m.bank, banks.get(m.bank, {}))
-            if bank_action is None:
-                continue
-            action = bank_action if band.action == "bank" else band.action
-            reasons.append(Reason(band.name, action, m))
+            action = self.action_for(band, m.bank, banks)
+            if action is not None:
+                reasons.append(Reason(band.name, action, m))
         reasons.sort(key=lambda r: (-severity(r.action), r.strength, r.bank, r.reference_id))
         return reasons
 

@@ -35,6 +35,7 @@ from ..provenance import Credentials, Keys, Provenance, Signatures, digests
 from ..regions import Region, regions_for
 from ..signals import PDQ, SIGNALS, Context, PdqHash, Query
 from ..sinks.queue import ReviewQueue
+from .lookup import Comparison, LookupMatch, compare, lookup, lookup_batch
 from .search import SearchHit, search
 from ..store import Store
 from ..verdict import Reason, Verdict, severity, worst
@@ -144,6 +145,20 @@ class Engine:
         """Reverse image search over the banks (see `moderate.engine.search`)."""
         return search(self, source, banks, top, min_similarity, higher_res, signal=signal)
 
+    def lookup(self, signal: str, value: str, banks: list[str] | None = None,
+               max_distance: int | None = None) -> list[LookupMatch]:
+        """References matching a hash the caller has (pdq, md5, sha256), no image needed
+        (see `moderate.engine.lookup`)."""
+        return lookup(self, signal, value, banks, max_distance)
+
+    def lookup_batch(self, items: list[tuple[str, str, int | None]], banks: list[str] | None = None) -> list:
+        """`lookup` of each (signal, hash, max_distance): its matches, or its InvalidLookup in its slot."""
+        return lookup_batch(self, items, banks)
+
+    def compare(self, signal: str, a: str, b: str) -> Comparison:
+        """Two hashes of one signal against each other, and the policy band their distance is in."""
+        return compare(self.policy, signal, a, b)
+
     def embed(self, source: Source, model: str | None = None, name: str | None = None) -> list["Embedding"]:
         """The embedding of every frame of an input (`efficientnet-lite0` or a Hugging Face folder)."""
         from ..signals.embedding import DEFAULT_MODEL, Embedding, load_model
@@ -242,16 +257,20 @@ class Engine:
                 deliveries(self.data_dir).send(hook, combined.to_dict())
         return verdicts
 
-    def _check_policy_banks(self, snapshot: Snapshot) -> None:
-        """A policy naming a bank the store does not have is a mistake (a typo would fail open)."""
+    def banks_in_use(self, snapshot: Snapshot) -> frozenset[str]:
+        """The banks the policy checks against; PolicyError when it names a bank the store does not
+        have (a typo would fail open)."""
         named = [(f"banks.{b}", b) for b in self.policy.banks or ()]
         named += [(f"embedding.banks.{b}", b) for b, _ in self.policy.embedding.per_bank]
         missing = sorted(field for field, bank in named if bank not in snapshot.banks)
         if missing:
             raise PolicyError(f"{self.policy.source}: {missing[0]}: no such bank in {self.store.location}")
+        return frozenset(b for b, record in snapshot.banks.items() if self.policy.uses(b, record))
+
+    def _check_policy_banks(self, snapshot: Snapshot) -> None:
+        used = self.banks_in_use(snapshot)
         # Nothing to compare with would allow everything: a hook pointed at an empty data folder.
-        if not self.policy.detectors and not any(self.policy.uses(b, r) and r.get("kind") != "allowlist"
-                                                 for b, r in snapshot.banks.items()):
+        if not self.policy.detectors and not any(snapshot.banks[b].get("kind") != "allowlist" for b in used):
             raise StoreError(f"{self.data_dir}: nothing to check against: no enabled bank in {self.store.location} and no "
                              f"detector in the policy (point --data-dir / MODERATE_HOME or --chroma-url at your banks)")
         # Refused before any input is read: matching only the other signals would quietly miss what

@@ -49,6 +49,13 @@ class SearchHit:
         return out
 
 
+def shown_metadata(reference) -> dict:
+    """A matched reference's metadata as hits show it (an empty dict when it is gone)."""
+    metadata = dict(reference.metadata) if reference is not None else {}
+    metadata.pop("signature", None)  # the envelope is for re-verification, not for display
+    return metadata
+
+
 def choices() -> tuple[str, ...]:
     """`--signal`: one signal of the registry, or `auto` for every signal the banks hold."""
     return (*SIGNALS, "auto")
@@ -90,8 +97,7 @@ def search(engine, source, banks: list[str] | None = None, top: int = 10, min_si
         similarity, e = scored[0]  # ranked by its most similar evidence; what the others add is kept
         variant = next((other.variant for _, other in scored if other.variant != "original"), None)
         inliers = max((other.inliers for _, other in scored if other.inliers is not None), default=None)
-        metadata = dict(references[key].metadata) if key in references else {}
-        metadata.pop("signature", None)  # the envelope is for re-verification, not for display
+        metadata = shown_metadata(references.get(key))
         width, height = metadata.get("width"), metadata.get("height")
         if higher_res and not (width and height and width * height > media.width * media.height):
             continue

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..engine.lookup import LOOKUPS
+
 
 class Body(BaseModel):
     """A JSON request body: exactly these keys, of these types (no coercion)."""
@@ -39,6 +41,12 @@ class Decision(Body):
     decision: str = Field(description="confirm or reject")
     note: str | None = None
     bank: str | None = Field(None, description="with confirm: add the item's signals to this bank")
+
+
+class LookupItem(Body):
+    signal: Literal[LOOKUPS] = Field(description="pdq, md5 or sha256")
+    hash: str = Field(description="lowercase hex: 64 characters for pdq and sha256, 32 for md5")
+    max_distance: int | None = Field(None, ge=0, le=256, description="pdq only: the policy's loosest band when left out")
 
 
 # -- responses ------------------------------------------------------------------------------------
@@ -168,6 +176,41 @@ class QueueStats(Out):
     oldest_waiting_seconds: int | None
 
 
+class LookupMatch(Out):
+    bank: str
+    reference_id: str
+    signal: str
+    distance: int = Field(description="pdq: Hamming bits of 256; md5, sha256: 0")
+    similarity: float = Field(description="1 - distance / 256 for pdq, 1.0 for an exact digest")
+    band: str | None = Field(description="the policy band the distance falls in; null outside every band")
+    action: str | None = Field(description="what that band means for this bank under the policy; null when it means "
+                                           "nothing (no band, a disabled bank, an allow-list)")
+    metadata: dict = Field(description="the reference's metadata (source URL, note, who added it, when)")
+
+
+class LookupResult(Out):
+    signal: str | None
+    hash: str | None = Field(description="the hash looked up (canonical lowercase; as sent when it is invalid)")
+    matches: list[LookupMatch] | None = Field(description="closest first, each reference once; null with `error`")
+    truncated: bool = Field(False, description="more references matched than `limit`: the closest are listed")
+    error: str | None = Field(None, description="batch only: why this item was not looked up (one line)")
+
+
+class LookupBatch(Out):
+    results: list[LookupResult] = Field(description="one result per item, in the order sent")
+
+
+class Comparison(Out):
+    signal: str
+    a: str
+    b: str
+    equal: bool
+    distance: int | None = Field(description="pdq: Hamming bits; md5, sha256: 0 when equal, else null")
+    similarity: float
+    band: str | None = Field(description="the policy's band the distance falls in (its default bands), or null")
+    action: str | None = Field(description="that band's action; `bank` means the matched bank's own action")
+
+
 class Health(Out):
     status: str
     version: str
@@ -181,10 +224,14 @@ class Readiness(Out):
     index_age_seconds: float | None = None
 
 
-def json_body(model: type[Body]) -> dict:
+def json_body(model: type[Body], most: int | None = None) -> dict:
     """`openapi_extra` for a route that reads its JSON body itself (strictly: duplicate keys and
-    deep nesting refused), so the description still shows the body's schema."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    deep nesting refused), so the description still shows the body's schema; with `most`, a list
+    of 1 to `most` of them."""
+    schema = model.model_json_schema()
+    if most is not None:
+        schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": most}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def multipart(files: dict[str, str], texts: tuple[str, ...] = (), many: bool = False) -> dict:

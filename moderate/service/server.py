@@ -2,6 +2,8 @@
 
     POST /v1/check        multipart (field `file`), a raw body, or JSON {"url": ...} -> verdict JSON
     POST /v1/check/batch  multipart, several `files` parts -> a verdict per file
+    GET  /v1/lookup       a hash (pdq, md5, sha256) without the image -> the references it matches;
+                          POST /v1/lookup/batch: several; GET /v1/compare: two hashes
     GET  /v1/banks        and bank routes: get, create, rename, delete, enable, disable, import,
                           export (admin; listing and getting: checker), references paged, one
                           reference (moderator), add and delete a reference (admin)
@@ -47,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import metrics, models
 from ..engine import Engine
+from ..engine.lookup import LOOKUPS, parse as parse_hash
 from ..errors import HashListError, MissingExtra, ModerateError, PolicyError, StoreError
 from ..media.fetch import is_url
 from ..sinks.queue import QueueError, UnknownItem, why_first
@@ -56,7 +59,8 @@ from .ui import router as ui_router
 
 log = logging.getLogger("moderate.server")  # log channel names are stable for operators
 CHECK_PATH = "/v1/check"
-ItemId = Annotated[int, Path(ge=0, lt=2**63)]  # SQLite's integer range: larger is a 400, not an OverflowError
+ItemId = Annotated[int, Path(ge=0, lt=2**63)]
+REPEATABLE = {"bank"}  # query parameters that are lists (`?bank=A&bank=B`); any other given twice is refused  # SQLite's integer range: larger is a 400, not an OverflowError
 
 
 # Status by exception type, first match wins: the store down, a policy the store cannot serve (a
@@ -72,6 +76,7 @@ class ServerLimits:
     max_body: int = 64 * 1024 * 1024  # bytes per request
     per_minute: int = 600  # requests per token per minute (per server process)
     max_batch: int = 32  # files per /v1/check/batch request
+    max_lookups: int = 100  # hashes per /v1/lookup/batch request
 
 
 class _BodyCap:
@@ -273,6 +278,52 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         worst = max((v.verdict for v in verdicts), key=("allow", "review", "block").index)
         return JSONResponse({"verdict": worst, "results": [v.to_dict() for v in verdicts]})
 
+    # -- hash lookups --------------------------------------------------------------------------
+
+    Banks = Annotated[list[str] | None, Query(description="look only in these banks (repeat it); default: "
+                                                          "the banks the policy checks against")]
+    Limit = Annotated[int, Query(ge=1, le=1000, description="matches listed per hash, closest first")]
+
+    def lookup_result(signal: str, value: str, matches: list, limit: int) -> dict:
+        return {"signal": signal, "hash": parse_hash(signal, value), "matches": [m.to_dict() for m in matches[:limit]],
+                "truncated": len(matches) > limit}
+
+    @app.get("/v1/lookup", tags=["lookups"], response_model=models.LookupResult,
+             summary="Look up a hash (pdq, md5, sha256) in the banks without sending the image")
+    def lookup(signal: Annotated[Literal[LOOKUPS], Query(description="pdq, md5 or sha256")],
+               hash: Annotated[str, Query(description="lowercase hex: 64 characters for pdq and sha256, 32 for md5")],
+               bank: Banks = None, max_distance: Annotated[int | None, Query(
+                   ge=0, le=256, description="pdq only; default: the policy's loosest pdq band")] = None,
+               limit: Limit = 100, token: Token = checker):
+        return lookup_result(signal, hash, engine.lookup(signal, hash, bank, max_distance), limit)
+
+    @app.post("/v1/lookup/batch", tags=["lookups"], response_model=models.LookupBatch,
+              summary=f"Look up 1 to {limits.max_lookups} hashes: a result per item, an invalid item answered in its slot",
+              openapi_extra=models.json_body(models.LookupItem, most=limits.max_lookups))
+    async def lookup_batch(request: Request, bank: Banks = None, limit: Limit = 100, token: Token = checker):
+        data = await _json(request)
+        if not isinstance(data, list) or not 1 <= len(data) <= limits.max_lookups:
+            raise HTTPException(400, {"error": f"body: send a JSON list of 1 to {limits.max_lookups} "
+                                               "{\"signal\", \"hash\"} objects"})
+        items = [_lookup_item(item) for item in data]  # a LookupItem, or why the item is not one
+        valid = [(item.signal, item.hash, item.max_distance) for item in items if isinstance(item, models.LookupItem)]
+        found = iter(await _in_thread(lambda: engine.lookup_batch(valid, bank)))
+        results = []
+        for raw, item in zip(data, items):
+            matches = next(found) if isinstance(item, models.LookupItem) else item
+            if isinstance(matches, list):
+                results.append(lookup_result(item.signal, item.hash, matches, limit))
+            else:
+                results.append(_failed_item(raw, str(matches)))
+        return {"results": results}
+
+    @app.get("/v1/compare", tags=["lookups"], response_model=models.Comparison,
+             summary="Compare two hashes of one signal: distance, similarity and the policy band it falls in")
+    def compare(signal: Annotated[Literal[LOOKUPS], Query(description="pdq, md5 or sha256")],
+                a: Annotated[str, Query(description="a hash")], b: Annotated[str, Query(description="another hash")],
+                token: Token = checker):
+        return engine.compare(signal, a, b).to_dict()
+
     # -- banks ----------------------------------------------------------------------------------
 
     @app.get("/v1/banks", tags=["banks"], summary="Every bank")
@@ -415,6 +466,26 @@ def _reference(reference) -> dict:
     return {"bank": reference.bank, "id": reference.id, "pdq": list(reference.pdq), "metadata": reference.metadata}
 
 
+def _lookup_item(raw) -> models.LookupItem | str:
+    try:
+        return models.LookupItem.model_validate(raw)
+    except ValidationError as exc:
+        return _problem(exc.errors()) if isinstance(raw, dict) else f"must be a {{signal, hash}} object, got {_kind(raw)}"
+
+
+def _failed_item(raw, error: str) -> dict:
+    """A batch item's answer when it is not looked up: its fields as sent (cut short) and why;
+    `matches` is null, never an empty list a client could read as "nothing found"."""
+    fields = raw if isinstance(raw, dict) else {}
+    echo = {key: None if value is None else _short(value if isinstance(value, str) else json.dumps(value))
+            for key in ("signal", "hash") for value in [fields.get(key)]}
+    return {**echo, "matches": None, "error": error}
+
+
+def _kind(value) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     """JSON parsers disagree on which of two equal keys wins, so a body with both is refused."""
     twice = _repeated(key for key, _ in pairs)
@@ -423,14 +494,19 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return dict(pairs)
 
 
-async def _json_body(request: Request, model: type[models.Body]) -> models.Body:
-    """The request body as `model`; 400 for anything else (nesting past the parser's recursion
-    limit included, which would otherwise escape as a RecursionError)."""
+async def _json(request: Request):
+    """The request body's JSON; 400 for anything else (nesting past the parser's recursion limit
+    included, which would otherwise escape as a RecursionError)."""
     try:
-        data = json.loads(await request.body(), object_pairs_hook=_unique_keys)
+        return json.loads(await request.body(), object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         problem = "nested too deeply" if isinstance(exc, RecursionError) else _short(str(exc))
         raise HTTPException(400, {"error": f"the body is not valid JSON: {problem}"}) from None
+
+
+async def _json_body(request: Request, model: type[models.Body]) -> models.Body:
+    """The request body as `model`; 400 for anything else."""
+    data = await _json(request)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -473,7 +549,7 @@ async def _files(request: Request, field: str, most: int) -> list:
 
 def _single_query_values(request: Request) -> None:
     """`?enqueue=false&enqueue=true` means two things; refused like duplicate fields."""
-    twice = _repeated(key for key, _ in request.query_params.multi_items())
+    twice = _repeated(key for key, _ in request.query_params.multi_items() if key not in REPEATABLE)
     if twice is not None:
         raise HTTPException(400, {"error": f"query parameter {_short(twice)!r} is given more than once"})
 

@@ -16,6 +16,7 @@ Evidence has distance 0 and the digest's kind as its variant.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -23,11 +24,16 @@ import numpy as np
 
 from ..evidence import Evidence
 from ..ids import RecordIds, prefix, split_record_id
+from ..regions import Region
 from ..rules import Band, Fields, SignalRules
 from .base import Context, Query, ReferenceImage, StoredSignal
 
 KEY_BYTES = 16  # of SHA-256(kind:digest): collisions at 2^-64 for 10^10 records
 KINDS = ("sha256", "md5", "pixels")
+# Digests of the file a caller can compute without us, by their hex length; `pixels` depends on our
+# decoder, so it is never taken from outside.
+FILE_DIGESTS = {"sha256": 64, "md5": 32}
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,15 @@ class DigestSignal(StoredSignal):
     index = DigestIndex
     include = ()  # the digest is the record's metadata, always read
 
+    def parse_digest(self, kind: str, text: str) -> str:
+        """A file digest (`FILE_DIGESTS`) in its canonical lowercase hex; ValueError naming the problem."""
+        value = text.strip().lower()
+        if len(value) != FILE_DIGESTS[kind]:
+            raise ValueError(f"{kind} digest must be {FILE_DIGESTS[kind]} hex characters, got {len(value)}")
+        if not _HEX.fullmatch(value):
+            raise ValueError(f"{kind} digest has non-hex characters")
+        return value
+
     def values(self, data: bytes, pixels: np.ndarray | None) -> list[tuple[str, str]]:
         """The digests of a file (and of one decoded frame's pixels)."""
         out = [("sha256", hashlib.sha256(data).hexdigest()), ("md5", hashlib.md5(data, usedforsecurity=False).hexdigest())]
@@ -139,13 +154,17 @@ class DigestSignal(StoredSignal):
         if media is None or not context.banks:
             return []
         wanted = self.values(media.data, frame.pixels) if frame.index == 0 else [("pixels", pixel_digest(frame.pixels))]
+        return self.lookup(context, wanted, query.regions[0])
+
+    def lookup(self, context: Context, wanted: list[tuple[str, str]], region: Region | None = None) -> list[Evidence]:
+        """Evidence for every reference of the context's banks holding one of the (kind, digest) pairs."""
         index = context.snapshot.indexes[self.name]
         found = []
         for (kind, _), positions in zip(wanted, index.positions(wanted)):
             for position in positions:
                 bank, reference_id = split_record_id(index.record_ids.id_at(position))
                 if bank in context.banks:
-                    found.append(Evidence(self.name, self.measure, 0, bank, reference_id, query.regions[0], kind))
+                    found.append(Evidence(self.name, self.measure, 0, bank, reference_id, region, kind))
         return found
 
     def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
