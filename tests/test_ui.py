@@ -87,8 +87,14 @@ def press(browser, key: str) -> None:
 
 
 def test_a_moderator_works_a_pdf_and_a_tiff_item(api, items, browser):  # noqa: F811
+    from functools import partial
+
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    # a page that reloads (after a claim or a decision) replaces the element between finding and reading it
+    WebDriverWait = partial(WebDriverWait, ignored_exceptions=(StaleElementReferenceException,))  # noqa: N806
 
     client, auth = api
     base = str(client.base_url).rstrip("/")
