@@ -82,14 +82,16 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Policy":
+        from .errors import MediaError
+        from .media import read_bytes
+
         origin = os.fspath(path)
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read(MAX_POLICY_BYTES + 1)
-        except OSError as exc:
-            raise PolicyError(f"{origin}: cannot read policy: {exc.strerror or exc}") from None
-        if len(raw) > MAX_POLICY_BYTES:
-            raise PolicyError(f"{origin}: policy is over {MAX_POLICY_BYTES} bytes")
+        try:  # only a regular file, read within the limit: a FIFO or a device named as a policy never hangs
+            raw = read_bytes(path, Budgets(max_bytes=MAX_POLICY_BYTES), origin)
+        except MediaError as exc:
+            if exc.code == "too_large":
+                raise PolicyError(f"{origin}: policy is over {MAX_POLICY_BYTES} bytes") from None
+            raise PolicyError(f"{origin}: cannot read policy: {exc.detail}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

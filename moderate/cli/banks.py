@@ -96,6 +96,9 @@ def bank_reembed(
              + (f"; {len(report.missing)} not found" if report.missing else ""))
 
 
+MAX_HASH_LIST_BYTES = 4 << 30  # 10M PDQ lines with metadata fit well within
+
+
 @bank_app.command("import")
 def bank_import(
     ctx: typer.Context,
@@ -106,13 +109,16 @@ def bank_import(
     note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="Free text kept with the imported references."),
 ):
     """Import hashes without images (industry hash lists)."""
-    if hash_list == "-":
-        text, source = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            text, source = Path(hash_list).read_text(encoding="utf-8-sig"), hash_list
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModerateError(f"{hash_list}: cannot read hash list: {getattr(exc, 'strerror', None) or exc}") from None
+    from ..errors import MediaError
+    from ..media import Budgets, read_bytes
+
+    source = "<stdin>" if hash_list == "-" else hash_list
+    try:  # only a regular file (or stdin): a FIFO or a device named as a list never hangs
+        text = read_bytes(hash_list, Budgets(max_bytes=MAX_HASH_LIST_BYTES), source).decode("utf-8-sig")
+    except MediaError as exc:
+        raise ModerateError(f"{source}: cannot read hash list: {exc.detail}") from None
+    except UnicodeDecodeError:
+        raise ModerateError(f"{source}: cannot read hash list: not UTF-8 text") from None
     engine = _engine(ctx)
     with progress("importing hashes", steps=False):  # one write to the store: timed, not counted
         report = engine.banks.import_hashes(bank, text, source=source, fmt=fmt, skip_invalid=skip_invalid,
