@@ -22,7 +22,7 @@ import numpy as np
 from . import hashlist
 from ..errors import BankError, HashListError, MediaError
 from ..store.catalog import Catalog
-from ..media import Budgets, decode, is_folder
+from ..media import Budgets, decode, is_folder, read_bytes
 from ..policy import RegionRules
 from ..regions import Region
 from ..signals import KEYPOINTS, PDQ, PdqHash
@@ -482,9 +482,9 @@ class Banks:
         found: dict[str, Path] = {}
         for path, _ in image_files(paths, recursive):
             try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError as exc:
-                raise BankError(f"{path}: cannot read: {exc.strerror}") from None
+                digest = hashlib.sha256(read_bytes(path, self.budgets)).hexdigest()
+            except MediaError as exc:
+                raise BankError(f"{path}: cannot read: {exc.detail}") from None
             if digest in wanted:
                 found[wanted[digest]] = path
         missing = [rid for rid in ids if rid not in found]

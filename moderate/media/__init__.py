@@ -65,6 +65,12 @@ def describe(source: Source) -> str:
     return getattr(source, "name", None) or "<stream>"
 
 
+def read_file(path: str | os.PathLike, limit: int = 1 << 20) -> bytes:
+    """A small file a command names (a key, a certificate, a policy): a regular file only, at most
+    `limit` bytes. MediaError (`not_a_file`, `too_large`, `not_found`, ...) otherwise, never a hang."""
+    return read_bytes(path, Budgets(max_bytes=limit), os.fspath(path))
+
+
 def read_bytes(source: Source, budgets: Budgets, name: str | None = None) -> bytes:
     """Read a source's bytes, refusing anything larger than `max_bytes` without reading it all."""
     name = name or describe(source)

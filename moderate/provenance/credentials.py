@@ -30,7 +30,8 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import ProvenanceError
+from ..errors import MediaError, ProvenanceError
+from ..media import read_file
 from .signature import Provenance
 
 DEFAULT_EKUS = ("1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.36")  # emailProtection, documentSigning
@@ -91,10 +92,12 @@ class Credentials:
         from cryptography import x509
 
         try:
-            pem = Path(pem_file).read_bytes()
+            pem = read_file(pem_file)
             certs = x509.load_pem_x509_certificates(pem)
-        except (OSError, ValueError) as exc:
-            raise ProvenanceError(f"{pem_file}: not a readable PEM certificate file ({getattr(exc, 'strerror', None) or exc})") from None
+        except MediaError as exc:
+            raise ProvenanceError(f"{pem_file}: not a readable PEM certificate file ({exc.detail})") from None
+        except ValueError as exc:
+            raise ProvenanceError(f"{pem_file}: not a readable PEM certificate file ({exc})") from None
         self.dir.mkdir(parents=True, exist_ok=True)
         self.anchors_path.write_bytes(pem)
         return len(certs)
@@ -231,9 +234,9 @@ class Credentials:
         if mime is None:
             raise ProvenanceError(f"{title}: C2PA signing supports {', '.join(MIME)}, not {image_format}")
         try:
-            chain, key = Path(chain_pem).read_bytes(), Path(key_pem).read_bytes()
-        except OSError as exc:
-            raise ProvenanceError(f"{exc.filename}: cannot read: {exc.strerror}") from None
+            chain, key = read_file(chain_pem), read_file(key_pem)
+        except MediaError as exc:
+            raise ProvenanceError(f"{exc.source}: cannot read: {exc.detail}") from None
         manifest = {
             "claim_generator_info": [{"name": "moderate", "version": _version()}],
             "title": title,

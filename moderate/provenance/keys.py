@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import ProvenanceError
+from ..errors import MediaError, ProvenanceError
+from ..media import read_file
 
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -120,9 +121,11 @@ class Keys:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         try:
-            public = serialization.load_pem_public_key(Path(path).read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ProvenanceError(f"{path}: not a readable PEM public key ({getattr(exc, 'strerror', None) or exc})") from None
+            public = serialization.load_pem_public_key(read_file(path))
+        except MediaError as exc:
+            raise ProvenanceError(f"{path}: not a readable PEM public key ({exc.detail})") from None
+        except ValueError as exc:
+            raise ProvenanceError(f"{path}: not a readable PEM public key ({exc})") from None
         if not isinstance(public, Ed25519PublicKey):
             raise ProvenanceError(f"{path}: not an Ed25519 public key")
         return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
