@@ -193,9 +193,13 @@ class Banks:
     # -- banks -------------------------------------------------------------------------------
 
     def create(self, name: str, action: str = "block", description: str = "", kind: str = "flagged",
-               embedding: str | None = None) -> Bank:
+               embedding: str | None = None, thumbnails: bool = False) -> Bank:
         """A new bank; with `embedding` (a model: `efficientnet-lite0` or a Hugging Face folder), its
-        references also get embeddings of that model, for similar-content matching and search."""
+        references also get embeddings of that model, for similar-content matching and search.
+
+        Banks keep signals, never images. `thumbnails` is the one, explicit exception: each
+        reference keeps a THUMBNAIL_SIZE px JPEG that moderators see beside a match. Never for
+        content that is illegal to hold."""
         if not _BANK_NAME.fullmatch(name or ""):
             raise BankError(f"bank name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
         if action not in ACTIONS:
@@ -203,6 +207,8 @@ class Banks:
         if kind not in KINDS:
             raise BankError(f"bank {name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
         record = {"action": action, "description": description, "enabled": True, "created_at": now(), "kind": kind}
+        if thumbnails:
+            record["thumbnails"] = True
         if embedding:
             record.update(_model_record(embedding))
         with self.catalog.writing() as write:
@@ -416,6 +422,8 @@ class Banks:
         if region:
             metadata["region"] = f"{box.x},{box.y},{box.w},{box.h}"
         record = self.catalog.current().banks.get(bank, {})
+        if record.get("thumbnails"):
+            metadata["thumbnail"] = _thumbnail(crops[0])
         vectors = tuple(_embedder(record).compute(crops)) if record.get("embedding_key") else ()
         return Reference(bank, ref_id, tuple(v.hex for v, _ in values[PDQ.name] if v.quality >= MIN_REFERENCE_QUALITY), metadata,
                          tuple(v for v, _ in values[KEYPOINTS.name]), vectors, tuple(digests),
@@ -644,6 +652,23 @@ def _grouped(records: Iterable[tuple[str, PdqHash, dict]]) -> list[Reference]:
         else:
             grouped[key] = Reference(key[0], key[1], usable, md)
     return list(grouped.values())
+
+
+THUMBNAIL_SIZE = 160  # px, longest side: enough to recognize a picture, too small to reuse it
+
+
+def _thumbnail(pixels: np.ndarray) -> str:
+    """A small JPEG of a reference as a data URI, for banks that allow thumbnails."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    picture = Image.fromarray(pixels)
+    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def _flat(reference: Reference) -> Problem:

@@ -30,6 +30,7 @@ def bank_create(
     description: str = typer.Option("", "--description", help="What the bank holds and why."),
     kind: Kind = typer.Option("flagged", "--kind", help="flagged; originals (registered signed originals); allowlist (known false positives)."),
     embedding: bool = typer.Option(False, "--embedding", help="Also store embeddings (similar-content matching and search)."),
+    thumbnails: bool = typer.Option(False, "--keep-thumbnails", help="Keep a 160 px thumbnail of each reference, shown to moderators beside a match. Never for content illegal to hold."),
     model: Optional[str] = typer.Option(None, "--model", metavar="MODEL", help="With --embedding: efficientnet-lite0 (default) or a Hugging Face model folder."),
 ):
     """Create a bank."""
@@ -37,7 +38,8 @@ def bank_create(
 
     if model and not embedding:
         raise ModerateError("--model names an embedding model: add --embedding")
-    bank = _engine(ctx).banks.create(name, action, description, kind, (model or DEFAULT_MODEL) if embedding else None)
+    bank = _engine(ctx).banks.create(name, action, description, kind, (model or DEFAULT_MODEL) if embedding else None,
+                                     thumbnails)
     _out(f"created bank {bank.name} (" + (f"action {bank.action}" if bank.kind == "flagged" else bank.kind) + ")")
 
 

@@ -53,6 +53,7 @@ def shown_metadata(reference) -> dict:
     """A matched reference's metadata as hits show it (an empty dict when it is gone)."""
     metadata = dict(reference.metadata) if reference is not None else {}
     metadata.pop("signature", None)  # the envelope is for re-verification, not for display
+    metadata.pop("thumbnail", None)  # a picture, for the review UI only
     return metadata
 
 

@@ -41,7 +41,7 @@ UNDO_SECONDS = 5
 RENDER_SIZE = 1024  # px, longest side of a rendered frame
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
            "X-Content-Type-Options": "nosniff",
-           "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; frame-ancestors 'none'"}
+           "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"}
 STATIC = {"ui.css": "text/css", "item.js": "text/javascript", "queue.js": "text/javascript"}
 VARIANTS = {"mirrored": "mirrored", "flip_horizontal": "mirrored", "flip_vertical": "upside-down mirror",
             "rotate90": "rotated 90°", "rotate180": "rotated 180°", "rotate270": "rotated 270°"}
