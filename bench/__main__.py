@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from . import bank_import, embedding, load, lookup, provenance, robustness, startup, throughput
+from . import bank_import, embedding, heldout, load, lookup, provenance, robustness, startup, throughput
 from .common import FULL, OUT, QUICK, Row, Scale, Section, load_average
 
 SECTIONS = {
@@ -26,6 +26,7 @@ SECTIONS = {
     "load": load.run_section,
     "robustness": robustness.run_section,
     "embedding": embedding.run_section,
+    "heldout": heldout.run_section,
 }
 RATIO_NOTE = ("ratio: moderate against the baseline, > 1x is better for moderate (rates: moderate/baseline, "
               "times: baseline/moderate); startup: time over bare Python start-up.")
