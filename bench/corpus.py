@@ -48,6 +48,7 @@ OPENCV_SIBLINGS = {
 }
 # Held-out files that are the same picture at other sizes: not a second item.
 RESIZED_COPIES = ("Elephants_3840x2160.jpg", "Elephants_5640x3172.jpg")
+FILLER_MIN_QUALITY = 60  # PDQ quality of a filler crop: above the bank's 50, so its JPEG still gets in
 
 
 @dataclass(frozen=True)
@@ -162,17 +163,24 @@ def filler_sources() -> list[Photo]:
 
 def filler_crop(sources: list[Photo], number: int) -> Image.Image:
     """Filler picture `number`: a crop of 15-80% of a source's area at a random place, shown at
-    320-1024 px on its longest side. The same number always gives the same picture."""
+    320-1024 px on its longest side, redrawn until PDQ finds enough detail in it (`bank add` refuses
+    flat pictures). The same number always gives the same picture."""
+    from moderate.signals import PDQ
+
     rng = random.Random(f"{SEED}:{number}")
     photo = sources[number % len(sources)].image
-    area, aspect = rng.uniform(0.15, 0.80), rng.uniform(0.6, 1.6)
-    w = max(32, min(photo.width, round((photo.width * photo.height * area * aspect) ** 0.5)))
-    h = max(32, min(photo.height, round(photo.width * photo.height * area / w)))
-    x, y = rng.randint(0, photo.width - w), rng.randint(0, photo.height - h)
-    crop = photo.crop((x, y, x + w, y + h))
-    longest = rng.randint(320, 1024)
-    scale = longest / max(crop.size)
-    return crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.LANCZOS)
+    for _ in range(20):
+        area, aspect = rng.uniform(0.15, 0.80), rng.uniform(0.6, 1.6)
+        w = max(32, min(photo.width, round((photo.width * photo.height * area * aspect) ** 0.5)))
+        h = max(32, min(photo.height, round(photo.width * photo.height * area / w)))
+        x, y = rng.randint(0, photo.width - w), rng.randint(0, photo.height - h)
+        crop = photo.crop((x, y, x + w, y + h))
+        longest = rng.randint(320, 1024)
+        scale = longest / max(crop.size)
+        crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.LANCZOS)
+        if PDQ.compute(np.asarray(crop))[0].quality >= FILLER_MIN_QUALITY:
+            break
+    return crop
 
 
 def fingerprint(photos: list[Photo]) -> str:

@@ -76,8 +76,8 @@ def run_section(scale: Scale) -> Section:
     from moderate import Engine
 
     shutil.rmtree(FOLDER, ignore_errors=True)
-    tuning = prepare("tuning", corpus.split(corpus.tuning_series()), scale.robustness_photos)
-    report = prepare("report", corpus.split(corpus.held_out_series()), scale.robustness_photos)
+    tuning = prepare(FOLDER / "tuning", corpus.split(corpus.tuning_series()), scale.robustness_photos)
+    report = prepare(FOLDER / "report", corpus.split(corpus.held_out_series()), scale.robustness_photos)
     section = Section("heldout")
 
     with one_core():
@@ -122,11 +122,11 @@ class Prepared:
     refused: list[str]  # flagged pictures `bank add` would not take
 
 
-def prepare(name: str, split: corpus.Split, limit: int | None = None) -> Prepared:
-    """References in a bank and every edit of every picture as queries, under FOLDER/name."""
+def prepare(folder: Path, split: corpus.Split, limit: int | None = None) -> Prepared:
+    """References in a bank and every edit of every picture as queries, under `folder`."""
     from moderate import Engine
 
-    folder = FOLDER / name
+    name = folder.name
     flagged, siblings, unrelated = (split.flagged[:limit], split.siblings[:limit], split.unrelated[:limit]) \
         if limit else (split.flagged, split.siblings, split.unrelated)
     references = folder / "references"
