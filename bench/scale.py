@@ -239,6 +239,8 @@ def rows(baseline: dict, results: dict) -> list[Row]:
                    f">= {TARGETS['add_per_s']:.0f}", rates[-1] >= TARGETS["add_per_s"]))
     out.append(Row("scale", f"bank add images/s, last folder at {label}",
                    " | ".join(f"{results[s]['build']['images_per_s_last_folder']:.1f}" for s in sizes)))
+    out.append(Row("scale", f"filler references bank add took at {label} (flat crops are refused)",
+                   " | ".join(f"{results[s]['build']['references']:,}" for s in sizes)))
     if sizes[-1] < 100_000:
         out.append(Row("scale", "note", f"targets are for 100,000 references; largest measured here: {sizes[-1]:,}"))
     return out
