@@ -200,7 +200,7 @@ def record(verdict) -> dict:
 
 def score(cases: list[Case], records: list[dict]) -> dict:
     """Recall per edit and overall, block rate, distractors flagged (by kind) and wrong references."""
-    per_edit, blocked, flagged_by_kind, wrong, examples = defaultdict(list), [], defaultdict(list), [], []
+    per_edit, blocked, flagged_by_kind, wrong = defaultdict(list), [], defaultdict(list), []
     for case, rec in zip(cases, records):
         hits = [(ref, action, signal) for ref, action, signal in rec["reasons"] if action != "allow"]
         if case.flagged:

@@ -28,7 +28,6 @@ import os
 import random
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -201,7 +200,6 @@ def _child(data: str, todo: str, done: str) -> None:
 def rows(baseline: dict, results: dict) -> list[Row]:
     sizes = sorted(results)
     label = " | ".join(f"{s // 1000:,}k" if s >= 1000 else str(s) for s in sizes)
-    largest = results[sizes[-1]]
     base = baseline["score"]
     out = []
     for edit in edits.HELD_OUT_EDITS:
