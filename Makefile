@@ -31,7 +31,9 @@ test: setup system-deps
 bench: setup bench-data
 	$(BIN)/python -m bench
 
-# Debian's opencv-doc example photos for the robustness corpus, unpacked without its dependencies.
+# Debian's opencv-doc example photos for the robustness corpus, unpacked without its dependencies;
+# then the wallpaper packages of the held-out and scale corpora (bench/corpus.py), and rsvg-convert
+# for gnome-backgrounds' SVGs (installed when running as root; without it those are skipped).
 bench-data:
 	@if [ ! -d bench/out/opencv-doc ] && [ ! -d /usr/share/doc/opencv-doc/examples/data ]; then \
 	  rm -rf bench/out/deb && mkdir -p bench/out/deb && cd bench/out/deb && \
@@ -40,6 +42,11 @@ bench-data:
 	  cp unpacked/usr/share/doc/opencv-doc/examples/data/*.jpg unpacked/usr/share/doc/opencv-doc/examples/data/*.png ../opencv-doc/ && \
 	  cd .. && rm -rf deb || echo "note: opencv-doc photos unavailable; the robustness corpus uses scikit-image photos only"; \
 	fi
+	@if ! command -v rsvg-convert >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin >/dev/null; } || true; \
+	fi
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) -m bench.corpus
 
 clean:
 	rm -rf $(VENV) demo bench/out

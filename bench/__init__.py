@@ -17,6 +17,12 @@ Sections, one module each:
   codes, peak RSS and integrity of queue, decisions and audit log, against `GET /healthz` throughput.
 - `hook`: the pre-commit hook's environment as `pre-commit install-hooks` builds it from the package
   index (installed MB, install seconds), against the 600 MB a hook may cost.
+- `heldout`: bands tuned by code on photos (`bench/out/heldout/tuned.yaml`), then recall per edit,
+  distractors flagged and wrong references on Debian wallpapers and illustrations, for the shipped
+  default policy and the tuned one (`bench/heldout.py`, corpora in `bench/corpus.py`).
+- `scale`: the held-out queries against banks grown to `--scale-sizes` filler references (cached in
+  `bench/out/scale-cache`): recall, distractors, check p50/p99 on one core, RSS, disk per
+  reference and `bank add` images/s, against the bare flagged bank.
 
 Ratios are printed as a table and written with every raw number to `bench/out/results.json`.
 """

@@ -12,9 +12,10 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
-from . import bank_import, embedding, hook, load, lookup, provenance, robustness, startup, throughput
+from . import bank_import, embedding, heldout, hook, load, lookup, provenance, robustness, scale, startup, throughput
 from .common import FULL, OUT, QUICK, Row, Scale, Section, load_average
 
 SECTIONS = {
@@ -27,6 +28,8 @@ SECTIONS = {
     "robustness": robustness.run_section,
     "embedding": embedding.run_section,
     "hook": hook.run_section,
+    "heldout": heldout.run_section,
+    "scale": scale.run_section,
 }
 RATIO_NOTE = ("ratio: moderate against the baseline, > 1x is better for moderate (rates: moderate/baseline, "
               "times: baseline/moderate); startup: time over bare Python start-up.")
@@ -37,6 +40,8 @@ COLUMNS = (("measure", "measure"), ("moderate", "value"), ("baseline", "baseline
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     scale = QUICK if args.quick else FULL
+    scale = replace(scale, scale_sizes=args.scale_sizes or scale.scale_sizes,
+                    scale_queries=args.scale_queries or scale.scale_queries)
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     load = {"start": load_average()}
     started = time.perf_counter()
@@ -57,7 +62,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (< 2 min): 20k/100k codes, 4 photos")
     parser.add_argument("--only", default=",".join(SECTIONS), type=_sections,
                         help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})")
+    parser.add_argument("--scale-sizes", type=_sizes, default=None,
+                        help="bank sizes of the scale section, e.g. 1000,10000 (default: 1000,10000,100000; --quick: 1000)")
+    parser.add_argument("--scale-queries", type=int, default=None,
+                        help="held-out queries checked per bank size in the scale section (default: 400; --quick: 132)")
     return parser.parse_args(argv)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(n.replace("_", "")) for n in text.split(",") if n.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"sizes are positive integers separated by commas, got {text!r}")
+    return sizes
 
 
 def _sections(text: str) -> list[str]:

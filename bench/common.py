@@ -41,6 +41,8 @@ class Scale:
     robustness_photos: int | None  # photos of the edited-copies corpus (None: all)
     embedding_refs: int  # references in Chroma for the embedding search latency
     dedup_files: int  # files of the dedup benchmark
+    scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)  # filler references of the scale section's banks
+    scale_queries: int = 400  # held-out queries the scale section checks per bank size
 
 
 FULL = Scale("full", photos=8, rounds=3, cli_runs=3, lookup_sizes=(100_000, 1_000_000), queries=250,
@@ -50,7 +52,7 @@ FULL = Scale("full", photos=8, rounds=3, cli_runs=3, lookup_sizes=(100_000, 1_00
 QUICK = Scale("quick", photos=4, rounds=2, cli_runs=1, lookup_sizes=(20_000, 100_000), queries=100,
               import_hashes=20_000, startup_runs=5, opencv_photos=4,
               provenance_runs=3, load_seconds=15, robustness_photos=12,
-              embedding_refs=5_000, dedup_files=500)
+              embedding_refs=5_000, dedup_files=500, scale_sizes=(1_000,), scale_queries=132)
 
 
 @dataclass
