@@ -192,3 +192,29 @@ def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_
     assert type(keypoints._faiss()).__name__ == "IndexBinaryIVF" and keypoints._faiss().ntotal == len(keypoints.descriptors)
     engine.banks.remove("BIG", "rocket")
     assert Engine(data_dir).check(crop).verdict == "allow"
+
+
+def test_a_bank_whose_references_have_no_corners_still_checks(engine, photos, tmp_path):
+    """Vertical stripes: a confident PDQ hash and not one ORB corner. Every check used to crash
+    (the keypoint index counted images, not descriptors)."""
+    x = np.arange(640)
+    row = ((np.sin(x / 12.0) > 0) * 200 + 30).astype(np.uint8)
+    Image.fromarray(np.repeat(np.repeat(row[None, :, None], 480, 0), 3, 2)).save(tmp_path / "stripes.png")
+    engine.banks.create("STRIPES")
+    engine.banks.add("STRIPES", [tmp_path / "stripes.png"])
+    assert len(engine.catalog.current().keypoints) == 1 and len(engine.catalog.current().keypoints.descriptors) == 0
+    assert engine.check(photos["coffee"]).verdict == "allow"
+    assert engine.check(tmp_path / "stripes.png").verdict == "block"
+    assert engine.explain(photos["coffee"], "stripes").verdict == "allow"
+
+
+def test_reading_the_banks_does_not_make_the_next_check_rewrite_the_index(banked, photos):
+    """Embedded Chroma touches its files on reads: the next check refreshes the snapshot's stamp
+    without rewriting (or rebuilding) the index files."""
+    banked.check(photos["coffee"])
+    files = {p: p.stat().st_mtime_ns for p in banked.catalog.dir.glob("s*") if "snapshot" not in p.name}
+    list(Engine(banked.data_dir).banks.references("TERROR"))  # a read in another process's engine
+    checker = Engine(banked.data_dir)
+    assert checker.check(photos["coffee"]).verdict == "block"
+    assert {p: p.stat().st_mtime_ns for p in banked.catalog.dir.glob("s*") if "snapshot" not in p.name} == files
+    assert checker.catalog.current().stamp == checker.store.stamp()

@@ -95,7 +95,7 @@ class Catalog:
             self._snapshot = saved
             if self.store.chroma_url is None:
                 with self._locked():
-                    self._save(saved)  # refresh the stamp: Chroma touches its files even on reads
+                    self._restamp(saved)  # Chroma touches its files even on reads: the index files stay
             return self._snapshot
         with self._locked():
             self._snapshot = self._rebuild(generation)
@@ -165,6 +165,18 @@ class Catalog:
         except (ValueError, KeyError, TypeError, OSError):
             return None
         return Snapshot(meta["generation"], meta["banks"], indexes, meta.get("stamp"))
+
+    def _restamp(self, snapshot: Snapshot) -> None:
+        """Record the store's current stamp for a saved snapshot of the same generation, rewriting
+        only `snapshot.json` (re-saving a 10k-reference index rebuilt and rewrote its inverted file)."""
+        meta = json.loads((self.dir / "snapshot.json").read_text())
+        if meta.get("generation") != snapshot.generation:
+            return  # another writer moved on meanwhile; the next read sees its snapshot
+        meta["stamp"] = self.store.stamp()
+        pending = self.dir / f"snapshot.json.{os.getpid()}.tmp"
+        pending.write_text(json.dumps(meta))
+        os.replace(pending, self.dir / "snapshot.json")
+        self._snapshot = replace(snapshot, stamp=meta["stamp"])
 
     def _save(self, snapshot: Snapshot) -> None:
         """Write each file under a temporary name and rename it, `snapshot.json` last."""

@@ -129,7 +129,7 @@ class KeypointSignal(StoredSignal):
     def find(self, query: Query, context: Context, rules: KeypointRules) -> list[Evidence]:
         """References of the context's banks found in the query by local features, with where they are."""
         index = context.snapshot.keypoints
-        if not len(index) or not context.banks:
+        if not len(index.descriptors) or not context.banks:
             return []
         described = self.described(query, rules.features)
         return [self._located(index, found, described)
@@ -140,7 +140,7 @@ class KeypointSignal(StoredSignal):
         keypoints and verifies (a PDQ match localized in the query)."""
         index = context.snapshot.keypoints
         pending = [e for e in evidence if e.signal != self.name and e.inliers is None and e.bank is not None]
-        if not pending or not len(index):
+        if not pending or not len(index.descriptors):
             return evidence
         described = self.described(query, rules.features)
         located: dict[tuple[str, str], object] = {}
