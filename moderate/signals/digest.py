@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from ..ids import RecordIds, prefix, split_record_id
 from ..regions import Region
 from ..rules import Band, Fields, SignalRules
 from .base import Context, Query, ReferenceImage, StoredSignal
+
+if TYPE_CHECKING:
+    from ..media import Media
 
 KEY_BYTES = 16  # of SHA-256(kind:digest): collisions at 2^-64 for 10^10 records
 KINDS = ("sha256", "md5", "pixels")
@@ -125,18 +128,19 @@ class DigestSignal(StoredSignal):
             raise ValueError(f"{kind} digest has non-hex characters")
         return value
 
-    def values(self, data: bytes, pixels: np.ndarray | None) -> list[tuple[str, str]]:
-        """The digests of a file (and of one decoded frame's pixels)."""
-        out = [("sha256", hashlib.sha256(data).hexdigest()), ("md5", hashlib.md5(data, usedforsecurity=False).hexdigest())]
-        return out + ([("pixels", pixel_digest(pixels))] if pixels is not None else [])
+    def values(self, media: Media, frame_index: int, pixels: np.ndarray) -> list[tuple[str, str]]:
+        """The digests of one frame's pixels, and with the first frame those of the file (its
+        SHA-256 is the one decoding already computed)."""
+        pixel = [("pixels", pixel_digest(pixels))]
+        if frame_index != 0:
+            return pixel
+        return [("sha256", media.sha256), ("md5", hashlib.md5(media.data, usedforsecurity=False).hexdigest())] + pixel
 
     # -- storage ------------------------------------------------------------------------------------
 
     def reference_values(self, image: ReferenceImage) -> list[tuple[str, str]]:
         """The file's digests once per image; the pixels' of the part that is the reference."""
-        if image.frame.index != 0:
-            return [("pixels", pixel_digest(image.box.crop(image.frame)))]
-        return self.values(image.media.data, image.box.crop(image.frame))
+        return self.values(image.media, image.frame.index, image.box.crop(image.frame))
 
     def encode(self, values: list[tuple[str, str]]) -> dict:
         return {"embeddings": [[1.0]] * len(values)}
@@ -153,8 +157,7 @@ class DigestSignal(StoredSignal):
         media, frame = query.media, query.frame
         if media is None or not context.banks:
             return []
-        wanted = self.values(media.data, frame.pixels) if frame.index == 0 else [("pixels", pixel_digest(frame.pixels))]
-        return self.lookup(context, wanted, query.regions[0])
+        return self.lookup(context, self.values(media, frame.index, frame.pixels), query.regions[0])
 
     def lookup(self, context: Context, wanted: list[tuple[str, str]], region: Region | None = None) -> list[Evidence]:
         """Evidence for every reference of the context's banks holding one of the (kind, digest) pairs."""
