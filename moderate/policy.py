@@ -83,11 +83,11 @@ class Policy:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Policy":
         from .errors import MediaError
-        from .media import read_bytes
+        from .media import read_file
 
         origin = os.fspath(path)
         try:  # only a regular file, read within the limit: a FIFO or a device named as a policy never hangs
-            raw = read_bytes(path, Budgets(max_bytes=MAX_POLICY_BYTES), origin)
+            raw = read_file(path, MAX_POLICY_BYTES)
         except MediaError as exc:
             if exc.code == "too_large":
                 raise PolicyError(f"{origin}: policy is over {MAX_POLICY_BYTES} bytes") from None
