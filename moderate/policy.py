@@ -143,7 +143,10 @@ class Policy:
     # -- signal rules ----------------------------------------------------------------------------
 
     def rules_for(self, signal: str) -> SignalRules:
-        return dict(self.signals)[signal]
+        """The policy's rules for a signal; a signal registered after the policy was made gets
+        its defaults, as a policy file without its section would."""
+        found = dict(self.signals).get(signal)
+        return found if found is not None else SIGNALS[signal].rules()
 
     def __getattr__(self, name: str):
         """`policy.pdq`, `policy.keypoints`, ...: a signal's rules by its name."""

@@ -44,8 +44,8 @@ class PixelDigest(Signal):
         hit = self.known.get(digest)
         return [Evidence(self.name, self.measure, 0, *hit, query.regions[0])] if hit and hit[0] in context.banks else []
 
-    def search(self, query, context, min_similarity):
-        return self.find(query, context, self.rules())
+    def search(self, query, context, rules, min_similarity):
+        return self.find(query, context, rules)
 
     def similarity(self, value):
         return 1.0 - value
@@ -88,6 +88,17 @@ def test_check_runs_judges_and_explain_shows_a_registered_signal(registered, ban
     assert explained.verdict == "block"
     off = Engine(banked.data_dir, policy=only_new.with_rules(pixels=PixelDigestRules(enabled=False)))
     assert off.check(photos["coffee"]).verdict == "allow"
+
+
+def test_search_uses_the_policy_s_rules(banked, photos, tmp_path):
+    """A policy whose `min_quality` is above a picture's PDQ quality (moon: 83) does not use its
+    hash in search either: signals search under the engine's policy, not their defaults."""
+    banked.banks.add("TERROR", [photos["moon"]])
+    copy = tmp_path / "moon.jpg"
+    Image.open(photos["moon"]).convert("RGB").save(copy, quality=90)
+    assert [h.reference_id for h in banked.search(copy, signal="pdq")] == ["moon"]
+    strict = Engine(banked.data_dir, policy=Policy.from_mapping({"pdq": {"min_quality": 95}}))
+    assert strict.search(copy, signal="pdq") == []
 
 
 def test_search_ranks_a_registered_signal_on_the_shared_scale(registered, banked, photos):

@@ -101,7 +101,7 @@ class Signal:
         best = min(found, key=lambda e: e.strength, default=None)
         return best, None if best else f"no {self.name} evidence for this reference within the policy's loosest band", True
 
-    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
+    def search(self, query: Query, context: Context, rules: SignalRules, min_similarity: float) -> list[Evidence]:
         return []
 
     def similarity(self, value: float) -> float:

@@ -170,8 +170,8 @@ class DigestSignal(StoredSignal):
                     found.append(Evidence(self.name, self.measure, 0, bank, reference_id, region, kind))
         return found
 
-    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
-        return self.find(query, context, self.rules())
+    def search(self, query: Query, context: Context, rules: DigestRules, min_similarity: float) -> list[Evidence]:
+        return self.find(query, context, rules)
 
     def similarity(self, value: float) -> float:
         return 1.0  # only exact copies are found

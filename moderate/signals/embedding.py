@@ -270,7 +270,7 @@ class EmbeddingSignal(Signal):
     def find(self, query: Query, context: Context, rules: EmbeddingRules) -> list[Evidence]:
         return self._nearest(query, context, context.banks, rules.candidates, rules.floor, rules.model)
 
-    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
+    def search(self, query: Query, context: Context, rules: EmbeddingRules, min_similarity: float) -> list[Evidence]:
         return self._nearest(query, context, context.banks, 60, min_similarity, None)
 
     def similarity(self, value: float) -> float:

@@ -376,10 +376,11 @@ class PdqSignal(StoredSignal):
     def holds(self, reference: tuple[str, str], context: Context) -> bool:
         return bool(context.snapshot.pdq.prefix_mask(prefix(*reference)).any())
 
-    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
-        """Whole frames and their rotations and mirrors, within `min_similarity`."""
+    def search(self, query: Query, context: Context, rules: PdqRules, min_similarity: float) -> list[Evidence]:
+        """Whole frames and their rotations and mirrors, within `min_similarity`; hashes below the
+        policy's `min_quality` are not used."""
         hashes = self.compute(query.frame.pixels, dihedral=True)
-        used = [(query.regions[0], h) for h in hashes if h.quality >= self.rules().min_quality]
+        used = [(query.regions[0], h) for h in hashes if h.quality >= rules.min_quality]
         return self.lookup(context, used, int((1.0 - min_similarity) * self.bits))
 
     def similarity(self, value: float) -> float:

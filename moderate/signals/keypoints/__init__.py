@@ -179,10 +179,9 @@ class KeypointSignal(StoredSignal):
     def unavailable(self, context: Context) -> str | None:
         return None if len(context.snapshot.keypoints) else "none of the banks searched holds keypoints"
 
-    def search(self, query: Query, context: Context, min_similarity: float) -> list[Evidence]:
-        """Crops, borders and pastes of references: the keypoint retrieval check uses, with the
-        inlier floor that `min_similarity` stands for on the shared scale."""
-        rules = self.rules()
+    def search(self, query: Query, context: Context, rules: KeypointRules, min_similarity: float) -> list[Evidence]:
+        """Crops, borders and pastes of references: the keypoint retrieval check uses (the policy's
+        corner budget), with the inlier floor that `min_similarity` stands for on the shared scale."""
         floor = max(MIN_INLIERS, math.ceil(SIMILARITY_SCALE / max(1e-9, 1.0 - min_similarity)))
         return self.find(query, context, replace(rules, bands=(Band(floor, "review", "search"),), candidates=10))
 
