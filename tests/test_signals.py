@@ -101,6 +101,11 @@ def test_search_uses_the_policy_s_rules(banked, photos, tmp_path):
     assert strict.search(copy, signal="pdq") == []
 
 
+def test_search_finds_an_exact_copy_by_its_digests(banked, photos):
+    hits = banked.search(photos["coffee"], signal="digest")
+    assert [(h.reference_id, h.similarity, h.variant) for h in hits] == [("set2/coffee", 1.0, "sha256")]
+
+
 def test_search_ranks_a_registered_signal_on_the_shared_scale(registered, banked, photos):
     hits = banked.search(photos["coffee"], signal="pixels")
     assert [(h.signal, h.reference_id, h.similarity) for h in hits] == [("pixels", "set2/coffee", 1.0)]

@@ -84,7 +84,7 @@ def search(engine, source, banks: list[str] | None = None, top: int = 10, min_si
             continue
         frames = media.frames if chosen_signal.search_every_frame else media.frames[:1]
         for frame in frames:
-            found += chosen_signal.search(Query(frame, [Region.whole(frame)]), context,
+            found += chosen_signal.search(Query(frame, [Region.whole(frame)], media=media), context,
                                           engine.policy.rules_for(chosen_signal.name), min_similarity)
     by_reference: dict[tuple[str, str], list] = {}
     for e in found:
