@@ -443,8 +443,7 @@ class Banks:
             for signal in stored_signals():  # PDQ records carry the reference's metadata: they list the references
                 records = [
                     (record_id(bank, ref.id, n), value, {
-                        **(ref.metadata if signal is PDQ else {"sha256": image}), **signal.record_metadata(value),
-                        "bank": bank, "reference_id": ref.id})
+                        **(ref.metadata if signal is PDQ else {"sha256": image}), "bank": bank, "reference_id": ref.id})
                     for ref in references for n, (value, image) in enumerate(ref.values.get(signal.name, ()))
                 ]
                 self._add_records(write, signal, records)

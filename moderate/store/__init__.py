@@ -14,7 +14,7 @@ What lives here:
   preprocessing) is the collection's metadata, so vectors of different models never mix.
 - one collection per stored signal (`moderate.signals.base.StoredSignal`), named by the signal:
   `moderate-keypoints` (one record per reference image: ORB corners and descriptors as base64 in
-  the record's document), `moderate-digests` (one record per exact digest of a reference image).
+  the record's metadata, not its full-text-indexed document), `moderate-digests` (one record per exact digest of a reference image).
   Their vectors are placeholders: these records are read, never searched by Chroma; each signal's
   index is derived from them, like the PDQ index.
 
@@ -193,11 +193,13 @@ class Store:
         return found
 
     def add_records(self, signal, records: list[tuple[str, object, dict]]) -> None:
-        """Add (record id, value, metadata) records of a signal, in pages."""
+        """Add (record id, value, metadata) records of a signal, in pages; each record also keeps
+        the signal's own metadata of its value (`StoredSignal.record_metadata`)."""
         for start in range(0, len(records), signal.page):
             page = records[start : start + signal.page]
             with self._using(signal.collection, f"adding {signal.name} records") as col:
-                col.add(ids=[rid for rid, _, _ in page], metadatas=[_clean(md) for _, _, md in page],
+                col.add(ids=[rid for rid, _, _ in page],
+                        metadatas=[_clean({**md, **signal.record_metadata(value)}) for _, value, md in page],
                         **signal.encode([value for _, value, _ in page]))
 
     def records(self, signal, where: dict | None = None, ids: list[str] | None = None,
