@@ -32,7 +32,7 @@ from ..media import Frame, Media, Source, WholeFrames, decode, describe, is_fold
 from ..policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from ..provenance import Credentials, Keys, Provenance, Signatures, digests
 from ..regions import Region, regions_for
-from ..signals import PDQ, SIGNALS, Context, PdqHash, Query
+from ..signals import EMBEDDING, LISTED, PDQ, SIGNALS, Context, PdqHash, Query
 from ..sinks.queue import ReviewQueue
 from .lookup import Comparison, LookupMatch, compare, lookup, lookup_batch
 from .search import SearchHit, search
@@ -50,7 +50,12 @@ if TYPE_CHECKING:
 # Starting a worker process costs ~0.5 s (imports, index load); a check ~40 ms. Below this many
 # inputs one process is faster (measured: 2 files 0.61 s inline, 1.34 s with 2 workers).
 MIN_BATCH_FOR_WORKERS = 16
-HASHED = ("pdq", "embedding")  # what `hash` prints (`Engine.hash`, `Engine.embed`)
+
+
+def hashed() -> tuple[str, ...]:
+    """What `hash --signal` prints, from the registry: each signal whose values hash lists carry
+    (`Engine.hash`), then embeddings (`Engine.embed`: a vector of the bank's model)."""
+    return (*LISTED, EMBEDDING.name)
 
 
 def default_data_dir() -> Path:
@@ -170,14 +175,14 @@ class Engine:
         vectors = embedder.compute([frame.pixels for frame in media.frames])
         return [Embedding(embedder.identity, vector) for vector in vectors]
 
-    def hash(self, source: Source, dihedral: bool = False, name: str | None = None) -> list[FrameSignals]:
-        """The signals of every frame of an input; needs no store."""
+    def hash(self, source: Source, dihedral: bool = False, name: str | None = None,
+             signal: str = PDQ.name) -> list[FrameSignals]:
+        """The values of a listable signal (one whose values hash lists carry) for every frame of an
+        input; needs no store."""
         media = self.decode(source, name)
-        return [self._signals(media.source, frame, dihedral) for frame in media.frames]
-
-    @staticmethod
-    def _signals(source: str, frame: Frame, dihedral: bool) -> FrameSignals:
-        return FrameSignals(source, frame.index, Region.whole(frame), PDQ.compute(frame.pixels, dihedral), frame.page)
+        compute = LISTED[signal].compute
+        return [FrameSignals(media.source, frame.index, Region.whole(frame), compute(frame.pixels, dihedral), frame.page)
+                for frame in media.frames]
 
     # -- checking ---------------------------------------------------------------------------------
 
