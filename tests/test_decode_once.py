@@ -113,6 +113,23 @@ def test_a_modified_copy_of_an_original_is_decoded_once(registry, photos, tmp_pa
     assert decodes == {"frames": 1}
 
 
+@pytest.mark.parametrize("carrier", ["embedded", "detached"])
+def test_a_signed_input_is_decoded_once_without_an_originals_bank(engine, photos, tmp_path, decodes, carrier):
+    key = engine.keys.generate("news", signer="Daily News")
+    engine.keys.trust(key.path.with_suffix(".pub"), "Daily News Ltd")
+    engine.banks.create("SUSPECT", action="review")
+    engine.banks.add("SUSPECT", [photos["chelsea"]])
+    signed = tmp_path / "signed.png"
+    shutil.copy(photos["coffee"], signed)
+    engine.signatures.sign(signed, "news", detached=carrier == "detached")
+
+    decodes.clear()
+    verdict = engine.check(signed)
+
+    assert (verdict.provenance.state, verdict.provenance.carrier) == ("verified", carrier)
+    assert decodes == {"frames": 1}
+
+
 def test_a_pdf_is_rendered_once(registry, photos, tmp_path, decodes):
     pdf = tmp_path / "doc.pdf"
     Image.open(photos["coffee"]).convert("RGB").save(pdf, "PDF")

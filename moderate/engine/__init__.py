@@ -230,8 +230,9 @@ class Engine:
         try:
             data = self.read(source, name)  # kept when it does not decode: crafted inputs need review most
             content = digests.Content(data, policy.limits, name)
-            # The registry lookup needs the pixel digests: hashed as decoded, not decoded again for them.
-            media = self.decode(data, name, content if originals else None)
+            # What provenance digests is hashed as the check decodes, not decoded again for it.
+            hashed = self.signatures.may_digest(data, originals, source, name)
+            media = self.decode(data, name, content if hashed else None)
         except MediaError as exc:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)  # no evidence: the input is the problem
             return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,

@@ -150,8 +150,8 @@ def is_folder(path: str | os.PathLike) -> bool:
 
 class WholeFrames(Protocol):
     """What `decode` shows the pixels it decodes: `begin` the opened image (header facts, nothing
-    decoded yet), then `frame` each frame once decoded, `whole` telling whether at full resolution (a JPEG is
-    decoded DCT-scaled when it is over twice the working size)."""
+    decoded yet), then `frame` each frame once decoded, `whole` telling whether at full resolution
+    (a JPEG over twice the working size is decoded DCT-scaled)."""
 
     def begin(self, image: Image.Image) -> None: ...
 

@@ -132,6 +132,14 @@ class Signatures:
             return self.registered(content) or found
         return found
 
+    def may_digest(self, data: bytes, registry: bool, path=None, name: str = "<bytes>") -> bool:
+        """Whether `verify` may need the input's digests: it looks the registry up, or an own-scheme
+        signature comes with the input (embedded, or beside `path`)."""
+        try:
+            return registry or self._envelope(path, data, None, name)[0] is not None
+        except MediaError:
+            return False
+
     def _envelope(self, source, data: bytes, signature_file, name: str) -> tuple[bytes | None, str | None]:
         if signature_file is not None:  # only regular files, within max_bytes: a FIFO would hang
             try:
