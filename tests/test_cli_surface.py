@@ -286,3 +286,25 @@ def test_progress_goes_to_a_terminal_on_stderr_and_never_into_json(data_dir, fla
     found, terminal = _on_a_terminal("dedup", str(library), "--json", data_dir=data_dir)
     assert found.returncode == 0 and len([json.loads(line) for line in found.stdout.splitlines()]) == 1
     assert b"hashing photos to find duplicates" in terminal
+
+
+def test_hash_offers_and_prints_every_listable_signal_of_the_registry(monkeypatch, photos):
+    """`hash --signal` comes from the registry: a new listable signal needs no edit of the command."""
+    import moderate.engine
+    from moderate import Engine
+    from moderate.signals import PDQ
+
+    assert moderate.engine.hashed() == ("pdq", "embedding")
+
+    class Negative:  # a listable signal: PDQ of the negative picture
+        name, listable = "negative", True
+
+        def compute(self, pixels, dihedral=False):
+            return PDQ.compute(255 - pixels, dihedral)
+
+    monkeypatch.setitem(moderate.engine.LISTED, "negative", Negative())
+    assert moderate.engine.hashed() == ("pdq", "negative", "embedding")
+    engine = Engine(data_dir=photos["moon"].parent / "unused")
+    (plain,), (negative,) = engine.hash(photos["moon"]), engine.hash(photos["moon"], signal="negative")
+    expected = PDQ.compute(255 - engine.decode(photos["moon"]).frames[0].pixels)[0].hex
+    assert negative.pdq[0].hex == expected != plain.pdq[0].hex

@@ -14,7 +14,7 @@ from ..errors import ModerateError
 from ..verdict import EXIT_CODES, Verdict, worst
 from .common import COLORS, _console, _engine, _err, _out, app, choices, progress
 
-HashSignal = choices("..engine", "HASHED")
+HashSignal = choices("..engine", "hashed")
 SearchSignal = choices("..engine.search", "choices")
 DedupSignal = choices("..engine.dedup", "SIGNALS")
 POLICY = typer.Option(None, "--policy", "-p", metavar="FILE", help="Policy file (default: built-in default).")
@@ -41,21 +41,25 @@ def hash_cmd(
     if not sources:
         raise ModerateError(f"{', '.join(images)}: no files to hash")
     failed: list[str] = []
-    for image, embeddings in _each_input(sources if signal == "embedding" else [], lambda i: engine.embed(i, model), failed):
+    from ..signals import EMBEDDING
+
+    embedded = signal == EMBEDDING.name
+    for image, embeddings in _each_input(sources if embedded else [], lambda i: engine.embed(i, model), failed):
         for frame, embedding in enumerate(embeddings):
             if as_json:
                 _out(json.dumps({"source": describe(image), "frame": frame, **embedding.to_dict()}))
             else:
                 head = " ".join(f"{v:.4f}" for v in embedding.vector[:4])
                 _out(f"embedding {embedding.model.key} dim={embedding.model.dimension} [{head} ...] {describe(image)}#{frame}")
-    for image, hashed in _each_input(sources if signal == "pdq" else [], lambda i: engine.hash(i, dihedral=dihedral), failed):
+    listed = [] if embedded else sources
+    for image, hashed in _each_input(listed, lambda i: engine.hash(i, dihedral=dihedral, signal=signal), failed):
         for signals in hashed:
             if as_json:
                 _out(json.dumps(signals.to_dict()))
             else:
                 for value in signals.pdq:
                     variant = "" if value.variant == "original" else f" {value.variant}"
-                    _out(f"pdq {value.hex} quality={value.quality}{variant} {signals.source}#{signals.frame}")
+                    _out(f"{signal} {value.hex} quality={value.quality}{variant} {signals.source}#{signals.frame}")
     if failed:
         raise typer.Exit(1)
 

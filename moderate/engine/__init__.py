@@ -9,7 +9,6 @@ caller can do with the same objects.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -18,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..sinks.audit import AuditLog
 from ..detectors import load as load_detector
@@ -29,11 +28,11 @@ from ..extras import require as require_extra
 from .explain import Explanation, explain
 from ..media.fetch import fetch, is_url
 from ..store.catalog import Catalog, Snapshot
-from ..media import Frame, Media, Source, decode, describe, is_folder, read_bytes
+from ..media import Frame, Media, Source, WholeFrames, decode, describe, is_folder, read_bytes
 from ..policy import ALLOWLISTED, VERIFIED_ORIGINAL, Policy
 from ..provenance import Credentials, Keys, Provenance, Signatures, digests
 from ..regions import Region, regions_for
-from ..signals import PDQ, SIGNALS, Context, PdqHash, Query
+from ..signals import EMBEDDING, LISTED, PDQ, SIGNALS, Context, PdqHash, Query
 from ..sinks.queue import ReviewQueue
 from .lookup import Comparison, LookupMatch, compare, lookup, lookup_batch
 from .search import SearchHit, search
@@ -42,6 +41,8 @@ from ..verdict import Reason, Verdict, severity, worst
 from ..sinks.webhooks import deliveries
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..signals.embedding import Embedding
 
 
@@ -49,7 +50,12 @@ if TYPE_CHECKING:
 # Starting a worker process costs ~0.5 s (imports, index load); a check ~40 ms. Below this many
 # inputs one process is faster (measured: 2 files 0.61 s inline, 1.34 s with 2 workers).
 MIN_BATCH_FOR_WORKERS = 16
-HASHED = ("pdq", "embedding")  # what `hash` prints (`Engine.hash`, `Engine.embed`)
+
+
+def hashed() -> tuple[str, ...]:
+    """What `hash --signal` prints, from the registry: each signal whose values hash lists carry
+    (`Engine.hash`), then embeddings (`Engine.embed`: a vector of the bank's model)."""
+    return (*LISTED, EMBEDDING.name)
 
 
 def default_data_dir() -> Path:
@@ -129,10 +135,11 @@ class Engine:
 
     # -- signals ----------------------------------------------------------------------------------
 
-    def decode(self, source: Source, name: str | None = None) -> Media:
-        """An input (path, bytes, stream, stdin or http(s) URL) decoded within the policy's budgets."""
+    def decode(self, source: Source, name: str | None = None, whole: WholeFrames | None = None) -> Media:
+        """An input (path, bytes, stream, stdin or http(s) URL) decoded within the policy's budgets
+        (`whole`: see `moderate.media.decode`)."""
         name = name or describe(source)
-        return decode(self.read(source, name), self.policy.limits, PDQ.working_size, name)
+        return decode(self.read(source, name), self.policy.limits, PDQ.working_size, name, whole)
 
     def read(self, source: Source, name: str | None = None) -> bytes:
         """An input's bytes within `max_bytes` (an http(s) URL fetched safely), before any decoding."""
@@ -168,14 +175,14 @@ class Engine:
         vectors = embedder.compute([frame.pixels for frame in media.frames])
         return [Embedding(embedder.identity, vector) for vector in vectors]
 
-    def hash(self, source: Source, dihedral: bool = False, name: str | None = None) -> list[FrameSignals]:
-        """The signals of every frame of an input; needs no store."""
+    def hash(self, source: Source, dihedral: bool = False, name: str | None = None,
+             signal: str = PDQ.name) -> list[FrameSignals]:
+        """The values of a listable signal (one whose values hash lists carry) for every frame of an
+        input; needs no store."""
         media = self.decode(source, name)
-        return [self._signals(media.source, frame, dihedral) for frame in media.frames]
-
-    @staticmethod
-    def _signals(source: str, frame: Frame, dihedral: bool) -> FrameSignals:
-        return FrameSignals(source, frame.index, Region.whole(frame), PDQ.compute(frame.pixels, dihedral), frame.page)
+        compute = LISTED[signal].compute
+        return [FrameSignals(media.source, frame.index, Region.whole(frame), compute(frame.pixels, dihedral), frame.page)
+                for frame in media.frames]
 
     # -- checking ---------------------------------------------------------------------------------
 
@@ -187,8 +194,8 @@ class Engine:
     def check_frames(self, source: Source, name: str | None = None, actor: str | None = None,
                      enqueue: bool | None = None) -> list[Verdict]:
         """A verdict per frame of an input (one for a still image)."""
-        verdicts, data = self._verdicts(source, name)
-        return self._record(verdicts, data, actor, enqueue)
+        verdicts, data, preview = self._verdicts(source, name)
+        return self._record(verdicts, data, actor, enqueue, preview)
 
     def check_together(self, sources: list[Source], actor: str | None = None, enqueue: bool | None = None) -> Verdict:
         """Several images as one item (a post, an album, a listing): the strongest evidence of any of
@@ -197,35 +204,42 @@ class Engine:
             raise ValueError("check_together needs at least one input")
         checked = [self._verdicts(source, None) for source in sources]
         verdicts = [replace(v, reasons=tuple(replace(r, source=v.source) for r in v.reasons))
-                    for frame_verdicts, _ in checked for v in frame_verdicts]
+                    for frame_verdicts, *_ in checked for v in frame_verdicts]
         deciding = max(range(len(checked)), key=lambda i: max(severity(v.verdict) for v in checked[i][0]))
-        item = replace(_combined(verdicts), source=" + ".join(frames[0].source for frames, _ in checked),
+        item = replace(_combined(verdicts), source=" + ".join(frames[0].source for frames, *_ in checked),
                        frames=len(verdicts))
-        return self._record([item], checked[deciding][1], actor, enqueue)[0]
+        _, data, preview = checked[deciding]
+        return self._record([item], data, actor, enqueue, preview)[0]
 
     def _verdicts(self, source: Source, name: str | None,
-                  trace: list[FrameTrace] | None = None) -> tuple[list[Verdict], bytes | None]:
-        """Frame verdicts of one input and its bytes, not yet recorded anywhere; with `trace`, what
-        each frame's pass computed and decided is appended to it (`moderate explain` reads it)."""
+                  trace: list[FrameTrace] | None = None) -> tuple[list[Verdict], bytes | None, np.ndarray | None]:
+        """Frame verdicts of one input, its bytes and its first frame's pixels (None when it does not
+        decode), not yet recorded anywhere; with `trace`, what each frame's pass computed and
+        decided is appended to it (`moderate explain` reads it).
+
+        The input is decoded once: provenance's digests take its full-resolution pixels from that
+        decode, and the review queue's thumbnail its first frame."""
         start = time.perf_counter()
         name = name or describe(source)
         policy = self.policy
         snapshot = self.catalog.current()  # a store that is down fails the command, not the input
         self._check_policy_banks(snapshot)
+        # Same answer as `verify`: a stripped original is looked up (only when an originals bank exists).
+        originals = any(record.get("kind") == "originals" for record in snapshot.banks.values())
         data = None
         try:
             data = self.read(source, name)  # kept when it does not decode: crafted inputs need review most
-            media = self.decode(data, name)
+            content = digests.Content(data, policy.limits, name)
+            # What provenance digests is hashed as the check decodes, not decoded again for it.
+            hashed = self.signatures.may_digest(data, originals, source, name)
+            media = self.decode(data, name, content if hashed else None)
         except MediaError as exc:
             reason = Reason("on_error", policy.on_error, detail=exc.detail)  # no evidence: the input is the problem
             return [Verdict(name, policy.on_error, reasons=(reason,), error=str(exc), error_code=exc.code,
                             elapsed_ms=_ms(start), policy=policy.name,
-                            sha256=hashlib.sha256(data).hexdigest() if data else None)], data
-        # Same answer as `verify`: a stripped original is looked up (only when an originals bank exists).
-        originals = any(record.get("kind") == "originals" for record in snapshot.banks.values())
-        provenance = self.signatures.verify(media.data, registry=originals, name=name, path=source)
-        digest_of = functools.cache(lambda kind: digests.compute(kind, media.data, policy.limits, name).hex)
-        per_frame = [self._judge(snapshot, name, media, frame, provenance, digest_of, trace) for frame in media.frames]
+                            sha256=hashlib.sha256(data).hexdigest() if data else None)], data, None
+        provenance = self.signatures.verify(media.data, registry=originals, name=name, path=source, content=content)
+        per_frame = [self._judge(snapshot, name, media, frame, provenance, content, trace) for frame in media.frames]
         elapsed = _ms(start)
         return [
             Verdict(name, policy.verdict_for(reasons), frame=signals.frame, page=signals.page,
@@ -234,14 +248,14 @@ class Engine:
                     elapsed_ms=elapsed, policy=policy.name, sha256=media.sha256, width=media.width,
                     height=media.height, frames=len(media.frames), signals=signals.pdq[:1], provenance=provenance)
             for signals, reasons in per_frame
-        ], media.data
+        ], media.data, media.frames[0].pixels
 
     def explain(self, source: Source, reference_id: str, bank: str | None = None) -> "Explanation":
         """Why an input does or does not match one reference, signal by signal (`moderate.engine.explain`)."""
         return explain(self, source, reference_id, bank)
 
     def _record(self, verdicts: list[Verdict], data: bytes | None, actor: str | None = None,
-                enqueue: bool | None = None) -> list[Verdict]:
+                enqueue: bool | None = None, preview: np.ndarray | None = None) -> list[Verdict]:
         """Sinks every verdict goes to: the audit log, and the review queue when asked for."""
         combined = _combined(verdicts)
         if self.audit is not None:
@@ -251,7 +265,7 @@ class Engine:
                 "source": combined.source, "policy": combined.policy, "frames": combined.frames,
                 "error_code": combined.error_code, "reasons": reasons})
         if (self.enqueue_reviews if enqueue is None else enqueue) and combined.verdict == "review":
-            self.queue.enqueue(combined, data)
+            self.queue.enqueue(combined, data, preview)
         for hook in self.policy.webhooks:
             if combined.verdict in hook.on:
                 deliveries(self.data_dir).send(hook, combined.to_dict())
@@ -281,7 +295,7 @@ class Engine:
                                         f"(embedding.enabled: false skips them)", PolicyError)
 
     def _judge(self, snapshot: Snapshot, name: str, media: Media, frame: Frame, provenance: Provenance,
-               digest_of: Callable[[str], str], trace: list[FrameTrace] | None = None) -> tuple[FrameSignals, list[Reason]]:
+               content: digests.Content, trace: list[FrameTrace] | None = None) -> tuple[FrameSignals, list[Reason]]:
         """One frame through regions, every signal of the registry, verification and the policy."""
         policy = self.policy
         reasons = []
@@ -312,7 +326,7 @@ class Engine:
             for rule in policy.detectors for d in found[rule.detector] for what in [rule.finds(d)] if what
         ]
         originals = [m for m in matches if snapshot.banks[m.bank].get("kind") == "originals"]
-        reasons += self._originals(originals, provenance, digest_of)
+        reasons += self._originals(originals, provenance, content)
         reasons = self._allowlisted(matches, reasons, snapshot)
         reasons.sort(key=lambda r: (r.rule != ALLOWLISTED, -severity(r.action)))
         if trace is not None:
@@ -346,7 +360,7 @@ class Engine:
                 f"({entry.reference_id}); it would have been: {reason.rule} -> {reason.action}")))
         return out
 
-    def _originals(self, matches: list[Evidence], provenance: Provenance, digest_of: Callable[[str], str]) -> list[Reason]:
+    def _originals(self, matches: list[Evidence], provenance: Provenance, content: digests.Content) -> list[Reason]:
         """A match with a registered signed original: the original itself, or a modified copy of it."""
         best: dict[tuple[str, str], Evidence] = {}
         for m in matches:
@@ -361,7 +375,7 @@ class Engine:
                 continue
             signer = reference.metadata.get("signer")
             try:
-                same = digest_of(reference.metadata["digest_type"]) == reference.metadata["signed_digest"]
+                same = content.digest(reference.metadata["digest_type"]).hex == reference.metadata["signed_digest"]
             except (MediaError, ValueError):
                 same = False
             if same and provenance.state == "verified":  # allowed only as far as `verify` vouches

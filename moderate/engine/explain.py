@@ -118,7 +118,7 @@ def explain(engine: Engine, source: Source, reference_id: str, bank: str | None 
     snapshot = engine.catalog.current()
     bank = _bank_of(snapshot, reference_id, bank)
     traces: list = []
-    verdicts, _ = engine._verdicts(source, None, traces)
+    verdicts, *_ = engine._verdicts(source, None, traces)
     if not traces:  # the input could not be decoded: what check reports, raised
         failed = verdicts[0]
         raise MediaError(failed.source, failed.error_code or "unreadable", failed.reasons[0].detail or failed.error)

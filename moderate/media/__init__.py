@@ -25,7 +25,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Iterator, Protocol, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -148,10 +148,23 @@ def is_folder(path: str | os.PathLike) -> bool:
         return False
 
 
-def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 1024, name: str | None = None) -> Media:
+class WholeFrames(Protocol):
+    """What `decode` shows the pixels it decodes: `begin` the opened image (header facts, nothing
+    decoded yet), then `frame` each frame once decoded, `whole` telling whether at full resolution
+    (a JPEG over twice the working size is decoded DCT-scaled)."""
+
+    def begin(self, image: Image.Image) -> None: ...
+
+    def frame(self, image: Image.Image, whole: bool) -> None: ...
+
+
+def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 1024, name: str | None = None,
+           whole: WholeFrames | None = None) -> Media:
     """Read and decode `source` into frames whose longest side is at most `working_size`.
 
-    Routing is by content (magic bytes), never by file name: a PDF named .jpg is a PDF."""
+    Routing is by content (magic bytes), never by file name: a PDF named .jpg is a PDF. `whole`
+    is shown each raster frame as decoded, before it is reduced, so that what needs full-resolution
+    pixels (provenance's pixel digests) does not decode the input again."""
     name = name or describe(source)
     data = read_bytes(source, budgets, name)
     deadline = time.monotonic() + budgets.max_seconds
@@ -167,7 +180,10 @@ def decode(source: Source, budgets: Budgets = Budgets(), working_size: int = 102
     if kind == "heif" and not _heif_available():
         raise MediaError(name, "unsupported_format", "HEIC/HEIF input needs the optional extra: pip install 'moderate[heif]'")
     with opened(data, budgets, name) as image:
-        frames = [_working_frame(image, index, working_size, data) for index in frames_of(image, budgets, name, deadline)]
+        if whole is not None:
+            whole.begin(image)
+        frames = [_working_frame(image, index, working_size, data, whole)
+                  for index in frames_of(image, budgets, name, deadline)]
         return _media(name, image.format or "UNKNOWN", data, frames)
 
 
@@ -352,12 +368,15 @@ def _check_tiles(image: Image.Image, budgets: Budgets, name: str, index: int) ->
             )
 
 
-def _working_frame(image: Image.Image, index: int, working_size: int, data: bytes = b"") -> Frame:
+def _working_frame(image: Image.Image, index: int, working_size: int, data: bytes = b"",
+                   whole: WholeFrames | None = None) -> Frame:
     declared = image.size
     if image.format in ("JPEG", "MPO"):  # MPO: phone cameras' multi-picture JPEG
         # DCT scaling: decode directly at 1/2, 1/4 or 1/8 while staying >= half the working size.
         image.draft(None, (working_size // 2, working_size // 2))
     image.load()
+    if whole is not None:
+        whole.frame(image, image.size == declared)
     key = _colour_key(image, _png_bit_depth(data))
     # A colour key becomes an alpha channel before anything resamples it away; the keyed image
     # keeps its EXIF, so orientation is applied as for any other.

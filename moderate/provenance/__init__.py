@@ -108,27 +108,37 @@ class Signatures:
         self.banks.add(bank, [image], reference_id=reference_id, metadata=metadata)
 
     def verify(self, source, signature_file: str | os.PathLike | None = None, registry: bool = True,
-               name: str | None = None, path=None) -> Provenance:
+               name: str | None = None, path=None, content: digests.Content | None = None) -> Provenance:
         """The provenance of an input: embedded or detached signature, C2PA, else the registry.
 
         `path` is where the input's bytes came from, when `source` is those bytes: a signature
-        beside that file (`FILE.sig.json`) counts as detached.
+        beside that file (`FILE.sig.json`) counts as detached. `content` holds the digests of those
+        bytes, when the caller already has them (a check shares them with its decode).
         """
         name = name or describe(source)
         data = read_bytes(source, self.budgets, name)
+        content = content or digests.Content(data, self.budgets, name)
         try:
             envelope, where = self._envelope(source if path is None else path, data, signature_file, name)
         except MediaError as exc:  # a signature beside the file that is not a readable regular file
             return Provenance("invalid", "moderate", carrier="detached", detail=f"{exc.source}: {exc.detail}")
         trusted = self.keys.trusted()
         if envelope is not None:
-            return signature.verify(envelope, data, trusted, where, self.budgets, name)
+            return signature.verify(envelope, content, trusted, where)
         found = self.credentials.verify(data, name)
         if found.state != "unsigned":
             return found
         if registry:
-            return self.registered(data, name) or found
+            return self.registered(content) or found
         return found
+
+    def may_digest(self, data: bytes, registry: bool, path=None, name: str = "<bytes>") -> bool:
+        """Whether `verify` may need the input's digests: it looks the registry up, or an own-scheme
+        signature comes with the input (embedded, or beside `path`)."""
+        try:
+            return registry or self._envelope(path, data, None, name)[0] is not None
+        except MediaError:
+            return False
 
     def _envelope(self, source, data: bytes, signature_file, name: str) -> tuple[bytes | None, str | None]:
         if signature_file is not None:  # only regular files, within max_bytes: a FIFO would hang
@@ -148,23 +158,23 @@ class Signatures:
                 return read_bytes(beside, self.budgets), "detached"
         return None, None
 
-    def registered(self, data: bytes, name: str) -> Provenance | None:
+    def registered(self, content: digests.Content) -> Provenance | None:
         """The input as a registered signed original (exact digest), else None.
 
         Each matching entry's evidence is re-evaluated now (own-scheme envelope against the trust
         store, C2PA manifest store against the trust anchors); the best state wins, so an entry by a
         signer still trusted is not hidden by a stale one. `carrier: registry`, `reference` set.
         """
-        wanted = [d.hex for d in digests.compute_all(data, self.budgets, name).values()]
-        found = [self.entry(reference, data, name) for reference in self.banks.signed_originals(wanted)]
+        wanted = [d.hex for d in content.all().values()]
+        found = [self.entry(reference, content) for reference in self.banks.signed_originals(wanted)]
         return min(found, key=lambda p: (_RANK.index(p.state), p.reference["bank"], p.reference["reference_id"]),
                    default=None)
 
-    def entry(self, reference, data: bytes, name: str) -> Provenance:
-        """What a registry entry vouches for `data` now (`reference`: a banks.Reference).
+    def entry(self, reference, content: digests.Content) -> Provenance:
+        """What a registry entry vouches for `content` now (`reference`: a banks.Reference).
 
         C2PA entries re-validate their stored manifest store; own-scheme entries re-verify their
-        envelope against `data`. An entry without readable evidence (registered by an older
+        envelope against `content`. An entry without readable evidence (registered by an older
         version) is `invalid`.
         """
         metadata = reference.metadata
@@ -183,7 +193,7 @@ class Signatures:
         if not isinstance(evidence, str):
             return Provenance("invalid", "moderate", metadata.get("signer"), carrier="registry", **where,
                               detail="registry entry has no signature envelope to re-verify")
-        found = signature.verify(evidence.encode(), data, self.keys.trusted(), "registry", self.budgets, name)
+        found = signature.verify(evidence.encode(), content, self.keys.trusted(), "registry")
         return replace(found, **where)
 
 

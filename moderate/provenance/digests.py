@@ -41,21 +41,97 @@ class Digest:
 def compute(digest_type: str, data: bytes, budgets: Budgets = Budgets(), name: str = "<bytes>") -> Digest:
     """One digest of `data`. Raises ValueError for an unknown type, MediaError for undecodable data
     (or jpeg-scan-* of a non-JPEG)."""
-    family = _FAMILIES.get(digest_type)
-    if family is None:
-        raise ValueError(f"unknown digest type {digest_type!r} (expected one of {', '.join(DIGEST_TYPES)})")
-    return family(data, budgets, name)[digest_type]
+    return Content(data, budgets, name).digest(digest_type)
 
 
 def compute_all(data: bytes, budgets: Budgets = Budgets(), name: str = "<bytes>") -> dict[str, Digest]:
-    """Every digest type `data` has (jpeg-scan-* only for JPEGs), one decode per family; {} if undecodable."""
-    found: dict[str, Digest] = {}
-    for family in dict.fromkeys(_FAMILIES.values()):
-        try:
-            found.update(family(data, budgets, name))
-        except MediaError:
-            continue
-    return found
+    """Every digest type `data` has (jpeg-scan-* only for JPEGs); {} if undecodable."""
+    return Content(data, budgets, name).all()
+
+
+class Content:
+    """One input's digests, each family computed at most once (a check asks for them when it
+    verifies a signature, looks the registry up and compares each registered original it matched).
+
+    Given to `moderate.media.decode` (`whole=`), it takes the header facts and the pixels of the
+    frames decoded at full resolution from the check's own decode; a family decodes the input
+    itself only for what that decode did not show (a DCT-scaled JPEG, a PDF)."""
+
+    def __init__(self, data: bytes, budgets: Budgets = Budgets(), name: str = "<bytes>"):
+        self.data, self.budgets, self.name = data, budgets, name
+        self._header: tuple | None = None  # (format, width, height, mode, presentation record)
+        self._pixels: _PixelHash | None = _PixelHash()  # None once a frame was decoded reduced
+        self._families: dict = {}  # family -> its digests, or the MediaError it raised
+
+    def begin(self, image: Image.Image) -> None:
+        self._header = (image.format, image.width, image.height, image.mode, presentation(image))
+
+    def frame(self, image: Image.Image, whole: bool) -> None:
+        if self._pixels is not None and whole:
+            self._pixels.add(image)
+        else:
+            self._pixels = None
+
+    def digest(self, digest_type: str) -> Digest:
+        family = _FAMILIES.get(digest_type)
+        if family is None:
+            raise ValueError(f"unknown digest type {digest_type!r} (expected one of {', '.join(DIGEST_TYPES)})")
+        return self._family(family)[digest_type]
+
+    def all(self) -> dict[str, Digest]:
+        found: dict[str, Digest] = {}
+        for family in dict.fromkeys(_FAMILIES.values()):
+            try:
+                found.update(self._family(family))
+            except MediaError:
+                continue
+        return found
+
+    def _family(self, family) -> dict[str, Digest]:
+        if family not in self._families:
+            try:
+                self._families[family] = family(self)
+            except MediaError as exc:
+                self._families[family] = exc
+        found = self._families[family]
+        if isinstance(found, MediaError):
+            raise found
+        return found
+
+    def header(self) -> tuple:
+        """The opened image's header facts, opening it only if decoding did not."""
+        if self._header is None:
+            with opened(self.data, self.budgets, self.name) as image:
+                self.begin(image)
+        return self._header
+
+    def pixels(self) -> "_PixelHash":
+        """The hash of every frame at full resolution, decoding the input only if the check's own
+        decode did not see them all whole."""
+        if self._pixels is None or not self._pixels.frames:
+            hashed = _PixelHash()
+            with opened(self.data, self.budgets, self.name) as image:
+                self.begin(image)  # before seeking: later frames may carry other header facts
+                for _ in frames_of(image, self.budgets, self.name):
+                    hashed.add(image)
+            self._pixels = hashed
+        return self._pixels
+
+
+class _PixelHash:
+    """pixels-v1's SHA-256 over every frame's canonical mode, size and pixels, one frame at a time."""
+
+    def __init__(self):
+        self.sha = hashlib.sha256(b"moderate/pixels-v1\n")
+        self.frames = 0
+        self.first: tuple[int, int, str] | None = None  # width, height, mode of the first frame
+
+    def add(self, image: Image.Image) -> None:
+        frame = _canonical(image)
+        self.first = self.first or (frame.width, frame.height, frame.mode)
+        self.frames += 1
+        self.sha.update(f"{frame.mode} {frame.width} {frame.height}\n".encode())
+        self.sha.update(frame.tobytes())
 
 
 def presentation(image: Image.Image) -> bytes:
@@ -88,19 +164,10 @@ def _with_presentation(v1: Digest, shown: bytes) -> dict[str, Digest]:
     return {v1.type: v1, v2_type: Digest(v2_type, v2, v1.width, v1.height, v1.mode)}
 
 
-def _pixels(data: bytes, budgets: Budgets, name: str) -> dict[str, Digest]:
-    digest = hashlib.sha256(b"moderate/pixels-v1\n")
-    first: Image.Image | None = None
-    with opened(data, budgets, name) as image:
-        shown = presentation(image)  # before seeking: later frames may carry other header facts
-        for _ in frames_of(image, budgets, name):
-            frame = _canonical(image)
-            first = first or frame
-            digest.update(f"{frame.mode} {frame.width} {frame.height}\n".encode())
-            digest.update(frame.tobytes())
-        assert first is not None
-        v1 = Digest("pixels-v1", digest.hexdigest(), first.width, first.height, first.mode)
-    return _with_presentation(v1, shown)
+def _pixels(content: Content) -> dict[str, Digest]:
+    hashed = content.pixels()
+    *_, shown = content.header()
+    return _with_presentation(Digest("pixels-v1", hashed.sha.hexdigest(), *hashed.first), shown)
 
 
 def _canonical(image: Image.Image) -> Image.Image:
@@ -114,14 +181,12 @@ def _canonical(image: Image.Image) -> Image.Image:
     return image
 
 
-def _jpeg_scan(data: bytes, budgets: Budgets, name: str) -> dict[str, Digest]:
-    with opened(data, budgets, name) as image:
-        if image.format != "JPEG":
-            raise MediaError(name, "unsupported_format", f"jpeg-scan digests need a JPEG, this is {image.format}")
-        width, height, mode = image.width, image.height, image.mode
-        shown = presentation(image)
+def _jpeg_scan(content: Content) -> dict[str, Digest]:
+    image_format, width, height, mode, shown = content.header()
+    if image_format != "JPEG":
+        raise MediaError(content.name, "unsupported_format", f"jpeg-scan digests need a JPEG, this is {image_format}")
     digest = hashlib.sha256(b"moderate/jpeg-scan-v1\n")
-    for segment in jpeg_segments(data, name):
+    for segment in jpeg_segments(content.data, content.name):
         marker = segment[1]
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
             continue

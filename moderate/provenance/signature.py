@@ -100,8 +100,7 @@ def sign(data: bytes, private_key, signer: str, digest_type: str = "pixels-v2",
                       sort_keys=True, separators=(",", ":")).encode()
 
 
-def verify(envelope: bytes, data: bytes, trusted: dict[str, TrustedKey], carrier: str,
-           budgets: Budgets = Budgets(), name: str = "<bytes>") -> Provenance:
+def verify(envelope: bytes, content: digests.Content, trusted: dict[str, TrustedKey], carrier: str) -> Provenance:
     """Check an envelope against the content it travels with."""
     try:
         record, signature = _parse(envelope)
@@ -116,7 +115,7 @@ def verify(envelope: bytes, data: bytes, trusted: dict[str, TrustedKey], carrier
     if weak:  # still verifiable, but says so: orientation and colour metadata are not covered
         facts["codes"] = (digests.WEAK_BINDING,)
     try:
-        actual = digests.compute(record["digest_type"], data, budgets, name)
+        actual = content.digest(record["digest_type"])
     except MediaError as exc:
         return Provenance("tampered", signer=record["signer"], detail=f"content cannot be digested: {exc.detail}", **facts)
     signed = (record["digest"], record["width"], record["height"], record["mode"])

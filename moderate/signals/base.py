@@ -75,7 +75,9 @@ class Signal:
     name: ClassVar[str]
     measure: ClassVar[str]
     rules: ClassVar[type[SignalRules]]
-    listable: ClassVar[bool] = False  # values have a text form hash lists carry (`parse` validates it)
+    # values have a text form hash lists carry: `parse` validates it, and `compute(pixels, dihedral)`
+    # makes them from a frame for `moderate hash`
+    listable: ClassVar[bool] = False
     search_every_frame: ClassVar[bool] = False  # search each frame of an animation, not only the first
 
     def parse(self, text: str) -> str:

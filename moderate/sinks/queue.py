@@ -21,12 +21,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .audit import AuditLog
 from .database import Database
 from ..errors import MediaError, ModerateError
 from ..verdict import Verdict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DECISIONS = ("confirm", "reject")
 ALLOWLIST_BANK = "ALLOWLIST"
@@ -134,14 +137,16 @@ class ReviewQueue:
 
     # -- filling ------------------------------------------------------------------------------------
 
-    def enqueue(self, verdict: Verdict, image: bytes | None) -> int:
+    def enqueue(self, verdict: Verdict, image: bytes | None, pixels: np.ndarray | None = None) -> int:
+        """Queue a review verdict with its input's bytes and its first frame's decoded pixels, from
+        which the thumbnail is made (None for an input that does not decode: no thumbnail)."""
         if verdict.verdict != "review":
             raise QueueError(f"{verdict.source}: only review verdicts are queued, this one is {verdict.verdict}")
         cursor = self.db.execute(
             "INSERT INTO review_items (created_at, created_ts, source, sha256, priority, verdict, image, thumbnail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (_now(), time.time(), verdict.source, verdict.sha256, priority_of(verdict), verdict.to_json(),
-             image, _thumbnail(image)),
+             image, _thumbnail(pixels)),
         )
         return int(cursor.lastrowid)
 
@@ -332,21 +337,16 @@ def _status(stored: str, claim_expires: float | None) -> str:
     return stored
 
 
-def _thumbnail(image: bytes | None) -> bytes | None:
-    """A 256 px PNG of the first frame, for the review UI (None when the input does not decode)."""
-    if not image:
-        return None
-    from ..errors import MediaError
-    from ..media import decode
-
-    try:
-        pixels = decode(image, working_size=256).frames[0].pixels
-    except MediaError:
+def _thumbnail(pixels: np.ndarray | None) -> bytes | None:
+    """A 256 px PNG of the first frame, for the review UI, made from the check's decoded pixels."""
+    if pixels is None:
         return None
     from PIL import Image
 
+    from ..media.pixels import fitted_rgb
+
     out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "PNG")
+    Image.fromarray(fitted_rgb(Image.fromarray(pixels), 256)).save(out, "PNG")
     return out.getvalue()
 
 
