@@ -11,6 +11,8 @@ from moderate.errors import BankError, PolicyError
 from moderate.media import decode
 from moderate.policy import Policy
 from moderate.regions import _overlap, deborder, proposals
+from moderate.signals import KEYPOINTS
+from moderate.signals.keypoints import KeypointIndex
 
 
 def _save(image: Image.Image, path) -> str:
@@ -218,3 +220,84 @@ def test_reading_the_banks_does_not_make_the_next_check_rewrite_the_index(banked
     assert checker.check(photos["coffee"]).verdict == "block"
     assert {p: p.stat().st_mtime_ns for p in banked.catalog.dir.glob("s*") if "snapshot" not in p.name} == files
     assert checker.catalog.current().stamp == checker.store.stamp()
+
+
+def test_inverted_lists_are_the_shipped_words_and_find_what_exhaustive_search_finds(photos, monkeypatch):
+    """The inverted file never trains on a bank: its lists are the vocabulary's words whatever the
+    bank holds, and a query's nearest pooled corners are found as exhaustive search finds them."""
+    from moderate.signals.keypoints.index import _words
+
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1500)  # the bank-scale path, with a few photos
+    described = []
+    for name in ("astronaut", "coffee", "rocket", "chelsea"):
+        pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
+        described.append((f"B::{name}::0", KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])))
+    small = KeypointIndex.build(described[:1])
+    grown = KeypointIndex.build(described[:2]).appended(described[2:])  # past IVF_FROM through appends
+    assert len(small.descriptors) < KeypointIndex.IVF_FROM <= len(grown.descriptors)
+    ivf = grown._faiss()
+    assert type(ivf).__name__ == "IndexBinaryIVF" and ivf.nlist == len(_words()) and ivf.ntotal == len(grown.descriptors)
+    rebuilt = KeypointIndex.build(described)._faiss()
+    assert [ivf.invlists.list_size(w) for w in range(ivf.nlist)] == [rebuilt.invlists.list_size(w) for w in range(ivf.nlist)]
+    pixels = np.asarray(Image.open(photos["rocket"]).convert("RGB"))[40:380, 60:560]
+    query = KEYPOINTS.compute(pixels, pixels.shape[1], pixels.shape[0])
+    exact = faiss_flat(grown.descriptors).search(np.ascontiguousarray(query.descriptors), 1)
+    found = grown.nearest(query.descriptors, 16)
+    matched = exact[0][:, 0] <= 40  # corners the crop shares with its reference
+    assert matched.sum() > 50
+    assert np.mean([exact[1][i, 0] in found[1][i] for i in np.flatnonzero(matched)]) >= 0.9
+
+
+def test_corners_written_as_documents_by_earlier_versions_are_still_read(data_dir, photos, tmp_path):
+    """Keypoint records used to carry their corners in the Chroma document; they now ride in the
+    metadata. A store written the old way still matches after its index is rebuilt."""
+    import base64
+    import shutil
+
+    engine = Engine(data_dir)
+    engine.banks.create("OLD")
+    engine.banks.add("OLD", [photos["rocket"]])
+    store = engine.store
+    [(rid, value, metadata)] = list(store.records(KEYPOINTS))
+    assert "keypoints" in metadata
+    store.delete_records(KEYPOINTS, [rid])
+    with store._using(KEYPOINTS.collection, "writing an old record") as col:
+        col.add(ids=[rid], embeddings=[[1.0]], documents=[base64.b64encode(value.to_bytes()).decode()],
+                metadatas=[{k: v for k, v in metadata.items() if k != "keypoints"}])
+    store.bump()
+    shutil.rmtree(engine.catalog.dir)
+    crop = _save(Image.open(photos["rocket"]).crop((60, 40, 560, 380)), tmp_path / "crop.jpg")
+    verdict = Engine(data_dir).check(crop)
+    assert verdict.verdict == "block" and any(r.signal == "keypoints" for r in verdict.reasons)
+
+
+def faiss_flat(descriptors):
+    import faiss
+
+    index = faiss.IndexBinaryFlat(256)
+    index.add(np.ascontiguousarray(descriptors))
+    return index
+
+
+def test_border_depth_reads_rows_lazily_and_agrees_with_the_whole_frame_definition():
+    """Flat leading rows, by definition over the whole frame's channel means, against the lazy reader."""
+    from moderate.regions import BORDER_OUTLIERS, BORDER_TOLERANCE, _border_depth
+
+    def by_definition(pixels):
+        gray = pixels.astype(np.int16).mean(axis=2)
+        limit = len(gray) // 3
+        off = (np.abs(gray[:limit] - np.median(gray[0])) > BORDER_TOLERANCE).mean(axis=1)
+        flat = np.flatnonzero(off > BORDER_OUTLIERS)
+        return int(flat[0]) if len(flat) else limit
+
+    rng = np.random.default_rng(5)
+    depths = set()
+    for _ in range(400):
+        height, width = (int(v) for v in rng.integers(1, 300, 2))
+        pixels = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+        depth = int(rng.integers(0, height + 1))
+        pixels[:depth] = np.clip(rng.integers(0, 256, 3) + rng.integers(-12, 13, (depth, width, 3)), 0, 255)
+        for view in (pixels, pixels[::-1], pixels.transpose(1, 0, 2), pixels.transpose(1, 0, 2)[::-1]):
+            assert _border_depth(view) == by_definition(view)
+            depths.add(_border_depth(view))
+    assert len(depths) > 50  # borders of many depths were read, past each block of rows
