@@ -272,3 +272,26 @@ def test_rename_moves_every_signal_and_keeps_blocking(banked, photos, tmp_path):
         fresh.banks.rename("OTHER", "EXTREMISM")
     with pytest.raises(BankError, match="no bank|unknown"):
         fresh.banks.rename("TERROR", "AGAIN")
+
+
+def test_hashing_in_worker_processes_adds_the_same_references_and_reports_bad_files(data_dir, photos, tmp_path):
+    """`bank add --workers`: a batch hashed in spawned processes gives the references one process
+    gives, in the same order, and a file that does not decode is one problem, not a stopped batch."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    names = list(photos)
+    for n in range(20):
+        image = Image.open(photos[names[n % len(names)]]).convert("RGB")
+        w, h = image.size
+        x, y = int(rng.integers(0, w // 3)), int(rng.integers(0, h // 3))
+        image.crop((x, y, x + w // 2, y + h // 2)).save(folder / f"c{n:02d}.jpg", quality=90)
+    (folder / "c99.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    found = {}
+    for workers in (1, 2):
+        engine = Engine(data_dir / str(workers))
+        engine.banks.create("MANY")
+        report = engine.banks.add("MANY", [folder], workers=workers, skip_invalid=True)
+        assert [p.source for p in report.skipped] == [str(folder / "c99.jpg")]
+        found[workers] = [(r.id, r.pdq, [k.descriptors.tobytes() for k in r.keypoints], r.digests) for r in report.added]
+    assert len(found[1]) == 20 and found[1] == found[2]

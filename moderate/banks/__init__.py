@@ -340,12 +340,16 @@ class Banks:
         skip_invalid: bool = False,
         region: str | None = None,
         progress=None,
+        workers: int = 1,
     ) -> AddReport:
         """Hash image files and add each as a reference; all or nothing unless `skip_invalid`.
 
         With `reference_id`, all the files are images of that one reference. With `region`
         (`x,y,w,h` in pixels or fractions), only that part of each image is the reference: a logo,
         a symbol, one panel. `progress(done, total)` is called after each reference is hashed.
+        With `workers` > 1 and at least `MIN_BATCH_FOR_WORKERS` references, references are hashed
+        in that many spawned processes (a script calling this needs the `if __name__ == "__main__"`
+        guard spawning requires); they are written in the order given either way.
         """
         self._record(self.catalog.current(), bank)  # before hashing what could not be added
         files = image_files(paths, recursive)
@@ -357,13 +361,13 @@ class Banks:
         else:
             groups = {reference_id: [path for path, _ in files]}
         base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
+        record = self.catalog.current().banks.get(bank, {})
+        jobs = [_Job(bank, record, tuple(group), ref_id, base, region, None, self.budgets, self.regions)
+                for ref_id, group in groups.items()]
         references: list[Reference] = []
         problems: list[Problem] = []
-        for done, (ref_id, group) in enumerate(groups.items(), 1):
-            try:
-                references.append(self._reference_from_images(bank, group, ref_id, base, region))
-            except (MediaError, BankError) as exc:
-                problems.append(Problem(str(group[0]), str(exc)))
+        for done, result in enumerate(_described(jobs, workers), 1):
+            (problems if isinstance(result, Problem) else references).append(result)
             if progress:
                 progress(done, len(groups))
         if problems and not skip_invalid:
@@ -376,7 +380,8 @@ class Banks:
         """Add one image given as bytes (a review decision, an API upload) as a reference."""
         self._record(self.catalog.current(), bank)
         base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
-        reference = self._reference_from_images(bank, [data], reference_id, base, name=reference_id)
+        record = self.catalog.current().banks.get(bank, {})
+        reference = _Job(bank, record, (data,), reference_id, base, None, reference_id, self.budgets, self.regions).run()
         self._write_references(bank, [reference])
         return reference
 
@@ -391,43 +396,6 @@ class Banks:
                 if ALLOWLIST_BANK not in self.catalog.current().banks:  # not just a concurrent first rejection
                     raise
         return ALLOWLIST_BANK
-
-    def _reference_from_images(self, bank: str, images: list[Path | bytes], ref_id: str, base: dict,
-                               region: str | None = None, name: str | None = None) -> Reference:
-        """Every stored signal's values of every frame of the images (see `StoredSignal`)."""
-        _check_reference_id(ref_id)
-        values: dict[str, list] = {signal.name: [] for signal in stored_signals()}
-        crops, digests, first = [], [], None
-        for image in images:
-            media = decode(image, self.budgets, PDQ.working_size, name)
-            label = name or str(image)
-            for frame in media.frames:
-                try:
-                    box = Region.parse(region, frame.width, frame.height) if region else Region.whole(frame)
-                except ValueError as exc:
-                    raise BankError(f"{label}: {exc}") from None
-                seen = ReferenceImage(media, frame, box, self.regions)
-                for signal in stored_signals():
-                    values[signal.name] += [(value, media.sha256) for value in signal.reference_values(seen)]
-                if frame.index == 0:
-                    crops.append(box.crop(frame))
-                    digests.append(media.sha256)
-            first = first or (media, label, box)
-        values[PDQ.name] = list({value.hex: (value, sha) for value, sha in values[PDQ.name]}.values())  # parts may repeat
-        media, label, box = first
-        metadata = {
-            **base, "width": box.w, "height": box.h, "filename": label, "format": media.format,
-            "sha256": media.sha256, "images": len(images),
-        }
-        if region:
-            metadata["region"] = f"{box.x},{box.y},{box.w},{box.h}"
-        record = self.catalog.current().banks.get(bank, {})
-        if record.get("thumbnails"):
-            metadata["thumbnail"] = _thumbnail(crops[0])
-        vectors = tuple(_embedder(record).compute(crops)) if record.get("embedding_key") else ()
-        return Reference(bank, ref_id, tuple(v.hex for v, _ in values[PDQ.name] if v.quality >= MIN_REFERENCE_QUALITY), metadata,
-                         tuple(v for v, _ in values[KEYPOINTS.name]), vectors, tuple(digests),
-                         {signal: tuple(found) for signal, found in values.items()})
 
     def _write_references(self, bank: str, references: list[Reference]) -> None:
         with self.catalog.writing() as write:
@@ -606,6 +574,79 @@ class Banks:
             return hashlist.write(rows, out, fmt)
         except ValueError as exc:
             raise BankError(str(exc)) from None
+
+
+MIN_BATCH_FOR_WORKERS = 16  # spawning a hashing process costs about a second; a reference ~60 ms
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One reference to describe: everything it needs, so that a worker process can (no store)."""
+
+    bank: str
+    record: dict  # the bank's settings: thumbnails, embedding model
+    images: tuple  # paths, or bytes
+    ref_id: str
+    base: dict
+    region: str | None
+    name: str | None
+    budgets: Budgets
+    regions: RegionRules
+
+    def run(self) -> "Reference":
+        """Every stored signal's values of every frame of the images (see `StoredSignal`)."""
+        _check_reference_id(self.ref_id)
+        values: dict[str, list] = {signal.name: [] for signal in stored_signals()}
+        crops, digests, first = [], [], None
+        for image in self.images:
+            media = decode(image, self.budgets, PDQ.working_size, self.name)
+            label = self.name or str(image)
+            for frame in media.frames:
+                try:
+                    box = Region.parse(self.region, frame.width, frame.height) if self.region else Region.whole(frame)
+                except ValueError as exc:
+                    raise BankError(f"{label}: {exc}") from None
+                seen = ReferenceImage(media, frame, box, self.regions)
+                for signal in stored_signals():
+                    values[signal.name] += [(value, media.sha256) for value in signal.reference_values(seen)]
+                if frame.index == 0:
+                    crops.append(box.crop(frame))
+                    digests.append(media.sha256)
+            first = first or (media, label, box)
+        values[PDQ.name] = list({value.hex: (value, sha) for value, sha in values[PDQ.name]}.values())  # parts may repeat
+        media, label, box = first
+        metadata = {
+            **self.base, "width": box.w, "height": box.h, "filename": label, "format": media.format,
+            "sha256": media.sha256, "images": len(self.images),
+        }
+        if self.region:
+            metadata["region"] = f"{box.x},{box.y},{box.w},{box.h}"
+        if self.record.get("thumbnails"):
+            metadata["thumbnail"] = _thumbnail(crops[0])
+        vectors = tuple(_embedder(self.record).compute(crops)) if self.record.get("embedding_key") else ()
+        return Reference(self.bank, self.ref_id,
+                         tuple(v.hex for v, _ in values[PDQ.name] if v.quality >= MIN_REFERENCE_QUALITY), metadata,
+                         tuple(v for v, _ in values[KEYPOINTS.name]), vectors, tuple(digests),
+                         {signal: tuple(found) for signal, found in values.items()})
+
+    def outcome(self) -> "Reference | Problem":
+        try:
+            return self.run()
+        except (MediaError, BankError) as exc:
+            return Problem(str(self.images[0]), str(exc))
+
+
+def _described(jobs: list[_Job], workers: int) -> Iterator["Reference | Problem"]:
+    """Each job's reference or problem, in order; in `workers` spawned processes for big batches
+    (never forked: the parent may hold Chroma's threads)."""
+    if workers <= 1 or len(jobs) < MIN_BATCH_FOR_WORKERS:
+        yield from (job.outcome() for job in jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        yield from pool.map(_Job.outcome, jobs, chunksize=4)
 
 
 def _model_record(spec: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -56,6 +57,7 @@ def bank_add(
     added_by: Optional[str] = typer.Option(None, "--added-by", metavar="NAME", help="Who adds them (default: your user name)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Add the readable files, report the others."),
     as_json: bool = typer.Option(False, "--json", help="Report as JSON."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, metavar="N", help="Processes hashing images (default: cores)."),
 ):
     """Hash images and add them as references (the images themselves are not stored)."""
     metadata = {"source_url": source_url, "note": note}
@@ -64,7 +66,8 @@ def bank_add(
     engine = _engine(ctx)
     with progress("hashing references") as advance:
         report = engine.banks.add(bank, paths, recursive=recursive, reference_id=reference_id,
-                                  metadata=metadata, skip_invalid=skip_invalid, region=region, progress=advance)
+                                  metadata=metadata, skip_invalid=skip_invalid, region=region, progress=advance,
+                                  workers=workers or os.cpu_count() or 1)
     for problem in report.skipped:
         _err(f"skipped: {problem.message}")
     for problem in report.warnings:
