@@ -301,3 +301,28 @@ def test_border_depth_reads_rows_lazily_and_agrees_with_the_whole_frame_definiti
             assert _border_depth(view) == by_definition(view)
             depths.add(_border_depth(view))
     assert len(depths) > 50  # borders of many depths were read, past each block of rows
+
+
+def test_removing_references_carries_the_inverted_file_renumbered(photos, monkeypatch):
+    """`bank remove` at bank scale must not file every descriptor anew (minutes at 10M): the
+    inverted file loses the removed rows and renumbers the rest as a rebuild would file them."""
+    import faiss
+
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1500)
+    described = []
+    for name in ("astronaut", "coffee", "rocket", "chelsea"):
+        pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
+        described.append((f"B::{name}::0", KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])))
+    index = KeypointIndex.build(described)
+    index._faiss()
+    kept = index.without(np.array([False, True, False, False]))
+    carried = kept.__dict__["_faiss_index"]
+    rebuilt = KeypointIndex.build(described[:1] + described[2:])._faiss()
+
+    def lists(ivf):
+        return [sorted(faiss.rev_swig_ptr(ivf.invlists.get_ids(w), ivf.invlists.list_size(w)).tolist())
+                if ivf.invlists.list_size(w) else [] for w in range(ivf.nlist)]
+
+    assert carried.ntotal == len(kept.descriptors) == rebuilt.ntotal
+    assert lists(carried) == lists(rebuilt)
+    assert index._faiss().ntotal == len(index.descriptors)  # the original is untouched (readers still use it)

@@ -108,9 +108,13 @@ class KeypointIndex:
         keep = ~np.asarray(drop, dtype=bool)
         renumber = np.cumsum(keep) - 1
         rows = keep[self.owner]
-        return KeypointIndex(self.images.kept(keep), np.ascontiguousarray(self.sizes[keep]),
+        kept = KeypointIndex(self.images.kept(keep), np.ascontiguousarray(self.sizes[keep]),
                              np.ascontiguousarray(self.descriptors[rows]), np.ascontiguousarray(self.points[rows]),
                              renumber[self.owner[rows]].astype(np.int32), np.ascontiguousarray(self.mirrored[rows]))
+        if len(kept.descriptors) >= self.IVF_FROM and not rows.all():
+            # carry the inverted file: filing 10M descriptors anew takes minutes, this about a second
+            object.__setattr__(kept, "_faiss_index", _without_rows(self._faiss(), rows))
+        return kept
 
     def nearest(self, descriptors: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
         """(distances, rows), each (Q, k): the `k` nearest pooled descriptors of each query
@@ -197,6 +201,24 @@ def _filed(index, descriptors: np.ndarray) -> None:
         chunk = data[start:start + (1 << 20)]
         _, words = _word_graph().search(chunk, 1, params=params)
         index.add_core(len(chunk), faiss.swig_ptr(chunk), None, faiss.swig_ptr(np.ascontiguousarray(words.ravel())))
+
+
+def _without_rows(index, kept: np.ndarray):
+    """A copy of an inverted file without the rows where `kept` (M,) is false, the others
+    renumbered as the compacted arrays number them."""
+    import faiss
+
+    copy = _tuned(faiss.clone_binary_index(index))
+    bitmap = np.packbits(~kept, bitorder="little")
+    copy.remove_ids(faiss.IDSelectorBitmap(len(kept), faiss.swig_ptr(bitmap)))
+    renumber = np.cumsum(kept) - 1
+    lists = copy.invlists
+    for word in range(copy.nlist):
+        size = lists.list_size(word)
+        if size:
+            ids = faiss.rev_swig_ptr(lists.get_ids(word), size)  # the list's own ids, rewritten in place
+            ids[:] = renumber[ids]
+    return copy
 
 
 def _ivf_bytes(keypoints: KeypointIndex) -> bytes:
