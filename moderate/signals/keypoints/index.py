@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,10 +198,16 @@ def _filed(index, descriptors: np.ndarray) -> None:
     data = np.ascontiguousarray(descriptors, dtype=np.uint8)
     params = faiss.SearchParametersHNSW()
     params.efSearch = KeypointIndex.ADD_WORD_SEARCH
-    for start in range(0, len(data), 1 << 20):  # bounded temporaries
-        chunk = data[start:start + (1 << 20)]
-        _, words = _word_graph().search(chunk, 1, params=params)
-        index.add_core(len(chunk), faiss.swig_ptr(chunk), None, faiss.swig_ptr(np.ascontiguousarray(words.ravel())))
+    # Writers file in every core's thread (OpenMP's thread count is the calling thread's own, so a
+    # server's checks keep their one thread); checks search in one, as they run side by side.
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        for start in range(0, len(data), 1 << 20):  # bounded temporaries
+            chunk = data[start:start + (1 << 20)]
+            _, words = _word_graph().search(chunk, 1, params=params)
+            index.add_core(len(chunk), faiss.swig_ptr(chunk), None, faiss.swig_ptr(np.ascontiguousarray(words.ravel())))
+    finally:
+        faiss.omp_set_num_threads(1)
 
 
 def _without_rows(index, kept: np.ndarray):
