@@ -123,12 +123,21 @@ def held_out_series() -> list[Series]:
                 continue
             stem = file.name.removesuffix(".svg.png") if file.name.endswith(".svg.png") else file.stem
             photo = Photo(f"{package.split('-')[0]}-{stem}", edits.at_base(_open(file)))
+            if _blank(photo):
+                continue
             key = f"{package}:{_series_key(stem)}"
             out.setdefault(key, []).append(photo)
             source[key] = package
     # Light before dark, so a flagged series flags its light version and its dark one is the sibling.
     return [Series(key, source[key], tuple(sorted(members, key=lambda p: (_is_dark(p.name), p.name))))
             for key, members in sorted(out.items())]
+
+
+def _blank(photo: Photo) -> bool:
+    """One flat colour as a viewer shows it: MATE's abstract wallpapers are white shapes in an
+    alpha channel, meant to be laid over a desktop colour; over white they are blank, all alike,
+    and every copy of one is, rightly, a pixel-exact copy of the others."""
+    return float(np.asarray(photo.image).std()) < 1.0
 
 
 def _series_key(stem: str) -> str:
