@@ -14,6 +14,17 @@ from .test_index import near_copies, oracle
 RADII = (0, 1, 31, 32, 52, 53)  # the block band, the review band, and one bit past each
 
 
+@pytest.fixture
+def tables_only(monkeypatch):
+    """Searches go through the tables whatever they cost against a scan, and never scan."""
+    monkeypatch.setattr(pdq, "TABLES_OVERHEAD", -(1 << 40))
+
+    def no_scan(*_):
+        raise AssertionError("scanned instead of using the tables")
+
+    monkeypatch.setattr(PdqIndex, "_scan", no_scan)
+
+
 def planted(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Random codes, and queries exactly 0, 1, 31, 32, 52, 53 and 60 bits from some of them, plus random ones."""
     rng = np.random.default_rng(seed)
@@ -44,25 +55,28 @@ def test_tables_find_exactly_what_brute_force_finds(width):
     assert set(range(15)) <= hit_rows and not hit_rows & set(range(15, 21))  # 52 bits is in, 53 out
 
 
-def test_clustered_codes_are_found_exactly():
+def test_clustered_codes_are_found_exactly(tables_only):
     """Real hash lists are clustered (near copies of one picture): crowded buckets, same answers."""
     rng = np.random.default_rng(7)
     centres = rng.integers(0, 256, size=(30, 32), dtype=np.uint8)
     codes = np.concatenate([near_copies(np.repeat(centres, 60, axis=0), rng, 12), centres])
     queries = np.concatenate([near_copies(centres, rng, 20), near_copies(centres[:5], rng, 45)])
-    index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))])
-    tables = index.indexed()
+    index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))]).indexed()
     for radius in (31, 52):
-        assert set(tables.search(queries, radius)) == oracle(codes, queries, radius) == set(index.search(queries, radius))
+        assert set(index.search(queries, radius)) == oracle(codes, queries, radius)
 
 
 def test_search_falls_back_to_a_scan_with_the_same_results(monkeypatch):
     codes, queries = planted(3, 5000)
     index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))]).indexed()
-    expected = oracle(codes, queries, 52)
-    assert set(index.search(queries, 52)) == expected
-    monkeypatch.setattr(pdq, "SCAN_COST", len(codes) * 2)  # no budget: every query is scanned
-    assert index.search(queries, 52) == sorted(expected)
+    expected = sorted(oracle(codes, queries, 52))
+    scans = []
+    scan = PdqIndex._scan
+    monkeypatch.setattr(PdqIndex, "_scan", lambda self, q, r: scans.append(len(q)) or scan(self, q, r))
+    monkeypatch.setattr(pdq, "TABLES_OVERHEAD", -(1 << 40))  # the tables, however costly
+    assert index.search(queries, 52) == expected and scans == []
+    monkeypatch.setattr(pdq, "TABLES_OVERHEAD", len(codes))  # no budget left: every query is scanned
+    assert index.search(queries, 52) == expected and scans == [len(queries)]
 
 
 @pytest.mark.parametrize("width", [16, 20])
@@ -75,7 +89,7 @@ def test_appended_merges_into_what_a_build_makes(width):
     assert table_search(grown, codes, queries, 52) == oracle(codes, queries, 52)
 
 
-def test_without_renumbers_like_a_build():
+def test_without_renumbers_like_a_build(tables_only):
     codes, queries = planted(12, 4000)
     drop = np.random.default_rng(12).random(len(codes)) < 0.3
     index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))]).indexed()
@@ -86,7 +100,7 @@ def test_without_renumbers_like_a_build():
     assert set(smaller.search(queries, 52)) == oracle(codes[~drop], queries, 52)
 
 
-def test_tables_are_built_from_mih_from_codes_and_outgrown_at_4x(monkeypatch):
+def test_tables_are_built_from_mih_from_codes_and_outgrown_at_4x(monkeypatch, tables_only):
     monkeypatch.setattr(pdq, "MIH_FROM", 1000)
     codes = np.random.default_rng(5).integers(0, 256, size=(1200, 32), dtype=np.uint8)
     small = PdqIndex.of_codes(codes[:999], [f"B::{i}::0" for i in range(999)])
@@ -98,7 +112,7 @@ def test_tables_are_built_from_mih_from_codes_and_outgrown_at_4x(monkeypatch):
     assert not grown.tables.outgrown(1 << 17) and grown.tables.outgrown(1 << 18)
 
 
-def test_a_bank_keeps_its_tables_across_processes(data_dir, monkeypatch):
+def test_a_bank_keeps_its_tables_across_processes(data_dir, monkeypatch, tables_only):
     """Saved with the snapshot and memory-mapped back: a new process searches them without building."""
     monkeypatch.setattr(pdq, "MIH_FROM", 100)
     codes, queries = planted(21, 400)

@@ -24,6 +24,7 @@ import numpy as np
 
 CODE_BITS = 256
 MIN_WIDTH, MAX_WIDTH = 16, 22  # 2**22 buckets a table (16 MB of offsets) at most
+MAX_PROBES = 1 << 20  # more probes than this never beat a scan of the largest banks
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,25 +98,35 @@ class MultiIndex:
         widths = [int(w) for w in self.widths]
         return list(zip(range(len(widths)), _starts(widths), widths, _bases(widths)))
 
+    def _probes(self, max_distance: int) -> tuple[int, list[tuple[int, int, int, np.ndarray]], np.ndarray]:
+        """(probe count, per probed table (shift, mask of its substring, where its offsets begin, XOR
+        masks of its probes), where each probe's table begins in the flattened positions); cached
+        per radius, tables left empty when there are more than MAX_PROBES probes."""
+        plans = self.__dict__.setdefault("_plans", {})
+        if max_distance not in plans:
+            shells = plan(self.widths, max_distance)
+            count = sum(_ball(int(w), s - 1) for w, s in zip(self.widths, shells))
+            tables, rows = [], [np.zeros(0, np.int64)]
+            for (j, start, width, base), shell in zip(self._layout, shells if count <= MAX_PROBES else []):
+                if shell:
+                    xor = _masks(width, shell - 1)
+                    tables.append((CODE_BITS - start - width, (1 << width) - 1, base, xor))
+                    rows.append(np.full(len(xor), j * len(self), np.int64))
+            plans[max_distance] = (count, tables, np.concatenate(rows))
+        return plans[max_distance]
+
     def search(self, words: np.ndarray, query: np.ndarray, max_distance: int,
                budget: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(positions, distances) of the codes within `max_distance` bits of `query` ((32,) uint8),
         ascending by position; `words` is the (N, 4) uint64 view of the codes. None when the probes
         plus candidates would exceed `budget` (then a linear scan is cheaper)."""
-        shells = plan(self.widths, max_distance)
-        if sum(_ball(int(w), s - 1) for w, s in zip(self.widths, shells)) > budget:
+        count, tables, rows = self._probes(max_distance)
+        if count > min(budget, MAX_PROBES):
             return None
-        n = len(self)
-        starts, lengths = [], []
-        query_row = query.reshape(1, -1)
-        for (j, start, width, base), shell in zip(self._layout, shells):
-            if shell == 0:
-                continue
-            probes = base + (int(_substring(query_row, start, width)[0]) ^ _masks(width, shell - 1))
-            first = self.offsets[probes].astype(np.int64)
-            starts.append(first + j * n)
-            lengths.append(self.offsets[probes + 1] - first)
-        starts, lengths = np.concatenate(starts), np.concatenate(lengths)
+        value = int.from_bytes(query.tobytes(), "big")
+        probes = np.concatenate([base + (((value >> shift) & mask) ^ xor) for shift, mask, base, xor in tables])
+        first = self.offsets[probes].astype(np.int64)
+        starts, lengths = first + rows, self.offsets[probes + 1] - first
         total = int(lengths.sum())
         if total + len(lengths) > budget:
             return None

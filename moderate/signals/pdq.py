@@ -48,10 +48,11 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 CODE_BYTES = 32
 MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 FAISS_FROM = 4096  # below this many codes numpy brute force beats faiss's import time
-MIH_FROM = 1 << 17  # below this many codes a faiss scan is as fast as the substring tables, which weigh 100 B a code
-# A scan reads a code in ~4 ns (faiss, one thread); a probe or candidate of the tables costs a
-# cache miss or two, so the tables are used while their work stays under a sixteenth of a scan.
-SCAN_COST = 16
+MIH_FROM = 1 << 19  # below this many codes a faiss scan (< 1 ms) is as fast as the tables, which weigh ~90 B a code
+# Measured on one core: a scan costs 2-4 ns a code (faiss), a probe or candidate of the tables
+# ~100 ns (a cache miss or two) and a table search ~0.2 ms of set-up; the cheaper way is taken.
+SCAN_COST = 32
+TABLES_OVERHEAD = 100_000  # the table search's set-up, in codes scanned
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ class PdqIndex:
             return []
         found, scanned = [], list(range(len(queries)))
         if self.tables is not None:
-            words, budget, scanned = np.asarray(self.codes).view(np.uint64), len(self) // SCAN_COST, []
+            words, scanned = np.asarray(self.codes).view(np.uint64), []
+            budget = (len(self) - TABLES_OVERHEAD) // SCAN_COST
             for q, query in enumerate(queries):
                 hits = self.tables.search(words, query, max_distance, budget)
                 if hits is None:
