@@ -19,6 +19,7 @@ import mmap
 import os
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -244,9 +245,14 @@ class PdqIndex:
             found += [(scanned[q], position, distance)
                       for q, position, distance in self._scan(queries[scanned], max_distance)]
         found.sort()
-        if self.matchable is None or bool(np.all(self.matchable)):
+        if self._all_matchable:
             return found
         return [hit for hit in found if self.matchable[hit[1]]]
+
+    @cached_property
+    def _all_matchable(self) -> bool:
+        """Asked once, not per search: at 10M hashes the mask is 10 MB to read."""
+        return self.matchable is None or bool(np.all(self.matchable))
 
     def _scan(self, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
         if len(self) < FAISS_FROM:
