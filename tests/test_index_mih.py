@@ -55,6 +55,35 @@ def test_tables_find_exactly_what_brute_force_finds(width):
     assert set(range(15)) <= hit_rows and not hit_rows & set(range(15, 21))  # 52 bits is in, 53 out
 
 
+def flipped(code: np.ndarray, widths, per_substring, rng) -> np.ndarray:
+    """`code` with exactly per_substring[j] bits flipped inside substring j."""
+    bits = np.unpackbits(code)
+    for start, width, count in zip(mih._starts(widths), widths, per_substring):
+        bits[start + rng.choice(int(width), size=count, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+@pytest.mark.parametrize("radius", [31, 52])
+def test_distances_spread_at_the_pigeonhole_bounds_are_found(radius):
+    """The tables' worst cases: every substring as far as its probe radius allows, or one past it,
+    the total at the radius or one past it, and the remainder anywhere around the ring."""
+    rng = np.random.default_rng(radius)
+    codes = rng.integers(0, 256, size=(2000, 32), dtype=np.uint8)
+    tables = mih.MultiIndex.build(codes, 20)
+    widths = [int(w) for w in tables.widths]
+    shells = mih.plan(widths, radius)
+    spreads = [[s - 1 for s in shells]]  # each substring at its own probe radius t_j
+    for total in (radius, radius + 1):
+        even, extra = divmod(total, len(widths))
+        spreads += [[even + ((j - k) % len(widths) < extra) for j in range(len(widths))] for k in range(len(widths))]
+        spreads += [np.roll([min(w, total - sum(widths[:j])) if sum(widths[:j]) < total else 0
+                             for j, w in enumerate(widths)], k).tolist() for k in (0, 5)]
+    queries = np.array([flipped(codes[i], widths, spread, rng) for i, spread in enumerate(spreads)])
+    expected = oracle(codes, queries, radius)
+    assert {(q, p) for q, p, _ in expected} >= {(i, i) for i, spread in enumerate(spreads) if sum(spread) <= radius}
+    assert table_search(tables, codes, queries, radius) == expected
+
+
 def test_clustered_codes_are_found_exactly(tables_only):
     """Real hash lists are clustered (near copies of one picture): crowded buckets, same answers."""
     rng = np.random.default_rng(7)

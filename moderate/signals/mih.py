@@ -11,6 +11,16 @@ keep both the probes and the codes per probed bucket few.
 
 Each table is a CSR: `offsets` (2**w + 1 bucket starts) into `positions` (the N code positions
 sorted by the substring's value), so a probe is two array reads and nothing is rebuilt on load.
+Beside each position, `following` keeps the code's next substring (cyclically), which prunes
+candidates before their codes are read, by the pigeonring argument (Qin et al., "Pigeonring: A
+Principle for Faster Thresholded Similarity Search", VLDB 2018): the slacks s_j = t_j + 1 - d_j sum
+to at least 1, so some j starts a cycle whose every prefix sum of slacks is positive (the cycle
+lemma). That j has d_j <= t_j, so its table finds the code, and d_j + d_j+1 <= t_j + t_j+1 + 1.
+
+What it costs grows with r / m: at 10M random codes (12 substrings of 21-22 bits), radius 31 probes
+~2k buckets and verifies ~7k candidates, but radius 52 spreads 53 shells over 12 substrings, so
+each is searched within 3-4 bits: ~56k probes and ~175k candidates, half a scan's time rather than
+a hundredth (`bench/hashlists.py`). Every pigeonhole split of 256 bits meets this at r = 52.
 """
 
 from __future__ import annotations
@@ -34,15 +44,17 @@ class MultiIndex:
     widths: np.ndarray = field(repr=False)  # (m,) bits per substring, widest first, summing to 256
     offsets: np.ndarray = field(repr=False)  # (sum of 2**w + 1,) uint32 bucket starts of every table, concatenated
     positions: np.ndarray = field(repr=False)  # (m, N) int32: table j's code positions by substring value
+    following: np.ndarray = field(repr=False)  # (m, N) uint32: substring j+1 (mod m) of the code at positions[j]
 
     @classmethod
     def build(cls, codes: np.ndarray, width: int | None = None) -> "MultiIndex":
         """Tables for `codes` ((N, 32) uint8), substrings of about `width` bits (16 to 22;
         default log2(N))."""
         widths = substring_widths(len(codes), width)
-        parts = [_table(codes, start, int(width)) for start, width in zip(_starts(widths), widths)]
-        return cls(widths, _concat([o for o, _ in parts]),
-                   np.stack([p for _, p in parts]) if parts else np.zeros((len(widths), 0), np.int32))
+        spans = list(zip(_starts(widths), [int(w) for w in widths]))
+        parts = [_table(codes, span, spans[(j + 1) % len(spans)]) for j, span in enumerate(spans)]
+        return cls(widths, _concat([p[0] for p in parts]), np.stack([p[1] for p in parts]),
+                   np.stack([p[2] for p in parts]))
 
     def __len__(self) -> int:
         return self.positions.shape[1]
@@ -51,6 +63,7 @@ class MultiIndex:
         """ValueError unless the tables are shaped for `n` codes (a half-written or mixed save)."""
         widths = [int(w) for w in self.widths]
         if (sum(widths) != CODE_BITS or self.positions.shape != (len(widths), n)
+                or self.following.shape != self.positions.shape
                 or len(self.offsets) != sum((1 << w) + 1 for w in widths)
                 or any(int(self.offsets[base + (1 << w)]) != n for base, w in zip(_bases(widths), widths))):
             raise ValueError("pdq multi-index files do not agree")
@@ -61,19 +74,21 @@ class MultiIndex:
         Merged bucket by bucket (old positions first, then the new ones), which moves O(N) memory
         but sorts only the k new keys; the substrings keep their widths (see `outgrown`).
         """
-        old = len(self)
-        offsets, positions = [], np.empty((len(self.widths), old + len(new)), np.int32)
+        old, m = len(self), len(self.widths)
+        offsets, positions = [], np.empty((m, old + len(new)), np.int32)
+        following = np.empty((m, old + len(new)), np.uint32)
         for j, start, width, base in self._layout:
             before = self.offsets[base : base + (1 << width) + 1].astype(np.int64)
-            added, order = _table(new, start, width)
+            added, order, after = _table(new, (start, width), self._layout[(j + 1) % m][1:3])
             # Old entry i of bucket b moves up by the new entries of buckets < b; new entry i of
             # bucket b lands after all old entries of buckets <= b.
             moved = np.arange(old) + np.repeat(added[:-1], np.diff(before))
-            positions[j, moved] = self.positions[j]
+            positions[j, moved], following[j, moved] = self.positions[j], self.following[j]
             keys = np.repeat(np.arange(1 << width), np.diff(added))
-            positions[j, before[keys + 1] + np.arange(len(new))] = order + old
+            landed = before[keys + 1] + np.arange(len(new))
+            positions[j, landed], following[j, landed] = order + old, after
             offsets.append(before + added)
-        return MultiIndex(self.widths, _concat(offsets), positions)
+        return MultiIndex(self.widths, _concat(offsets), positions, following)
 
     def outgrown(self, n: int) -> bool:
         """Whether `n` codes want substrings two or more bits wider or narrower (4x more or fewer
@@ -84,13 +99,14 @@ class MultiIndex:
         """The tables without the positions where `keep` ((N,) bool) is false, renumbered."""
         renumbered = (np.cumsum(keep) - 1).astype(np.int32)
         offsets, positions = [], np.empty((len(self.widths), int(keep.sum())), np.int32)
+        following = np.empty(positions.shape, np.uint32)
         for j, _, width, base in self._layout:
             row = self.positions[j]
             kept = keep[row]
-            positions[j] = renumbered[row[kept]]
+            positions[j], following[j] = renumbered[row[kept]], self.following[j][kept]
             kept_before = np.concatenate([[0], np.cumsum(kept)])
             offsets.append(kept_before[self.offsets[base : base + (1 << width) + 1]])
-        return MultiIndex(self.widths, _concat(offsets), positions)
+        return MultiIndex(self.widths, _concat(offsets), positions, following)
 
     @cached_property
     def _layout(self) -> list[tuple[int, int, int, int]]:
@@ -98,29 +114,33 @@ class MultiIndex:
         widths = [int(w) for w in self.widths]
         return list(zip(range(len(widths)), _starts(widths), widths, _bases(widths)))
 
-    def _probes(self, max_distance: int) -> tuple[int, list[tuple[int, int, int, np.ndarray]], np.ndarray]:
-        """(probe count, per probed table (shift, mask of its substring, where its offsets begin, XOR
-        masks of its probes), where each probe's table begins in the flattened positions); cached
-        per radius, tables left empty when there are more than MAX_PROBES probes."""
+    def _probes(self, max_distance: int) -> tuple:
+        """The search plan of a radius, cached: (probe count; per probed table: shift and mask of its
+        substring in the code, where its offsets begin, XOR masks of its probes; per probe: its
+        table, where that table begins in the flattened positions, and how far the next substring
+        may be, d_j+1 <= t_j + t_j+1 + 1 - d_j). Tables are left out past MAX_PROBES probes."""
         plans = self.__dict__.setdefault("_plans", {})
         if max_distance not in plans:
             shells = plan(self.widths, max_distance)
             count = sum(_ball(int(w), s - 1) for w, s in zip(self.widths, shells))
-            tables, rows = [], [np.zeros(0, np.int64)]
+            tables, table_of, rows, allowed = [], [], [], []
             for (j, start, width, base), shell in zip(self._layout, shells if count <= MAX_PROBES else []):
                 if shell:
                     xor = _masks(width, shell - 1)
                     tables.append((CODE_BITS - start - width, (1 << width) - 1, base, xor))
+                    table_of.append(np.full(len(xor), j))
                     rows.append(np.full(len(xor), j * len(self), np.int64))
-            plans[max_distance] = (count, tables, np.concatenate(rows))
+                    allowed.append(shell + shells[(j + 1) % len(shells)] - 1 - np.bitwise_count(xor))
+            arrays = [np.concatenate(a) if a else np.zeros(0, np.int64) for a in (table_of, rows, allowed)]
+            plans[max_distance] = (count, tables, *arrays)
         return plans[max_distance]
 
     def search(self, words: np.ndarray, query: np.ndarray, max_distance: int,
                budget: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(positions, distances) of the codes within `max_distance` bits of `query` ((32,) uint8),
         ascending by position; `words` is the (N, 4) uint64 view of the codes. None when the probes
-        plus candidates would exceed `budget` (then a linear scan is cheaper)."""
-        count, tables, rows = self._probes(max_distance)
+        plus bucket entries would exceed `budget` (then a linear scan is cheaper)."""
+        count, tables, table_of, rows, allowed = self._probes(max_distance)
         if count > min(budget, MAX_PROBES):
             return None
         value = int.from_bytes(query.tobytes(), "big")
@@ -132,11 +152,20 @@ class MultiIndex:
             return None
         # One gather of every probed bucket: entry k of bucket i is flat index starts[i] + k.
         flat = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
-        candidates = self.positions.reshape(-1)[flat]
+        nexts = np.array([(value >> shift) & mask for shift, mask, _, _ in self._next_substrings], np.uint32)
+        near_next = (np.bitwise_count(self.following.reshape(-1)[flat] ^ np.repeat(nexts[table_of], lengths))
+                     <= np.repeat(allowed, lengths))
+        candidates = self.positions.reshape(-1)[flat[near_next]]
         distances = np.bitwise_count(words[candidates] ^ query.view(np.uint64)).sum(axis=1)
         near = distances <= max_distance
         found, first_seen = np.unique(candidates[near], return_index=True)  # one code can be found via several tables
         return found.astype(np.int64), distances[near][first_seen].astype(np.int64)
+
+    @cached_property
+    def _next_substrings(self) -> list[tuple[int, int, None, None]]:
+        """Per table, the shift and mask of the next substring (what `following` holds)."""
+        spans = [(CODE_BITS - start - width, (1 << width) - 1, None, None) for _, start, width, _ in self._layout]
+        return spans[1:] + spans[:1]
 
 
 def substring_widths(n: int, width: int | None = None) -> np.ndarray:
@@ -150,9 +179,10 @@ def substring_widths(n: int, width: int | None = None) -> np.ndarray:
 
 def plan(widths, max_distance: int) -> list[int]:
     """Shells (t_j + 1, 0 for a table not probed) per table summing to max_distance + 1, the
-    pigeonhole bound; the extra shells go to the widest tables, whose buckets are smallest."""
+    pigeonhole bound; the extra shells go to the widest tables, whose buckets are smallest. A shell
+    past a table's width probes all of it."""
     each, extra = divmod(max_distance + 1, len(widths))
-    return [min(each + (j < extra), int(w) + 1) for j, w in enumerate(widths)]
+    return [each + (j < extra) for j in range(len(widths))]
 
 
 def _starts(widths) -> list[int]:
@@ -179,12 +209,14 @@ def _substring(codes: np.ndarray, start: int, width: int) -> np.ndarray:
     return (value & np.uint64((1 << width) - 1)).astype(np.int64)
 
 
-def _table(codes: np.ndarray, start: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets (2**width + 1,), positions by substring value (N,) int32) of one substring."""
-    keys = _substring(codes, start, width)
-    offsets = np.zeros((1 << width) + 1, np.int64)
-    np.cumsum(np.bincount(keys, minlength=1 << width), out=offsets[1:])
-    return offsets, np.argsort(keys.astype(np.uint32), kind="stable").astype(np.int32)
+def _table(codes: np.ndarray, span: tuple[int, int], following: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """One substring's table: (offsets (2**width + 1,), positions by its value (N,) int32, the
+    `following` substring's value at each of those positions (N,) uint32); spans are (first bit, width)."""
+    keys = _substring(codes, *span)
+    offsets = np.zeros((1 << span[1]) + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=1 << span[1]), out=offsets[1:])
+    order = np.argsort(keys.astype(np.uint32), kind="stable")
+    return offsets, order.astype(np.int32), _substring(codes, *following)[order].astype(np.uint32)
 
 
 def _ball(width: int, radius: int) -> int:

@@ -49,11 +49,11 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 CODE_BYTES = 32
 MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 FAISS_FROM = 4096  # below this many codes numpy brute force beats faiss's import time
-MIH_FROM = 1 << 19  # below this many codes a faiss scan (< 1 ms) is as fast as the tables, which weigh ~90 B a code
-# Measured on one core: a scan costs 2-4 ns a code (faiss), a probe or candidate of the tables
-# ~100 ns (a cache miss or two) and a table search ~0.2 ms of set-up; the cheaper way is taken.
-SCAN_COST = 32
-TABLES_OVERHEAD = 100_000  # the table search's set-up, in codes scanned
+MIH_FROM = 1 << 19  # below this many codes a faiss scan (< 1 ms) is as fast as the tables (60-100 B a code)
+# Measured on one core: a scan costs 2-4 ns a code (faiss), a probe or bucket entry of the tables
+# ~30 ns (scattered reads) and a table search ~0.1 ms of set-up; the cheaper way is taken.
+SCAN_COST = 10
+TABLES_OVERHEAD = 50_000  # the table search's set-up, in codes scanned
 
 
 @dataclass(frozen=True)
@@ -143,10 +143,11 @@ class PdqIndex:
         return self.records
 
     def arrays(self) -> dict:
-        tables = self.tables or MultiIndex(np.zeros(0, np.int16), np.zeros(0, np.uint32), np.zeros((0, 0), np.int32))
+        tables = self.tables or MultiIndex(np.zeros(0, np.int16), np.zeros(0, np.uint32), np.zeros((0, 0), np.int32),
+                                           np.zeros((0, 0), np.uint32))
         return {"codes": self.codes, "offsets": self.records.offsets, "ids": self.records.blob,
                 "matchable": self._matchable(), "mih_widths": tables.widths, "mih_offsets": tables.offsets,
-                "mih_positions": tables.positions}
+                "mih_positions": tables.positions, "mih_following": tables.following}
 
     @classmethod
     def load(cls, files) -> "PdqIndex":
@@ -155,7 +156,8 @@ class PdqIndex:
         widths = files.array("mih_widths")
         # Plain views of the maps: numpy's memmap subclass adds microseconds to every gather.
         tables = (MultiIndex(np.asarray(widths), np.asarray(files.array("mih_offsets")),
-                             np.asarray(files.array("mih_positions"))) if len(widths) else None)
+                             np.asarray(files.array("mih_positions")), np.asarray(files.array("mih_following")))
+                  if len(widths) else None)
         index = cls(files.array("codes"), RecordIds(files.array("offsets"), _mapped(files.path("ids"))),
                     files.array("matchable"), tables)
         if (index.codes.ndim != 2 or index.codes.shape[1] != CODE_BYTES or len(index.records) != len(index.codes)
