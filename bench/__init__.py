@@ -23,6 +23,9 @@ Sections, one module each:
 - `scale`: the held-out queries against banks grown to `--scale-sizes` filler references (cached in
   `bench/out/scale-cache`): recall, distractors, check p50/p99 on one core, RSS, disk per
   reference and `bank add` images/s, against the bare flagged bank.
+- `hashlists`: exact PDQ lookups (radius 31 and 52) in 1M and 10M random codes with the index's
+  multi-index tables against brute force, their build/load time and disk, a checking process's
+  start-up and RSS, and `moderate bank import` hashes/s with where the time goes.
 
 Ratios are printed as a table and written with every raw number to `bench/out/results.json`.
 """

@@ -15,7 +15,8 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from . import bank_import, embedding, heldout, hook, load, lookup, provenance, robustness, scale, startup, throughput
+from . import (bank_import, embedding, hashlists, heldout, hook, load, lookup, provenance, robustness, scale, startup,
+               throughput)
 from .common import FULL, OUT, QUICK, Row, Scale, Section, load_average
 
 SECTIONS = {
@@ -30,6 +31,7 @@ SECTIONS = {
     "hook": hook.run_section,
     "heldout": heldout.run_section,
     "scale": scale.run_section,
+    "hashlists": hashlists.run_section,
 }
 RATIO_NOTE = ("ratio: moderate against the baseline, > 1x is better for moderate (rates: moderate/baseline, "
               "times: baseline/moderate); startup: time over bare Python start-up.")

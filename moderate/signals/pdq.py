@@ -15,8 +15,11 @@ which is ThreatExchange's format.
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -27,6 +30,7 @@ from ..regions import MIN_SIDE, Region
 from ..rules import Band, Fields, SignalRules
 from ..verdict import VERDICTS, Reason
 from .base import Context, Query, ReferenceImage, StoredSignal
+from .mih import MultiIndex
 
 # Order of `pdqhash.compute_dihedral`, named as Pillow names the same transforms of the query
 # (rotations are counter-clockwise).
@@ -45,6 +49,11 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 CODE_BYTES = 32
 MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 FAISS_FROM = 4096  # below this many codes numpy brute force beats faiss's import time
+MIH_FROM = 1 << 19  # below this many codes a faiss scan (< 1 ms) is as fast as the tables (60-100 B a code)
+# Measured on one core: a scan costs 2-4 ns a code (faiss), a probe or bucket entry of the tables
+# ~30 ns (scattered reads) and a table search ~0.1 ms of set-up; the cheaper way is taken.
+SCAN_COST = 10
+TABLES_OVERHEAD = 50_000  # the table search's set-up, in codes scanned
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,9 @@ class PdqIndex:
 
     Approximate vector search misses near-duplicates of binary hashes (measured: Chroma's HNSW over
     PDQ as +-1 floats found 86% of true matches within distance 31 among 100k hashes, 57% among
-    300k), and a missed match is content that slips through. So lookups are exhaustive: faiss
+    300k), and a missed match is content that slips through. So lookups are exact: from MIH_FROM
+    codes on, multi-index hashing (`moderate.signals.mih`: substring tables, then the full distance
+    of each candidate) while its probes and candidates cost less than a scan; otherwise faiss
     `IndexBinaryFlat` (popcount over 32-byte codes, ~2 ms per query at 1M hashes), or numpy's
     `bitwise_count` for small banks, where importing faiss would cost more than the search.
     """
@@ -108,6 +119,7 @@ class PdqIndex:
     records: RecordIds = field(repr=False)
     # (N,) bool: false for the hash of a reference too flat to match, kept so the reference is listed
     matchable: np.ndarray | None = field(default=None, repr=False)  # None: every hash
+    tables: MultiIndex | None = field(default=None, repr=False)  # None: searched by scanning
 
     @classmethod
     def empty(cls) -> "PdqIndex":
@@ -121,7 +133,7 @@ class PdqIndex:
     def appended(self, records: list[tuple[str, PdqHash]]) -> "PdqIndex":
         grown = self.appended_codes(_codes(records), [rid for rid, _ in records])
         usable = np.array([value.quality >= MIN_REFERENCE_QUALITY for _, value in records], bool)
-        return PdqIndex(grown.codes, grown.records, np.concatenate([self._matchable(), usable]))
+        return replace(grown, matchable=np.concatenate([self._matchable(), usable]))
 
     def _matchable(self) -> np.ndarray:
         return np.ones(len(self), bool) if self.matchable is None else np.asarray(self.matchable)
@@ -131,17 +143,29 @@ class PdqIndex:
         return self.records
 
     def arrays(self) -> dict:
+        tables = self.tables or MultiIndex(np.zeros(0, np.int16), np.zeros(0, np.uint32), np.zeros((0, 0), np.int32),
+                                           np.zeros((0, 0), np.uint32))
         return {"codes": self.codes, "offsets": self.records.offsets, "ids": self.records.blob,
-                "matchable": self._matchable()}
+                "matchable": self._matchable(), "mih_widths": tables.widths, "mih_offsets": tables.offsets,
+                "mih_positions": tables.positions, "mih_following": tables.following}
 
     @classmethod
     def load(cls, files) -> "PdqIndex":
-        """From what `arrays` saved (`files`: the catalog's `SavedFiles`); ValueError if inconsistent."""
-        index = cls(files.array("codes"), RecordIds(files.array("offsets"), files.blob("ids")), files.array("matchable"))
+        """From what `arrays` saved (`files`: the catalog's `SavedFiles`), every array memory-mapped
+        and the record ids too (a 10M bank's are ~700 MB); ValueError if inconsistent."""
+        widths = files.array("mih_widths")
+        # Plain views of the maps: numpy's memmap subclass adds microseconds to every gather.
+        tables = (MultiIndex(np.asarray(widths), np.asarray(files.array("mih_offsets")),
+                             np.asarray(files.array("mih_positions")), np.asarray(files.array("mih_following")))
+                  if len(widths) else None)
+        index = cls(files.array("codes"), RecordIds(files.array("offsets"), _mapped(files.path("ids"))),
+                    files.array("matchable"), tables)
         if (index.codes.ndim != 2 or index.codes.shape[1] != CODE_BYTES or len(index.records) != len(index.codes)
                 or len(index.matchable) != len(index.codes)):
             raise ValueError("pdq index files do not agree")
         index.records.check()
+        if tables is not None:
+            tables.check(len(index))
         return index
 
     @classmethod
@@ -169,8 +193,20 @@ class PdqIndex:
         return self.records.first_hash_mask()
 
     def appended_codes(self, codes: np.ndarray, ids: list[str]) -> "PdqIndex":
+        """With `codes` ((k, 32) uint8) as positions N..N+k-1; the substring tables are extended
+        (or built, once there are MIH_FROM codes), not rebuilt."""
         codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, CODE_BYTES)
-        return PdqIndex(np.concatenate([self.codes, codes]), self.records.appended(ids))
+        grown = np.concatenate([self.codes, codes])
+        if self.tables is not None and not self.tables.outgrown(len(grown)):
+            tables = self.tables.appended(grown, codes)
+        else:
+            tables = MultiIndex.build(grown) if len(grown) >= MIH_FROM or self.tables is not None else None
+        matchable = None if self.matchable is None else np.concatenate([self.matchable, np.ones(len(codes), bool)])
+        return PdqIndex(grown, self.records.appended(ids), matchable, tables)
+
+    def indexed(self) -> "PdqIndex":
+        """A copy with substring tables whatever its size (banks get them from MIH_FROM codes on)."""
+        return replace(self, tables=self.tables or MultiIndex.build(np.asarray(self.codes)))
 
     def positions_of(self, codes: np.ndarray) -> list[list[int]]:
         """For each code, the positions holding exactly that code (a sorted search, no popcount)."""
@@ -188,22 +224,44 @@ class PdqIndex:
     def without(self, drop: np.ndarray) -> "PdqIndex":
         """A copy without the positions where `drop` is true."""
         keep = ~np.asarray(drop, dtype=bool)
-        return PdqIndex(np.ascontiguousarray(self.codes[keep]), self.records.kept(keep), self._matchable()[keep])
+        tables = self.tables.without(keep) if self.tables is not None else None
+        return PdqIndex(np.ascontiguousarray(self.codes[keep]), self.records.kept(keep), self._matchable()[keep], tables)
 
     def search(self, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
-        """All (query row, position, distance) with distance <= max_distance, matchable hashes only."""
+        """All (query row, position, distance) with distance <= max_distance, matchable hashes only,
+        sorted; exactly what a linear scan finds, whichever way each query is searched."""
         queries = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, CODE_BYTES)
         if len(self) == 0 or len(queries) == 0:
             return []
-        if len(self) < FAISS_FROM:
-            found = _numpy_search(self.codes, queries, max_distance)
-        else:
-            lims, distances, positions = self._faiss().range_search(queries, max_distance + 1)  # radius is exclusive
-            found = [(q, int(positions[k]), int(distances[k])) for q in range(len(queries))
-                     for k in range(lims[q], lims[q + 1])]
-        if self.matchable is None or bool(np.all(self.matchable)):
+        found, scanned = [], list(range(len(queries)))
+        if self.tables is not None:
+            words, scanned = np.asarray(self.codes).view(np.uint64), []
+            budget = (len(self) - TABLES_OVERHEAD) // SCAN_COST
+            for q, query in enumerate(queries):
+                hits = self.tables.search(words, query, max_distance, budget)
+                if hits is None:
+                    scanned.append(q)
+                else:
+                    found += [(q, position, distance) for position, distance in zip(*(h.tolist() for h in hits))]
+        if scanned:
+            found += [(scanned[q], position, distance)
+                      for q, position, distance in self._scan(queries[scanned], max_distance)]
+        found.sort()
+        if self._all_matchable:
             return found
         return [hit for hit in found if self.matchable[hit[1]]]
+
+    @cached_property
+    def _all_matchable(self) -> bool:
+        """Asked once, not per search: at 10M hashes the mask is 10 MB to read."""
+        return self.matchable is None or bool(np.all(self.matchable))
+
+    def _scan(self, queries: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
+        if len(self) < FAISS_FROM:
+            return _numpy_search(self.codes, queries, max_distance)
+        lims, distances, positions = self._faiss().range_search(queries, max_distance + 1)  # radius is exclusive
+        return [(q, int(positions[k]), int(distances[k])) for q in range(len(queries))
+                for k in range(lims[q], lims[q + 1])]
 
     def _faiss(self):
         cached = self.__dict__.get("_faiss_index")
@@ -217,6 +275,12 @@ class PdqIndex:
             cached.add(np.ascontiguousarray(self.codes))
             object.__setattr__(self, "_faiss_index", cached)
         return cached
+
+
+def _mapped(path) -> bytes | mmap.mmap:
+    """A file's bytes, memory-mapped: pages are read when touched, not at load."""
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(fh.fileno()).st_size else b""
 
 
 def _codes(records: list[tuple[str, PdqHash]]) -> np.ndarray:

@@ -37,6 +37,11 @@ from ..errors import ModerateError, StoreError
 from ..signals import PDQ
 
 BANKS_COLLECTION = "moderate-banks"
+# Chroma builds an HNSW graph over every collection's vectors, but only embedding collections are
+# searched through it: signal records are read by id and metadata and matched by moderate's exact
+# indexes. So theirs is as cheap as Chroma allows (measured: 1.65x the `add` rate of the default,
+# 5.5k against 3.3k PDQ records/s with their metadata). A collection keeps the graph it was made with.
+STORAGE_ONLY = {"hnsw": {"ef_construction": 8, "max_neighbors": 4}}
 EMBEDDING_PREFIX = "moderate-emb-"
 STATE_ID = "@state"  # bank names cannot start with "@"
 PAGE = 5000  # records per Chroma round trip; under Chroma's max batch size
@@ -132,7 +137,7 @@ class Store:
             with self._calling(f"opening collection {name}"):
                 self._collections[name] = client.get_or_create_collection(
                     name, embedding_function=None, metadata={"created_by": "moderate", **(metadata or {})},
-                    configuration=configuration,
+                    configuration=configuration or STORAGE_ONLY,
                 )
         return self._collections[name]
 

@@ -1,0 +1,158 @@
+"""The PDQ index's substring tables (multi-index hashing) against brute force, and their upkeep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moderate import Engine
+from moderate.signals import mih, pdq
+from moderate.signals.pdq import PdqIndex
+
+from .test_index import near_copies, oracle
+
+RADII = (0, 1, 31, 32, 52, 53)  # the block band, the review band, and one bit past each
+
+
+@pytest.fixture
+def tables_only(monkeypatch):
+    """Searches go through the tables whatever they cost against a scan, and never scan."""
+    monkeypatch.setattr(pdq, "TABLES_OVERHEAD", -(1 << 40))
+
+    def no_scan(*_):
+        raise AssertionError("scanned instead of using the tables")
+
+    monkeypatch.setattr(PdqIndex, "_scan", no_scan)
+
+
+def planted(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random codes, and queries exactly 0, 1, 31, 32, 52, 53 and 60 bits from some of them, plus random ones."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, size=(size, 32), dtype=np.uint8)
+    sources = codes[rng.choice(size, 21, replace=False)]
+    queries = [near_copies(sources[k::7], rng, flips) for k, flips in enumerate((0, 1, 31, 32, 52, 53, 60))]
+    return codes, np.concatenate(queries + [rng.integers(0, 256, size=(4, 32), dtype=np.uint8)])
+
+
+def table_search(tables: mih.MultiIndex, codes: np.ndarray, queries: np.ndarray, radius: int) -> set:
+    found = set()
+    for q, query in enumerate(queries):
+        positions, distances = tables.search(codes.view(np.uint64), query, radius, budget=1 << 40)
+        assert positions.tolist() == sorted(set(positions.tolist()))  # each code once, by position
+        found |= {(q, p, d) for p, d in zip(positions.tolist(), distances.tolist())}
+    return found
+
+
+@pytest.mark.parametrize("width", [16, 19, 20, 22])  # byte-aligned substrings and substrings across bytes
+def test_tables_find_exactly_what_brute_force_finds(width):
+    codes, queries = planted(width, 3000)
+    tables = mih.MultiIndex.build(codes, width)
+    assert sum(tables.widths) == 256 and tables.widths.max() - tables.widths.min() <= 1
+    for radius in RADII:
+        expected = oracle(codes, queries, radius)
+        assert table_search(tables, codes, queries, radius) == expected, radius
+    hit_rows = {q for q, _, _ in oracle(codes, queries, 52)}
+    assert set(range(15)) <= hit_rows and not hit_rows & set(range(15, 21))  # 52 bits is in, 53 out
+
+
+def flipped(code: np.ndarray, widths, per_substring, rng) -> np.ndarray:
+    """`code` with exactly per_substring[j] bits flipped inside substring j."""
+    bits = np.unpackbits(code)
+    for start, width, count in zip(mih._starts(widths), widths, per_substring):
+        bits[start + rng.choice(int(width), size=count, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+@pytest.mark.parametrize("radius", [31, 52])
+def test_distances_spread_at_the_pigeonhole_bounds_are_found(radius):
+    """The tables' worst cases: every substring as far as its probe radius allows, or one past it,
+    the total at the radius or one past it, and the remainder anywhere around the ring."""
+    rng = np.random.default_rng(radius)
+    codes = rng.integers(0, 256, size=(2000, 32), dtype=np.uint8)
+    tables = mih.MultiIndex.build(codes, 20)
+    widths = [int(w) for w in tables.widths]
+    shells = mih.plan(widths, radius)
+    spreads = [[s - 1 for s in shells]]  # each substring at its own probe radius t_j
+    for total in (radius, radius + 1):
+        even, extra = divmod(total, len(widths))
+        spreads += [[even + ((j - k) % len(widths) < extra) for j in range(len(widths))] for k in range(len(widths))]
+        spreads += [np.roll([min(w, total - sum(widths[:j])) if sum(widths[:j]) < total else 0
+                             for j, w in enumerate(widths)], k).tolist() for k in (0, 5)]
+    queries = np.array([flipped(codes[i], widths, spread, rng) for i, spread in enumerate(spreads)])
+    expected = oracle(codes, queries, radius)
+    assert {(q, p) for q, p, _ in expected} >= {(i, i) for i, spread in enumerate(spreads) if sum(spread) <= radius}
+    assert table_search(tables, codes, queries, radius) == expected
+
+
+def test_clustered_codes_are_found_exactly(tables_only):
+    """Real hash lists are clustered (near copies of one picture): crowded buckets, same answers."""
+    rng = np.random.default_rng(7)
+    centres = rng.integers(0, 256, size=(30, 32), dtype=np.uint8)
+    codes = np.concatenate([near_copies(np.repeat(centres, 60, axis=0), rng, 12), centres])
+    queries = np.concatenate([near_copies(centres, rng, 20), near_copies(centres[:5], rng, 45)])
+    index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))]).indexed()
+    for radius in (31, 52):
+        assert set(index.search(queries, radius)) == oracle(codes, queries, radius)
+
+
+def test_search_falls_back_to_a_scan_with_the_same_results(monkeypatch):
+    codes, queries = planted(3, 5000)
+    index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))]).indexed()
+    expected = sorted(oracle(codes, queries, 52))
+    scans = []
+    scan = PdqIndex._scan
+    monkeypatch.setattr(PdqIndex, "_scan", lambda self, q, r: scans.append(len(q)) or scan(self, q, r))
+    monkeypatch.setattr(pdq, "TABLES_OVERHEAD", -(1 << 40))  # the tables, however costly
+    assert index.search(queries, 52) == expected and scans == []
+    monkeypatch.setattr(pdq, "TABLES_OVERHEAD", len(codes))  # no budget left: every query is scanned
+    assert index.search(queries, 52) == expected and scans == [len(queries)]
+
+
+@pytest.mark.parametrize("width", [16, 20])
+def test_appended_merges_into_what_a_build_makes(width):
+    codes, queries = planted(11, 4000)
+    grown = mih.MultiIndex.build(codes[:2500], width).appended(codes[:3100], codes[2500:3100])
+    grown = grown.appended(codes, codes[3100:])
+    built = mih.MultiIndex.build(codes, width)
+    assert np.array_equal(grown.offsets, built.offsets) and np.array_equal(grown.positions, built.positions)
+    assert table_search(grown, codes, queries, 52) == oracle(codes, queries, 52)
+
+
+def test_without_renumbers_like_a_build(tables_only):
+    codes, queries = planted(12, 4000)
+    drop = np.random.default_rng(12).random(len(codes)) < 0.3
+    index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))]).indexed()
+    smaller = index.without(drop)
+    built = mih.MultiIndex.build(codes[~drop], int(index.tables.widths[0]))
+    assert np.array_equal(smaller.tables.offsets, built.offsets)
+    assert np.array_equal(smaller.tables.positions, built.positions)
+    assert set(smaller.search(queries, 52)) == oracle(codes[~drop], queries, 52)
+
+
+def test_tables_are_built_from_mih_from_codes_and_outgrown_at_4x(monkeypatch, tables_only):
+    monkeypatch.setattr(pdq, "MIH_FROM", 1000)
+    codes = np.random.default_rng(5).integers(0, 256, size=(1200, 32), dtype=np.uint8)
+    small = PdqIndex.of_codes(codes[:999], [f"B::{i}::0" for i in range(999)])
+    assert small.tables is None
+    grown = small.appended_codes(codes[999:], [f"B::{i}::0" for i in range(999, len(codes))])
+    assert list(grown.tables.widths) == list(mih.substring_widths(1200))
+    assert set(grown.search(codes[:50], 31)) == oracle(codes, codes[:50], 31)
+    # 16-bit substrings suit up to ~2**17 codes; at 2**18 the tables are rebuilt with 18 bits.
+    assert not grown.tables.outgrown(1 << 17) and grown.tables.outgrown(1 << 18)
+
+
+def test_a_bank_keeps_its_tables_across_processes(data_dir, monkeypatch, tables_only):
+    """Saved with the snapshot and memory-mapped back: a new process searches them without building."""
+    monkeypatch.setattr(pdq, "MIH_FROM", 100)
+    codes, queries = planted(21, 400)
+    codes[:, 0] |= 1  # never the all-zero hash, which import refuses
+    engine = Engine(data_dir=data_dir)
+    engine.banks.create("SPAM", action="review")
+    engine.banks.import_hashes("SPAM", "".join(f"pdq {c.tobytes().hex()}\n" for c in codes[:300]))
+    engine.banks.import_hashes("SPAM", "".join(f"pdq {c.tobytes().hex()}\n" for c in codes[300:]))
+    monkeypatch.setattr(mih.MultiIndex, "build", None)  # loading must not build
+    index = Engine(data_dir=data_dir).catalog.current().pdq
+    assert isinstance(index.tables.positions, np.ndarray) and len(index.tables) == len(codes)
+    stored = np.asarray(index.codes)
+    assert set(index.search(queries, 52)) == oracle(stored, queries, 52)
+    assert {bytes(c) for c in stored} == {bytes(c) for c in codes}
