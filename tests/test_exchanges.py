@@ -111,8 +111,8 @@ def test_file_exchange_through_the_cli_incremental_idempotent_and_removals(tmp_p
     assert engine.banks.reference_ids("exchange.local") == sorted([f"pdq:{pdq_of['astronaut']}", f"pdq:{pdq_of['rocket']}"])
     (row,) = json.loads(run_cli("exchange", "list", "--json", data_dir=data_dir).stdout)
     assert (row["name"], row["type"], row["bank"], row["credentials"]) == ("local", "file", "exchange.local", None)
-    assert row["fetched_at"] and row["last"]["removed"] == 1
-    assert run_cli("exchange", "list", data_dir=data_dir).stdout.decode().startswith("local  file  -> exchange.local (block)  fetched ")
+    assert row["fetched_at"] and row["last"]["removed"] == 1 and row["references"] == 2
+    assert run_cli("exchange", "list", data_dir=data_dir).stdout.decode().startswith("local  file  -> exchange.local (block, 2 refs)  fetched ")
 
 
 def test_sample_exchange_fills_its_bank_once(data_dir):
@@ -172,6 +172,15 @@ def test_credentials_come_from_a_private_file_or_the_environment_and_are_never_s
         engine.exchanges.add("te2", "fb_threatexchange", settings={"privacy_group": 1})
     with pytest.raises(Exception, match="type ncmec needs the setting environment"):
         engine.exchanges.add("n2", "ncmec", credentials_env="X")
+
+
+def test_without_the_extra_exchanges_are_refused_in_one_line(data_dir, monkeypatch):
+    from moderate.errors import MissingExtra
+    from moderate.extras import EXTRAS
+
+    monkeypatch.setitem(EXTRAS, "exchanges", ("a_module_that_is_not_installed",))
+    with pytest.raises(MissingExtra, match=r"^exchange type sample: needs the optional extra: pip install 'moderate\[exchanges\]'$"):
+        Engine(data_dir).exchanges.add("samples", "sample")
 
 
 def test_one_failing_exchange_does_not_stop_the_others(tmp_path, data_dir, pdq_of, monkeypatch):

@@ -13,12 +13,12 @@ from typing import Optional
 import typer
 
 from ..errors import ModerateError
-from .common import _engine, _err, _out, app, choices, progress
+from .banks import Action
+from .common import _engine, _err, _out, app, progress
 
 exchange_app = typer.Typer(help="Pull hash lists from industry exchanges into banks.", no_args_is_help=True)
 app.add_typer(exchange_app, name="exchange")
 
-Action = choices("..banks", "ACTIONS")
 FETCH_FAILED = 5
 
 
@@ -38,7 +38,7 @@ def exchange_add(
     """Configure an exchange (nothing is fetched yet; credentials are never stored, only where they are)."""
     settings = {"filename": str(path.absolute()) if path else None, "privacy_group": privacy_group, "environment": environment}
     exchange = _engine(ctx).exchanges.add(
-        name, type_, bank, action.value if hasattr(action, "value") else action,
+        name, type_, bank, action,
         {key: value for key, value in settings.items() if value is not None}, credentials_env, credentials_file)
     _out(f"added exchange {exchange.name} ({exchange.type}) feeding bank {exchange.bank}")
 
@@ -46,11 +46,14 @@ def exchange_add(
 @exchange_app.command("list")
 def exchange_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="A JSON list of exchanges.")):
     """List exchanges with their bank, last fetch, checkpoint and counts."""
-    exchanges = _engine(ctx).exchanges
+    engine = _engine(ctx)
+    exchanges = engine.exchanges
+    references = {bank.name: bank.references for bank in engine.banks.list()}
     rows = []
     for exchange in exchanges.list():
         state = exchanges.state(exchange.name)
         rows.append({"name": exchange.name, "type": exchange.type, "bank": exchange.bank, "action": exchange.action,
+                     "references": references.get(exchange.bank, 0),
                      "credentials": next(iter(exchange.credentials), None), "fetched_at": state.get("fetched_at"),
                      "checkpoint": state.get("checkpoint"), "last": state.get("last")})
     if as_json:
@@ -63,7 +66,8 @@ def exchange_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
         fetched = (f"fetched {row['fetched_at']}: +{last.get('added', 0)} ~{last.get('replaced', 0)} -{last.get('removed', 0)}"
                    + (f", failed: {last['error']}" if last.get("error") else "")) if row["fetched_at"] else "never fetched"
         checkpoint = ", ".join(f"{k}={v}" for k, v in (row["checkpoint"] or {}).items()) or "none"
-        _out(f"{row['name']}  {row['type']}  -> {row['bank']} ({row['action']})  {fetched}  checkpoint: {checkpoint}")
+        _out(f"{row['name']}  {row['type']}  -> {row['bank']} ({row['action']}, {row['references']} refs)  {fetched}"
+             f"  checkpoint: {checkpoint}")
 
 
 @exchange_app.command("fetch")
@@ -74,7 +78,7 @@ def exchange_fetch(
 ):
     """Pull each exchange's updates since its last checkpoint into its bank (exit 5 if any failed)."""
     exchanges = _engine(ctx).exchanges
-    names = [name] if name else [exchange.name for exchange in exchanges.list()]
+    names = [exchanges.get(name).name] if name else [exchange.name for exchange in exchanges.list()]  # an unknown NAME: exit 1
     if not names:
         _err("no exchanges to fetch (add one with `moderate exchange add NAME --type TYPE`)")
     failed = False
