@@ -5,7 +5,8 @@ reaches a network."""
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +224,8 @@ def test_review_decisions_report_opinions_to_the_exchange(tmp_path, data_dir, ph
     reported = [(e.detail["item"], e.detail["opinion"], e.detail["result"]) for e in engine.audit.entries()
                 if e.kind == "exchange opinion"]
     assert reported == [(confirmed.id, "POSITIVE_CLASS", "reported"), (rejected.id, "NEGATIVE_CLASS", "unsupported")]
+
+
+def test_the_command_line_imports_threatexchange_only_to_use_an_exchange():
+    probe = "import sys, moderate.cli, moderate.engine; print('threatexchange' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120).stdout.strip() == "False"
