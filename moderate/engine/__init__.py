@@ -34,6 +34,7 @@ from ..provenance import Credentials, Keys, Provenance, Signatures, digests
 from ..regions import Region, regions_for
 from ..signals import EMBEDDING, LISTED, PDQ, SIGNALS, Context, PdqHash, Query
 from ..sinks.queue import ReviewQueue
+from ..exchanges import Exchanges
 from .lookup import Comparison, LookupMatch, compare, lookup, lookup_batch
 from .search import SearchHit, search
 from ..store import Store
@@ -127,7 +128,9 @@ class Engine:
         self.actor = actor or default_actor()  # who checks, in the audit log (a user, token or hook)
         self.enqueue_reviews = enqueue_reviews  # review verdicts go to the review queue
         self.audit = AuditLog(self.data_dir) if audit else None
-        self.queue = ReviewQueue(self.data_dir, self.banks, self.audit or AuditLog(self.data_dir))
+        self.exchanges = Exchanges(self.data_dir, self.banks)
+        self.queue = ReviewQueue(self.data_dir, self.banks, self.audit or AuditLog(self.data_dir),
+                                 opinions=self.exchanges.report_decision)
 
     def verify(self, source: Source, signature_file: str | os.PathLike | None = None) -> Provenance:
         """Who signed an input and whether it is unchanged (see `moderate.provenance`)."""

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from .audit import AuditLog
 from .database import Database
@@ -123,9 +123,12 @@ def why_first(verdict: dict) -> str:
 
 class ReviewQueue:
     def __init__(self, data_dir: Path, banks=None, audit: AuditLog | None = None,
-                 claim_seconds: int = 900, retention_days: int = 30):
+                 claim_seconds: int = 900, retention_days: int = 30,
+                 opinions: Callable[[list, str], list[dict]] | None = None):
         self.data_dir = Path(data_dir)
         self.banks = banks
+        # (verdict reasons, decision) -> outcomes: tells the exchanges behind the evidence (`Exchanges.report_decision`)
+        self.opinions = opinions
         self.audit = audit or AuditLog(self.data_dir)
         self.claim_seconds = claim_seconds
         self.retention_days = retention_days
@@ -270,6 +273,9 @@ class ReviewQueue:
             " WHERE id = ? AND status = 'deciding'", (decision, moderator, _now(), note, item_id))
         self.audit.append(moderator, "decision", item.sha256, decision,
                           {"item": item_id, "source": item.source, "bank": bank, "note": note})
+        # after the decision is committed: an exchange that is slow or down never undoes it
+        for outcome in self.opinions(item.verdict.get("reasons", []), decision) if self.opinions else ():
+            self.audit.append(moderator, "exchange opinion", item.sha256, decision, {"item": item_id, **outcome})
         return self.get(item_id)
 
     def _feed_back(self, item: ReviewItem, decision: str, bank: str | None, moderator: str, note: str | None) -> None:
