@@ -227,14 +227,15 @@ def test_inverted_lists_are_the_shipped_words_and_find_what_exhaustive_search_fi
     bank holds, and a query's nearest pooled corners are found as exhaustive search finds them."""
     from moderate.signals.keypoints.index import _words
 
-    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1500)  # the bank-scale path, with a few photos
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1000)  # the bank-scale path, with a few photos
+    monkeypatch.setattr(KeypointIndex, "WORDS_FROM", 1500)
     described = []
     for name in ("astronaut", "coffee", "rocket", "chelsea"):
         pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
         described.append((f"B::{name}::0", KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])))
     small = KeypointIndex.build(described[:1])
     grown = KeypointIndex.build(described[:2]).appended(described[2:])  # past IVF_FROM through appends
-    assert len(small.descriptors) < KeypointIndex.IVF_FROM <= len(grown.descriptors)
+    assert len(small.descriptors) < KeypointIndex.WORDS_FROM <= len(grown.descriptors)
     ivf = grown._faiss()
     assert type(ivf).__name__ == "IndexBinaryIVF" and ivf.nlist == len(_words()) and ivf.ntotal == len(grown.descriptors)
     rebuilt = KeypointIndex.build(described)._faiss()
@@ -308,7 +309,8 @@ def test_removing_references_carries_the_inverted_file_renumbered(photos, monkey
     inverted file loses the removed rows and renumbers the rest as a rebuild would file them."""
     import faiss
 
-    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1500)
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1000)
+    monkeypatch.setattr(KeypointIndex, "WORDS_FROM", 1500)
     described = []
     for name in ("astronaut", "coffee", "rocket", "chelsea"):
         pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
@@ -326,3 +328,28 @@ def test_removing_references_carries_the_inverted_file_renumbered(photos, monkey
     assert carried.ntotal == len(kept.descriptors) == rebuilt.ntotal
     assert lists(carried) == lists(rebuilt)
     assert index._faiss().ntotal == len(index.descriptors)  # the original is untouched (readers still use it)
+
+
+def test_a_self_trained_inverted_file_is_trained_again_once_the_pool_has_doubled(photos, monkeypatch):
+    """Below WORDS_FROM the inverted file is trained on the pool; appends carry it only while the
+    pool is at most twice what it was trained on, so its lists never grow without bound."""
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 600)
+    monkeypatch.setattr(KeypointIndex, "IVF_LIST", 100)
+    described = []
+    for name in ("astronaut", "coffee", "rocket", "chelsea", "camera", "motorcycle"):
+        pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
+        described.append((f"B::{name}::0", KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])))
+    index = KeypointIndex.build(described[:1])
+    trained = index._faiss()
+    assert trained.nlist == len(index.descriptors) // 100
+    grown, carried = index, 0
+    for record in described[1:]:
+        before = grown._faiss().nlist
+        grown = grown.appended([record])
+        kept = grown.__dict__.get("_faiss_index")
+        if kept is not None:
+            carried += 1
+            assert kept.nlist == before and len(grown.descriptors) <= 2 * before * 100
+        assert grown._faiss().ntotal == len(grown.descriptors)
+        assert len(grown.descriptors) <= 2 * grown._faiss().nlist * 100  # never searched outgrown
+    assert carried >= 1 and grown._faiss().nlist > trained.nlist

@@ -16,13 +16,17 @@ class KeypointIndex:
     """Every reference image's ORB descriptors, pooled, for nearest-neighbour search.
 
     Row i of `descriptors` belongs to image `owner[i]` (record `images.id_at(owner[i])`), at
-    `points[i]` in that image's pixels, from its mirror image when `mirrored[i]`. Small pools are
-    searched exhaustively; from `IVF_FROM` descriptors on, through a faiss inverted file whose lists
-    are the shipped vocabulary's visual words (`vocabulary.npy`, trained on tuning photos by
-    `python -m bench.vocabulary`), each descriptor in the list of its nearest word, found through
-    an HNSW graph over the words. The words are fixed, so no bank is ever trained on and list sizes
-    grow as the bank over the vocabulary's size (16,384), instead of lists fitted to a bank's first
-    references growing without bound (1.8 s per check at 10,000 references before).
+    `points[i]` in that image's pixels, from its mirror image when `mirrored[i]`. Three regimes:
+    - under `IVF_FROM` descriptors, exhaustive search;
+    - up to `WORDS_FROM`, a faiss inverted file trained on the pool itself (about `IVF_LIST`
+      descriptors a list, 8 probed), trained again by the writer whenever the pool has doubled
+      since (1-10 s below 1M descriptors), so its lists never grow without bound;
+    - from `WORDS_FROM` on, an inverted file whose lists are the shipped vocabulary's visual words
+      (`vocabulary.npy`, trained on tuning photos by `python -m bench.vocabulary`), each descriptor
+      in the list of its nearest word found through an HNSW graph over the words: nothing is ever
+      trained on a big bank (minutes at 10M), and lists grow as the pool over 16,384 words.
+    Before, one inverted file was trained on a bank's first references and appended to forever:
+    1.8 s per check at 10,000 references.
     """
 
     images: RecordIds = field(repr=False)
@@ -32,8 +36,11 @@ class KeypointIndex:
     owner: np.ndarray = field(repr=False)  # (M,) int32
     mirrored: np.ndarray = field(repr=False)  # (M,) bool
 
-    IVF_FROM = 24576  # below, exhaustive search is cheaper than the word search (13,656: 38 ms against 64)
-    IVF_PROBE = 16  # words probed per query descriptor
+    IVF_FROM = 8192
+    IVF_LIST = 300
+    IVF_PROBE = 8  # lists probed per query descriptor of a self-trained inverted file
+    WORDS_FROM = 1 << 20  # about 1,000 references
+    WORD_PROBE = 16  # words probed per query descriptor
     # Chosen on the tuning split (tuning photos' edited crops among 1.1M pooled corners; share of
     # exhaustive search's nearest corners found): probe 8 / 16 / 24 / 32 -> 0.89 / 0.94 / 0.96 / 0.97.
     WORD_SEARCH = 64  # HNSW candidate list when finding a query descriptor's nearest words
@@ -80,13 +87,19 @@ class KeypointIndex:
 
     def appended(self, records: list) -> "KeypointIndex":
         grown = self._appended(records)
-        if len(self.descriptors) >= self.IVF_FROM:  # carry the inverted file: adding is cheap, rebuilding is not
+        if len(self.descriptors) >= self.IVF_FROM and _fits(self._faiss(), len(grown.descriptors)):
             import faiss
 
-            # a copy: readers of this snapshot (a server's in-flight checks) keep searching the old one,
-            # whose rows must never run past this snapshot's arrays
+            # Carry the inverted file (adding is cheap, training and filing are not) while it fits the
+            # grown pool; else the writer builds the one that fits when it saves. A copy: readers of
+            # this snapshot (a server's in-flight checks) keep searching the old one, whose rows must
+            # never run past this snapshot's arrays.
             index = _tuned(faiss.clone_binary_index(self._faiss()))
-            _filed(index, grown.descriptors[len(self.descriptors):])
+            added = np.ascontiguousarray(grown.descriptors[len(self.descriptors):])
+            if index.nlist == len(_words()):
+                _filed(index, added)
+            else:
+                index.add(added)
             object.__setattr__(grown, "_faiss_index", index)
         return grown
 
@@ -112,8 +125,8 @@ class KeypointIndex:
         kept = KeypointIndex(self.images.kept(keep), np.ascontiguousarray(self.sizes[keep]),
                              np.ascontiguousarray(self.descriptors[rows]), np.ascontiguousarray(self.points[rows]),
                              renumber[self.owner[rows]].astype(np.int32), np.ascontiguousarray(self.mirrored[rows]))
-        if len(kept.descriptors) >= self.IVF_FROM and not rows.all():
-            # carry the inverted file: filing 10M descriptors anew takes minutes, this about a second
+        if len(kept.descriptors) >= self.WORDS_FROM and not rows.all():
+            # carry the words' inverted file: filing 10M descriptors anew takes minutes, this a second
             object.__setattr__(kept, "_faiss_index", _without_rows(self._faiss(), rows))
         return kept
 
@@ -142,31 +155,53 @@ class KeypointIndex:
                 loaded = faiss.read_index_binary(str(saved))
             except RuntimeError:  # missing or damaged: rebuilt below
                 loaded = None
-            # an inverted file of another vocabulary (saved by an older version) is rebuilt below
-            if loaded is not None and loaded.ntotal == len(self.descriptors) and loaded.nlist == len(_words()):
+            # one of another regime or outgrown (saved by an older version, say) is rebuilt below
+            if loaded is not None and loaded.ntotal == len(self.descriptors) and _fits(loaded, len(self.descriptors)):
                 cached = _tuned(loaded)
                 object.__setattr__(self, "_faiss_index", cached)
         if cached is None:
             import faiss
 
             faiss.omp_set_num_threads(1)
-            if len(self.descriptors) < self.IVF_FROM:
+            data = np.ascontiguousarray(self.descriptors)
+            if len(data) < self.IVF_FROM:
                 cached = faiss.IndexBinaryFlat(256)
-                cached.add(np.ascontiguousarray(self.descriptors))
+                cached.add(data)
+            elif len(data) < self.WORDS_FROM:
+                lists = len(data) // self.IVF_LIST
+                cached = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, lists)
+                cached.cp.niter = 10  # measured at 1M: 12 s to train on 16 per list, 4 s on 8, same recall
+                cached.cp.min_points_per_centroid = 4  # 8 per list is enough here; faiss would warn below 39
+                cached.train(data[np.random.default_rng(0).choice(len(data), lists * 8, replace=False)])
+                cached.add(data)
+                cached = _tuned(cached)
             else:
                 cached = _tuned(faiss.IndexBinaryIVF(_word_graph(), 256, len(_words())))
                 cached.is_trained = True  # the words are the training
-                _filed(cached, self.descriptors)
+                _filed(cached, data)
             object.__setattr__(self, "_faiss_index", cached)
         return cached
+
+
+def _fits(index, size: int) -> bool:
+    """Whether an inverted file is the one a pool of `size` descriptors should be searched with:
+    the words' from `WORDS_FROM` on; below, one trained on the pool when it was at least half as big."""
+    words = index.nlist == len(_words())
+    if size >= KeypointIndex.WORDS_FROM:
+        return words
+    return not words and size <= 2 * index.nlist * KeypointIndex.IVF_LIST
 
 
 def _tuned(index):
     """The inverted file's search settings, which faiss does not save with it."""
     import faiss
 
-    index.nprobe = KeypointIndex.IVF_PROBE
-    faiss.downcast_IndexBinary(index.quantizer).hnsw.efSearch = KeypointIndex.WORD_SEARCH
+    quantizer = faiss.downcast_IndexBinary(index.quantizer)
+    if isinstance(quantizer, faiss.IndexBinaryHNSW):
+        index.nprobe = KeypointIndex.WORD_PROBE
+        quantizer.hnsw.efSearch = KeypointIndex.WORD_SEARCH
+    else:
+        index.nprobe = KeypointIndex.IVF_PROBE
     return index
 
 
