@@ -22,7 +22,6 @@ from __future__ import annotations
 import cProfile
 import json
 import pstats
-import subprocess
 import sys
 import tempfile
 from pathlib import Path

@@ -115,8 +115,6 @@ def part_of(frame: Frame, part: Part) -> Region:
 
 def deborder(frame: Frame) -> Region | None:
     """The frame inside solid borders on any side, or None when there are none."""
-    import numpy as np
-
     pixels = frame.pixels
     height, width = pixels.shape[:2]
     top = _border_depth(pixels)
