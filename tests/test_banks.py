@@ -295,3 +295,26 @@ def test_hashing_in_worker_processes_adds_the_same_references_and_reports_bad_fi
         assert [p.source for p in report.skipped] == [str(folder / "c99.jpg")]
         found[workers] = [(r.id, r.pdq, [k.descriptors.tobytes() for k in r.keypoints], r.digests) for r in report.added]
     assert len(found[1]) == 20 and found[1] == found[2]
+
+
+def test_a_hashing_worker_that_dies_fails_the_add_in_one_line_and_writes_nothing(data_dir, photos, tmp_path,
+                                                                               monkeypatch):
+    """A worker killed mid-batch (out of memory, a signal) is one clear error, and the bank is untouched."""
+    import moderate.banks as banks
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(banks.MIN_BATCH_FOR_WORKERS):
+        Image.open(photos["coffee"]).convert("RGB").rotate(n).save(folder / f"c{n:02d}.jpg", quality=90)
+    engine = Engine(data_dir)
+    engine.banks.create("MANY")
+    monkeypatch.setattr(banks._Job, "outcome", _die)  # spawned workers import this test module and die
+    with pytest.raises(BankError, match="a process hashing references died; nothing added"):
+        engine.banks.add("MANY", [folder], workers=2)
+    assert engine.banks.get("MANY").references == 0
+
+
+def _die(job):
+    import os
+
+    os._exit(9)

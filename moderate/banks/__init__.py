@@ -643,10 +643,15 @@ def _described(jobs: list[_Job], workers: int) -> Iterator["Reference | Problem"
         yield from (job.outcome() for job in jobs)
         return
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-        yield from pool.map(_Job.outcome, jobs, chunksize=4)
+    try:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+            yield from pool.map(_Job.outcome, jobs, chunksize=4)
+    except BrokenProcessPool:  # a worker killed (out of memory, a signal): nothing is written yet
+        raise BankError(f"bank {jobs[0].bank}: a process hashing references died; nothing added "
+                        "(--workers 1 hashes in this process)") from None
 
 
 def _model_record(spec: str) -> dict:
