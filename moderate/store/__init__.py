@@ -14,7 +14,8 @@ What lives here:
   preprocessing) is the collection's metadata, so vectors of different models never mix.
 - one collection per stored signal (`moderate.signals.base.StoredSignal`), named by the signal:
   `moderate-keypoints` (one record per reference image: ORB corners and descriptors as base64 in
-  the record's metadata, not its full-text-indexed document), `moderate-digests` (one record per exact digest of a reference image).
+  the record's metadata, not its full-text-indexed document), `moderate-digests` (one record per
+  exact digest of a reference image).
   Their vectors are placeholders: these records are read, never searched by Chroma; each signal's
   index is derived from them, like the PDQ index.
 
@@ -210,7 +211,7 @@ class Store:
     def records(self, signal, where: dict | None = None, ids: list[str] | None = None,
                 values: bool = True) -> Iterator[tuple[str, object, dict]]:
         """Yield (record id, value, metadata) of a signal, optionally filtered by metadata or ids,
-        page by page; without `values`, the value is None (metadata only, much less to read)."""
+        page by page; without `values`, the value is None (metadata only: less to read, except for keypoint records, whose corners are metadata)."""
         include = [*(signal.include if values else ()), "metadatas"]
         for got in self._pages(signal.collection, f"reading {signal.name} records", signal.page, ids=ids, where=where,
                                include=include):
