@@ -211,7 +211,8 @@ class Store:
     def records(self, signal, where: dict | None = None, ids: list[str] | None = None,
                 values: bool = True) -> Iterator[tuple[str, object, dict]]:
         """Yield (record id, value, metadata) of a signal, optionally filtered by metadata or ids,
-        page by page; without `values`, the value is None (metadata only: less to read, except for keypoint records, whose corners are metadata)."""
+        page by page; without `values`, the value is None (metadata only: less to read, except for
+        keypoint records, whose corners are metadata)."""
         include = [*(signal.include if values else ()), "metadatas"]
         for got in self._pages(signal.collection, f"reading {signal.name} records", signal.page, ids=ids, where=where,
                                include=include):
