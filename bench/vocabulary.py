@@ -13,8 +13,9 @@ Tree", CVPR 2006; binary words by majority vote as in DBoW2, Galvez-Lopez & Tard
 Input: ORB descriptors of the tuning photos (`bench.corpus.tuning_series`: scikit-image and
 opencv-doc photos) and of random crops and rescales of them, described the way references (640 px,
 plus the mirror image) and queries (1024 px, 4x4 grid) are. Never the held-out wallpapers, which
-the held-out and scale sections report on. Output: `WORDS` x 32 uint8 binary words, written to
-`moderate/signals/keypoints/vocabulary.npy`. Seeded (crops and k-means); multithreaded k-means may still move a few words between runs.
+the held-out and scale sections report on. Output: up to BRANCHES**2 binary words, (W, 32)
+uint8, written to `moderate/signals/keypoints/vocabulary.npy`. Seeded (crops and k-means);
+multithreaded k-means may still move a few words between runs.
 """
 
 from __future__ import annotations
