@@ -131,26 +131,23 @@ def deborder(frame: Frame) -> Region | None:
 
 def _border_depth(pixels) -> int:
     """How many leading rows of `pixels` (H, W, 3) are one flat colour, in the mean of the
-    channels (at most a third of the rows). Rows are read a few at a time, since most pictures
-    have no border and their first rows already say so (a whole-frame pass took 12 ms a check)."""
+    channels (at most a third of the rows). Rows are read a few at a time: most pictures have no
+    border and their first rows already say so (the whole-frame pass took about 40 ms a 1024 px
+    frame, on every check and every reference)."""
     import numpy as np
 
     limit = pixels.shape[0] // 3
-    colour = None
+    colour = np.median(pixels[0].astype(np.int16).mean(axis=1))
     start = 0
     for stop in (8, 64, limit):
-        block = pixels[start:min(stop, limit)].astype(np.int16).mean(axis=2)
-        if colour is None:
-            if not len(block):
-                return limit
-            colour = np.median(block[0])
-        off = (np.abs(block - colour) > BORDER_TOLERANCE).mean(axis=1)
+        stop = min(stop, limit)
+        if stop <= start:
+            continue
+        off = (np.abs(pixels[start:stop].astype(np.int16).mean(axis=2) - colour) > BORDER_TOLERANCE).mean(axis=1)
         flat = np.flatnonzero(off > BORDER_OUTLIERS)
         if len(flat):
             return start + int(flat[0])
-        start = min(stop, limit)
-        if start >= limit:
-            break
+        start = stop
     return limit
 
 
