@@ -96,7 +96,7 @@ class KeypointIndex:
             # never run past this snapshot's arrays.
             index = _tuned(faiss.clone_binary_index(self._faiss()))
             added = np.ascontiguousarray(grown.descriptors[len(self.descriptors):])
-            if index.nlist == len(_words()):
+            if _of_words(index):
                 _filed(index, added)
             else:
                 index.add(added)
@@ -186,20 +186,23 @@ class KeypointIndex:
 def _fits(index, size: int) -> bool:
     """Whether an inverted file is the one a pool of `size` descriptors should be searched with:
     the words' from `WORDS_FROM` on; below, one trained on the pool when it was at least half as big."""
-    words = index.nlist == len(_words())
     if size >= KeypointIndex.WORDS_FROM:
-        return words
-    return not words and size <= 2 * index.nlist * KeypointIndex.IVF_LIST
+        return _of_words(index)
+    return not _of_words(index) and size <= 2 * index.nlist * KeypointIndex.IVF_LIST
+
+
+def _of_words(index) -> bool:
+    """Whether an inverted file's lists are the vocabulary's words (else it was trained on its pool)."""
+    return index.nlist == len(_words())
 
 
 def _tuned(index):
     """The inverted file's search settings, which faiss does not save with it."""
     import faiss
 
-    quantizer = faiss.downcast_IndexBinary(index.quantizer)
-    if isinstance(quantizer, faiss.IndexBinaryHNSW):
+    if _of_words(index):
         index.nprobe = KeypointIndex.WORD_PROBE
-        quantizer.hnsw.efSearch = KeypointIndex.WORD_SEARCH
+        faiss.downcast_IndexBinary(index.quantizer).hnsw.efSearch = KeypointIndex.WORD_SEARCH
     else:
         index.nprobe = KeypointIndex.IVF_PROBE
     return index
@@ -221,7 +224,6 @@ def _word_graph():
     graph = faiss.IndexBinaryHNSW(256, 32)
     graph.hnsw.efConstruction = 80
     graph.add(_words())
-    graph.hnsw.efSearch = KeypointIndex.WORD_SEARCH
     return graph
 
 
