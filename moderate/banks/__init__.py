@@ -351,7 +351,7 @@ class Banks:
         in that many spawned processes (a script calling this needs the `if __name__ == "__main__"`
         guard spawning requires); they are written in the order given either way.
         """
-        self._record(self.catalog.current(), bank)  # before hashing what could not be added
+        record = self._record(self.catalog.current(), bank)  # before hashing what could not be added
         files = image_files(paths, recursive)
         if not files:
             raise BankError(f"bank {bank}: no image files to add")
@@ -361,7 +361,6 @@ class Banks:
         else:
             groups = {reference_id: [path for path, _ in files]}
         base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
-        record = self.catalog.current().banks.get(bank, {})
         jobs = [_Job(bank, record, tuple(group), ref_id, base, region, None, self.budgets, self.regions)
                 for ref_id, group in groups.items()]
         references: list[Reference] = []
@@ -378,9 +377,8 @@ class Banks:
 
     def add_bytes(self, bank: str, data: bytes, reference_id: str, metadata: dict | None = None) -> Reference:
         """Add one image given as bytes (a review decision, an API upload) as a reference."""
-        self._record(self.catalog.current(), bank)
+        record = self._record(self.catalog.current(), bank)
         base = {"added_at": now(), "added_by": default_actor(), **(metadata or {})}
-        record = self.catalog.current().banks.get(bank, {})
         reference = _Job(bank, record, (data,), reference_id, base, None, reference_id, self.budgets, self.regions).run()
         self._write_references(bank, [reference])
         return reference
