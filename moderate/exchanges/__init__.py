@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import ExchangeError, ModerateError
+from ..files import replace_file
 from ..extras import require
 
 # our type name -> pytx's implementation (module:class); imported only when an exchange is used
@@ -388,8 +389,4 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _write_json(path: Path, content: dict) -> None:
-    """Replace a file in one rename, so a kill leaves the old content or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(content, indent=1, sort_keys=True).encode(), make_folder=True)

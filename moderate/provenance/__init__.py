@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import MediaError, ProvenanceError
+from ..files import replace_file
 from ..media import Budgets, describe, opened, read_bytes
 from . import carriers, digests, signature
 from .credentials import Credentials
@@ -60,12 +61,12 @@ class Signatures:
             raise ProvenanceError(f"{path}: {exc}") from None
         if detached:
             signed_path, sig_path = path, Path(out) if out else carriers.detached_path(path)
-            _write_atomic(sig_path, envelope)
+            replace_file(sig_path, envelope)
         elif carriers.kind_of(data) is None:
             raise ProvenanceError(f"{path}: only PNG and JPEG carry an embedded signature; use --detached")
         else:
             signed_path, sig_path = Path(out) if out else path, None
-            _write_atomic(signed_path, carriers.embed(data, envelope, str(path)))
+            replace_file(signed_path, carriers.embed(data, envelope, str(path)))
         record = json.loads(envelope)["record"]
         if register:
             self._register(register, signed_path, reference_id or path.stem, {
@@ -93,7 +94,7 @@ class Signatures:
         found = self.credentials.verify(signed, str(target))
         if register and found.state not in ("verified", "untrusted"):
             raise ProvenanceError(f"{path}: not registered: its C2PA credentials are {found.state} ({found.detail})")
-        _write_atomic(target, signed)
+        replace_file(target, signed)
         record = {"scheme": "c2pa", "signer": found.signer, "time": found.signed_at, "state": found.state}
         if register:  # the registry finds originals by exact pixel digest (C2PA embedding leaves pixels alone)
             digest = digests.compute("pixels-v2", signed, self.budgets, str(target))
@@ -199,9 +200,3 @@ class Signatures:
 
 _RANK = ("verified", "untrusted", "tampered", "invalid", "unsigned")  # the best registry entry wins
 
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    """Write next to the target and rename, so a failure never leaves a half-written image."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)

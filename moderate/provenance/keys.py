@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import MediaError, ProvenanceError
+from ..files import replace_file
 from ..media import read_file
 
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -165,10 +166,7 @@ class Keys:
         return hits[0]
 
     def _write_trust(self, entries: dict) -> None:
-        self.trust_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.trust_path.with_suffix(f".json.{os.getpid()}")
-        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-        os.replace(tmp, self.trust_path)
+        replace_file(self.trust_path, json.dumps(entries, indent=1, sort_keys=True).encode(), make_folder=True)
 
 
 def _entry(key: TrustedKey) -> dict:

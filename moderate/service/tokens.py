@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ModerateError
+from ..files import replace_file
 
 ROLES = ("checker", "moderator", "admin")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
@@ -88,12 +88,7 @@ class Tokens:
             raise TokenError(f"{self.path}: token store is not valid JSON") from None
 
     def _write(self, entries: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(entries, fh, indent=1)
-        os.replace(tmp, self.path)
+        replace_file(self.path, json.dumps(entries, indent=1).encode(), 0o600, make_folder=True)
 
 
 def _digest(secret: str) -> str:
