@@ -231,3 +231,26 @@ def test_why_an_item_is_first_in_words(reviewing, photos, tmp_path):
     distance = int(item.verdict["reasons"][0]["distance"])
     assert why_first(item.verdict).startswith(f"PDQ distance {distance} of 256 bits to TERROR/rocket: priority 256 - {distance}")
     assert "did not decode (truncated)" in why_first({"reasons": [{"rule": "on_error"}], "error_code": "truncated"})
+
+
+def test_processes_opening_a_new_database_at_once_all_open_it(tmp_path):
+    """`check --workers` starts processes that each open the data folder's new database at once (the
+    audit log). Switching it to WAL takes a lock SQLite does not wait for: about one opening in
+    twenty failed with "database is locked", and the whole batch with it."""
+    import multiprocessing
+
+    from .dbrace import open_and_write
+
+    context = multiprocessing.get_context("spawn")
+    failed = []
+    for trial in range(25):
+        start, results = context.Barrier(8), context.Queue()
+        processes = [context.Process(target=open_and_write, args=(str(tmp_path / str(trial)), start, results))
+                     for _ in range(8)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join()
+        failed += [outcome for outcome in outcomes if outcome != "ok"]
+    assert failed == []

@@ -10,9 +10,28 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from ..errors import StoreError
+
+
+BUSY_SECONDS = 30  # how long a connection waits for another's lock
+
+
+def _into_wal(connection: sqlite3.Connection) -> None:
+    """Switch to write-ahead logging. The switch takes an exclusive lock and SQLite does not wait
+    for it (no busy handler): processes opening a new database at once (a check's workers, each
+    writing the audit log) got "database is locked" and the whole command failed. So it waits."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Database:
@@ -27,8 +46,8 @@ class Database:
         if connection is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                connection.execute("PRAGMA journal_mode=WAL")
+                connection = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
+                _into_wal(connection)
                 connection.execute("PRAGMA synchronous=NORMAL")
                 for statement in self.schema:
                     connection.execute(statement)
