@@ -174,8 +174,13 @@ BAD_LINES = [
     ("pdq abc", "must be 64 hex characters, got 3"),
     ("pdq " + "g" * 64, "non-hex"),
     ("pdq " + "0" * 64, "all zeros"),
-    ("md5 " + "a" * 32, "unknown signal type 'md5'"),
+    ("tmk " + "a" * 32, "unknown signal type 'tmk'"),
+    ("md5 " + "a" * 31, "md5 digest must be 32 hex characters, got 31"),
+    ("video_md5 " + "z" * 32, "md5 digest has non-hex characters"),
+    ("sha256 " + "a" * 32, "sha256 digest must be 64 hex characters, got 32"),
     ("pdq", "expected 'SIGNAL_TYPE HASH'"),
+    ("pdq " + "a" * 64 + " " + "b" * 64, "expected 'SIGNAL_TYPE HASH' (or `moderate hash` output), got 3 fields"),
+    ("pdq " + "a" * 64 + " quality=101 x.png#0", "quality must be an integer from 0 to 100, got '101'"),
 ]
 
 

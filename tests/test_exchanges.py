@@ -4,6 +4,7 @@ reaches a network."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from moderate.exchanges import TYPES  # noqa: E402
 
 from .conftest import run_cli  # noqa: E402
 
-VIDEO_MD5 = "video_md5 d41d8cd98f00b204e9800998ecf8427e"
+URL = "url https://example.com/flagged"  # a signal type pytx knows and banks do not take
 
 
 @pytest.fixture(scope="module")
@@ -83,36 +84,46 @@ class RecordingExchange(LocalFileSignalExchangeAPI):
             listed.write(f"{s_type.get_name()} {signal}\n")
 
 
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
 def test_file_exchange_through_the_cli_incremental_idempotent_and_removals(tmp_path, data_dir, photos, pdq_of):
-    listed = write_list(tmp_path / "list.txt", [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['coffee']}", VIDEO_MD5])
+    chelsea = f"video_md5 {md5_of(photos['chelsea'])}"  # an exchange's MD5: the file's, an exact copy is found
+    listed = write_list(tmp_path / "list.txt", [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['coffee']}", chelsea, URL])
     added = run_cli("exchange", "add", "local", "--type", "file", "--path", str(listed), data_dir=data_dir)
     assert added.returncode == 0, added.stderr
     assert added.stdout.decode().strip() == "added exchange local (file) feeding bank exchange.local"
 
     first = run_cli("exchange", "fetch", "local", data_dir=data_dir)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.decode().startswith("local: added 2, replaced 0, removed 0, unchanged 0 in bank exchange.local; skipped 1 not PDQ (video_md5 1)")
+    assert first.stdout.decode().startswith("local: added 3, replaced 0, removed 0, unchanged 0 in bank exchange.local; "
+                                            "skipped 1 of other types (url 1)")
     assert run_cli("check", str(photos["astronaut"]), data_dir=data_dir).returncode == 4  # block, the default action
     assert run_cli("check", str(photos["rocket"]), data_dir=data_dir).returncode == 0
+    exact = json.loads(run_cli("check", "--json", str(photos["chelsea"]), data_dir=data_dir).stdout)
+    assert [(r["rule"], r["reference_id"], r["variant"]) for r in exact["reasons"]] == [
+        ("digest.exact", chelsea.replace(" ", ":"), "md5")]
 
     again = json.loads(run_cli("exchange", "fetch", "--json", data_dir=data_dir).stdout)
-    assert (again["added"], again["unchanged"], again["skipped"]) == (0, 2, {"video_md5": 1})
+    assert (again["added"], again["unchanged"], again["skipped"]) == (0, 3, {"url": 1})
 
-    write_list(listed, [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['coffee']}", VIDEO_MD5, f"pdq {pdq_of['rocket']}"])
+    write_list(listed, [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['coffee']}", chelsea, f"pdq {pdq_of['rocket']}"])
     grown = json.loads(run_cli("exchange", "fetch", "local", "--json", data_dir=data_dir).stdout)
-    assert (grown["added"], grown["unchanged"], grown["removed"]) == (1, 2, 0)
+    assert (grown["added"], grown["unchanged"], grown["removed"]) == (1, 3, 0)
 
-    write_list(listed, [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['rocket']}"])  # coffee withdrawn
+    write_list(listed, [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['rocket']}"])  # coffee and the MD5 withdrawn
     shrunk = json.loads(run_cli("exchange", "fetch", "local", "--json", data_dir=data_dir).stdout)
-    assert (shrunk["added"], shrunk["unchanged"], shrunk["removed"]) == (0, 2, 1)
+    assert (shrunk["added"], shrunk["unchanged"], shrunk["removed"]) == (0, 2, 2)
     assert run_cli("check", str(photos["coffee"]), data_dir=data_dir).returncode == 0
+    assert run_cli("check", str(photos["chelsea"]), data_dir=data_dir).returncode == 0
     assert run_cli("check", str(photos["rocket"]), data_dir=data_dir).returncode == 4
 
     engine = Engine(data_dir)
     assert engine.banks.reference_ids("exchange.local") == sorted([f"pdq:{pdq_of['astronaut']}", f"pdq:{pdq_of['rocket']}"])
     (row,) = json.loads(run_cli("exchange", "list", "--json", data_dir=data_dir).stdout)
     assert (row["name"], row["type"], row["bank"], row["credentials"]) == ("local", "file", "exchange.local", None)
-    assert row["fetched_at"] and row["last"]["removed"] == 1 and row["references"] == 2
+    assert row["fetched_at"] and row["last"]["removed"] == 2 and row["references"] == 2
     assert run_cli("exchange", "list", data_dir=data_dir).stdout.decode().startswith("local  file  -> exchange.local (block, 2 refs)  fetched ")
 
 
@@ -120,10 +131,13 @@ def test_sample_exchange_fills_its_bank_once(data_dir):
     engine = Engine(data_dir)
     engine.exchanges.add("samples", "sample", bank="SAMPLES", action="review")
     first = engine.exchanges.fetch("samples")
-    assert first.error is None and first.added == 16 and first.skipped == {"video_md5": 2}
-    assert engine.banks.get("SAMPLES").action == "review" and engine.banks.get("SAMPLES").references == 16
+    assert first.error is None and first.added == 18 and first.skipped == {}  # 16 PDQ, 2 video MD5
+    bank = engine.banks.get("SAMPLES")
+    assert (bank.action, bank.references, bank.hashes) == ("review", 18, 18)
+    listed = sorted(pair[0] for ref in engine.banks.references("SAMPLES") for pair in ref.hashes())
+    assert listed == ["pdq"] * 16 + ["video_md5"] * 2
     second = engine.exchanges.fetch("samples")
-    assert (second.added, second.unchanged, second.removed) == (0, 16, 0)
+    assert (second.added, second.unchanged, second.removed) == (0, 18, 0)
 
 
 def test_a_failed_fetch_resumes_from_its_last_committed_batch(tmp_path, data_dir, pdq_of, monkeypatch):
@@ -206,24 +220,28 @@ def test_one_failing_exchange_does_not_stop_the_others(tmp_path, data_dir, pdq_o
 def test_review_decisions_report_opinions_to_the_exchange(tmp_path, data_dir, photos, pdq_of, monkeypatch):
     monkeypatch.setitem(TYPES, "recording", f"{__name__}:RecordingExchange")
     monkeypatch.setattr(RecordingExchange, "opinions", [])
-    listed = write_list(tmp_path / "list.txt", [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['coffee']}"])
+    rocket = md5_of(photos["rocket"])
+    listed = write_list(tmp_path / "list.txt", [f"pdq {pdq_of['astronaut']}", f"pdq {pdq_of['coffee']}", f"video_md5 {rocket}"])
     engine = Engine(data_dir, enqueue_reviews=True)
     engine.exchanges.add("shared", "recording", action="review", settings={"filename": str(listed)})
-    assert engine.exchanges.fetch("shared").added == 2
-    for name in ("astronaut", "coffee"):
+    assert engine.exchanges.fetch("shared").added == 3
+    for name in ("astronaut", "coffee", "rocket"):
         assert engine.check(photos[name]).verdict == "review"
     items = {item.source: item for item in engine.queue.list()}
-    confirmed, rejected = items[str(photos["astronaut"])], items[str(photos["coffee"])]
-    for item, decision in ((confirmed, "confirm"), (rejected, "reject")):
+    decided = [(items[str(photos[name])], decision) for name, decision in
+               (("astronaut", "confirm"), ("coffee", "reject"), ("rocket", "confirm"))]
+    for item, decision in decided:
         engine.queue.claim("alice", item.id)
         engine.queue.decide(item.id, "alice", decision)
 
     assert RecordingExchange.opinions == [("pdq", pdq_of["astronaut"], "POSITIVE_CLASS"),
-                                          ("pdq", pdq_of["coffee"], "NEGATIVE_CLASS")]
-    assert listed.read_text().splitlines()[-1] == f"pdq {pdq_of['astronaut']}"  # what pytx's file exchange does with it
+                                          ("pdq", pdq_of["coffee"], "NEGATIVE_CLASS"),
+                                          ("video_md5", rocket, "POSITIVE_CLASS")]
+    assert listed.read_text().splitlines()[-2:] == [f"pdq {pdq_of['astronaut']}", f"video_md5 {rocket}"]  # pytx's file exchange appends
     reported = [(e.detail["item"], e.detail["opinion"], e.detail["result"]) for e in engine.audit.entries()
                 if e.kind == "exchange opinion"]
-    assert reported == [(confirmed.id, "POSITIVE_CLASS", "reported"), (rejected.id, "NEGATIVE_CLASS", "unsupported")]
+    assert reported == [(item.id, opinion, result) for (item, _), opinion, result in
+                        zip(decided, ("POSITIVE_CLASS", "NEGATIVE_CLASS", "POSITIVE_CLASS"), ("reported", "unsupported", "reported"))]
 
 
 def test_the_command_line_imports_threatexchange_only_to_use_an_exchange():

@@ -25,7 +25,8 @@ from ..store.catalog import Catalog
 from ..media import Budgets, decode, is_folder, read_bytes
 from ..policy import RegionRules
 from ..regions import Region
-from ..signals import KEYPOINTS, PDQ, PdqHash
+from ..signals import DIGEST, KEYPOINTS, PDQ, PdqHash
+from ..signals.digest import LISTS
 from ..signals.base import ReferenceImage
 from ..signals.pdq import MIN_REFERENCE_QUALITY
 from ..store.catalog import stored_signals
@@ -74,6 +75,11 @@ class Reference:
     embeddings: tuple = field(default=(), repr=False)  # a vector per image, for banks with an embedding model
     digests: tuple = field(default=(), repr=False)  # sha256 of each image's bytes (`bank reembed` finds them again)
     values: dict = field(default_factory=dict, repr=False)  # stored signal -> ((value, image sha256), ...)
+    listed: tuple[tuple[str, str], ...] = ()  # (signal type as listed, hex) of file digests from hash lists
+
+    def hashes(self) -> tuple[tuple[str, str], ...]:
+        """(hash-list signal type, hex) of every hash the reference can be listed with: PDQ, then listed digests."""
+        return tuple((PDQ.name, hx) for hx in self.pdq) + self.listed
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class ImportReport:
     imported: int
     already_present: int
     skipped: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # imported, but never matched (a PDQ hash under the quality floor)
 
 
 def now() -> str:
@@ -230,13 +237,17 @@ class Banks:
 
     @staticmethod
     def _bank(snapshot, name: str) -> Bank:
+        """`references` counts those listed by a PDQ record and those from hash lists with digests
+        only; `hashes` their PDQ hashes and those references' digests."""
         record = snapshot.banks[name]
         in_bank = snapshot.pdq.bank_mask(name)
-        references = int((in_bank & snapshot.pdq.first_hash_mask()).sum())
+        digests = snapshot.indexes[DIGEST.name]
+        listed = digests.listing & digests.record_ids.prefix_mask(prefix(name))
+        references = int((in_bank & snapshot.pdq.first_hash_mask()).sum() + digests.listing_mask(name).sum())
         return Bank(
             name=name, action=record.get("action", "block"), description=record.get("description", ""),
             enabled=bool(record.get("enabled", True)), created_at=record.get("created_at", ""),
-            kind=record.get("kind", "flagged"), references=references, hashes=int(in_bank.sum()),
+            kind=record.get("kind", "flagged"), references=references, hashes=int(in_bank.sum() + listed.sum()),
         )
 
     def enable(self, name: str) -> Bank:
@@ -398,10 +409,9 @@ class Banks:
     def _write_references(self, bank: str, references: list[Reference]) -> None:
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            wanted = [record_id(bank, ref.id, 0) for ref in references]
-            taken = self.store.existing_ids(wanted)
+            taken = self._taken(bank, [ref.id for ref in references])
             if taken:
-                first = split_record_id(sorted(taken)[0])[1]
+                first = sorted(taken)[0]
                 raise BankError(
                     f"bank {bank}: reference id {first!r} is already used"
                     f"{f' (and {len(taken) - 1} more)' if len(taken) > 1 else ''}; remove it first or pass --id"
@@ -431,7 +441,9 @@ class Banks:
         """Remove one reference (all its hashes); returns how many hashes were removed."""
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            if not write.snapshot.pdq.prefix_mask(prefix(bank, reference_id)).any():
+            held = (write.snapshot.indexes[signal.name].record_ids.prefix_mask(prefix(bank, reference_id)).any()
+                    for signal in (PDQ, DIGEST))
+            if not any(held):
                 raise BankError(f"bank {bank} has no reference {reference_id!r}")
             return self._delete_prefix(write, prefix(bank, reference_id), write.snapshot.banks[bank])
 
@@ -495,14 +507,24 @@ class Banks:
         """The ids of a bank's references, sorted, from the derived index (no Chroma read)."""
         snapshot = self.catalog.current()
         self._record(snapshot, bank)
-        index = snapshot.pdq
-        first = np.flatnonzero(index.bank_mask(bank) & index.first_hash_mask())
-        return sorted(split_record_id(index.id_at(int(p)))[1] for p in first)
+        pdq, digests = snapshot.pdq, snapshot.indexes[DIGEST.name]
+        listing = [(pdq.records, pdq.bank_mask(bank) & pdq.first_hash_mask()),
+                   (digests.record_ids, digests.listing_mask(bank))]
+        return sorted(split_record_id(ids.id_at(int(p)))[1] for ids, mask in listing for p in np.flatnonzero(mask))
 
     def references(self, bank: str) -> Iterator[Reference]:
-        """Every reference of a bank, read from Chroma (the system of record)."""
+        """Every reference of a bank, read from Chroma (the system of record), with the digests
+        hash lists gave it."""
         self._record(self.catalog.current(), bank)
-        return iter(_grouped(self.store.pdq_records(where={"bank": bank})))
+        grouped = {(r.bank, r.id): r for r in _grouped(self.store.pdq_records(where={"bank": bank}))}
+        where = {"$and": [{"bank": bank}, {"signal_type": {"$in": list(DIGEST.list_types)}}]}
+        for _, (kind, hx, *_), md in self.store.records(DIGEST, where=where):
+            key, listed = (md["bank"], md["reference_id"]), ((md["signal_type"], hx),)
+            if key in grouped:
+                grouped[key] = replace(grouped[key], listed=grouped[key].listed + listed)
+            else:
+                grouped[key] = Reference(key[0], key[1], (), _reference_metadata(md), listed=listed)
+        return iter(grouped.values())
 
     def signed_originals(self, digests: list[str]) -> list[Reference]:
         """Registered signed originals whose signed content digest is one of `digests`."""
@@ -511,62 +533,109 @@ class Banks:
         return _grouped(self.store.pdq_records(where={"signed_digest": {"$in": list(digests)}}))
 
     def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Reference]:
-        """References by (bank, reference id), for the few that matched a query."""
+        """References by (bank, reference id), for the few that matched a query: their metadata
+        and first hash (`references` reads all of them)."""
         ids = [record_id(bank, ref, 0) for bank, ref in set(keys)]
         if not ids:
             return {}
-        return {(r.bank, r.id): r for r in _grouped(self.store.pdq_records(ids=ids))}
+        found = {(r.bank, r.id): r for r in _grouped(self.store.pdq_records(ids=ids))}
+        rest = [rid for rid in ids if split_record_id(rid) not in found]
+        for _, _, md in self.store.records(DIGEST, ids=rest) if rest else ():
+            if md.get(LISTS):
+                found[(md["bank"], md["reference_id"])] = Reference(
+                    md["bank"], md["reference_id"], (), _reference_metadata(md), listed=((md["signal_type"], md["digest"]),))
+        return found
+
+    def _taken(self, bank: str, reference_ids: list[str]) -> set[str]:
+        """Which of these reference ids the bank already uses: each reference has a first PDQ
+        record, or a first digest record (an image's, or a hash list's)."""
+        wanted = [record_id(bank, ref_id, 0) for ref_id in reference_ids]
+        return {split_record_id(rid)[1] for signal in (PDQ, DIGEST) for rid in self.store.existing_ids(wanted, signal)}
 
     # -- hash lists ------------------------------------------------------------------------------
 
     def import_hashes(self, bank: str, text: str, *, source: str = "<hash list>", fmt: str | None = None,
                       skip_invalid: bool = False, metadata: dict | None = None) -> ImportReport:
-        """Import a hash list (csv or txt, detected); idempotent: a hash already in the bank is skipped."""
+        """Import a hash list (csv or txt, detected); idempotent: a hash already in the bank is
+        skipped. PDQ rows become PDQ hashes, digest rows (`md5`, `video_md5`, ...) exact digests."""
         try:
             listed, bad = hashlist.parse(text, fmt)
         except ValueError as exc:
             raise BankError(f"{source}: {exc}") from None
-        if bad and not skip_invalid:
-            raise HashListError(source, bad)
         if not listed and not bad:
             raise BankError(f"{source}: no hashes found")
         base = {"added_at": now(), "added_by": default_actor(), "imported_from": source, **(metadata or {})}
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            records = self._new_records(write.snapshot, bank, listed, base)
-            self._add_records(write, PDQ, records)
+            records, conflicts = self._new_records(write.snapshot, bank, listed, base)
+            bad = sorted(bad + conflicts)
+            if bad and not skip_invalid:
+                raise HashListError(source, bad)
+            for signal in (PDQ, DIGEST):
+                self._add_records(write, signal, records[signal.name])
+        added = sum(len(found) for found in records.values())
         skipped = tuple(Problem(f"{source}:{line}", message) for line, message in bad)
-        return ImportReport(len(records), len(listed) - len(records), skipped)
+        unmatched = tuple(Problem(f"{source}:{item.line}", f"PDQ quality {item.quality} is below "
+                                  f"{MIN_REFERENCE_QUALITY}: listed, but never matched (too flat)")
+                          for item in listed if item.signal == PDQ.name and item.quality < MIN_REFERENCE_QUALITY)
+        return ImportReport(added, len(listed) - len(conflicts) - added, skipped, unmatched)
 
-    def _new_records(self, snapshot, bank: str, listed: list, base: dict) -> list[tuple[str, str, dict]]:
-        """Records for the listed hashes not yet in the bank; rows sharing a reference id become
-        that reference's hashes 0, 1, ...; a new hash for a reference already in the bank is added
-        as its next hash."""
-        index = snapshot.pdq
-        in_bank = index.bank_mask(bank)
-        codes = np.frombuffer(b"".join(bytes.fromhex(item.value) for item in listed), dtype=np.uint8)
-        present = {item.value for item, positions in zip(listed, index.positions_of(codes)) if in_bank[positions].any()}
-        named = sorted({record_id(bank, item.reference_id, 0) for item in listed if item.reference_id})
-        taken = {split_record_id(rid)[1] for rid in self.store.existing_ids(named)} if named else set()
-        hashes_of: dict[str, list] = {}
+    def _new_records(self, snapshot, bank: str, listed: list[hashlist.ListedHash],
+                     base: dict) -> tuple[dict[str, list], list[tuple[int, str]]]:
+        """Records per signal for the listed hashes not yet in the bank, and (line, problem) for
+        rows that cannot be added. Rows sharing a reference id become that reference's records
+        0, 1, ... of each signal; a new hash for a reference already in the bank is numbered after
+        its others. A reference with a PDQ hash is listed by its PDQ records (as image references
+        are); one with digests only, by its digest records (`LISTS`)."""
+        pdq, digests = snapshot.pdq, snapshot.indexes[DIGEST.name]
+        present = self._present(bank, pdq, digests, listed)
+        named = sorted({item.reference_id for item in listed if item.reference_id})
+        taken = self._taken(bank, named) if named else set()
+        rows_of: dict[str, list] = {}
         for item in listed:
-            if item.value in present:
-                continue
-            present.add(item.value)
-            hashes_of.setdefault(item.reference_id or item.value, []).append(item)
-        return [
-            (record_id(bank, ref_id, first + n), PdqHash(item.value, 100),  # lists carry usable hashes
-             {**base, **item.metadata, "bank": bank, "reference_id": ref_id})
-            for ref_id, items in hashes_of.items()
-            for first in [int(index.prefix_mask(prefix(bank, ref_id)).sum()) if ref_id in taken else 0]
-            for n, item in enumerate(items)
-        ]
+            if (item.kind, item.value) not in present:
+                present.add((item.kind, item.value))
+                rows_of.setdefault(item.reference_id or item.value, []).append(item)
+        records: dict[str, list] = {PDQ.name: [], DIGEST.name: []}
+        conflicts = []
+        for ref_id, items in rows_of.items():
+            held = {s.name: int(snapshot.indexes[s.name].record_ids.prefix_mask(prefix(bank, ref_id)).sum())
+                    if ref_id in taken else 0 for s in (PDQ, DIGEST)}
+            hashes = [item for item in items if item.signal == PDQ.name]
+            if hashes and held[DIGEST.name] and not held[PDQ.name]:
+                conflicts += [(item.line, f"reference {ref_id!r} holds only digests from a hash list; remove it "
+                                          f"before giving it a PDQ hash") for item in hashes]
+                hashes = []
+            by_pdq = bool(hashes or held[PDQ.name])
+            listed_by = {**base, "bank": bank, "reference_id": ref_id}
+            for n, item in enumerate(hashes, held[PDQ.name]):
+                records[PDQ.name].append((record_id(bank, ref_id, n), PdqHash(item.value, item.quality),
+                                          {**listed_by, **item.metadata}))
+            for n, item in enumerate((item for item in items if item.signal == DIGEST.name), held[DIGEST.name]):
+                own = {"bank": bank, "reference_id": ref_id} if by_pdq else {**listed_by, **item.metadata}
+                records[DIGEST.name].append((record_id(bank, ref_id, n),
+                                             (item.kind, item.value, True) if not by_pdq else (item.kind, item.value),
+                                             {**own, "signal_type": item.list_type}))
+        return records, conflicts
+
+    @staticmethod
+    def _present(bank: str, pdq, digests, listed: list[hashlist.ListedHash]) -> set[tuple[str, str]]:
+        """(kind, value) of the listed hashes the bank already holds: its PDQ hashes, and the
+        digests of its images and of its lists."""
+        hashes = [item.value for item in listed if item.signal == PDQ.name]
+        wanted = [(item.kind, item.value) for item in listed if item.signal == DIGEST.name]
+        codes = np.frombuffer(b"".join(bytes.fromhex(hx) for hx in hashes), dtype=np.uint8)
+        in_bank, in_digests = pdq.bank_mask(bank), digests.record_ids.prefix_mask(prefix(bank))
+        found = {(PDQ.name, hx) for hx, positions in zip(hashes, pdq.positions_of(codes)) if in_bank[positions].any()}
+        return found | {key for key, positions in zip(wanted, digests.positions(wanted)) if in_digests[positions].any()}
 
     def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
+        """Write a bank as a hash list python-threatexchange reads: a row per PDQ hash and per
+        digest a hash list gave (under the signal type it was listed as)."""
         rows = (
-            {"signal_type": PDQ.name, "signal_str": hx, "bank": bank, "reference_id": ref.id, **ref.metadata}
+            {"signal_type": list_type, "signal_str": hx, "bank": bank, "reference_id": ref.id, **ref.metadata}
             for ref in self.references(bank)
-            for hx in ref.pdq
+            for list_type, hx in ref.hashes()
         )
         try:
             return hashlist.write(rows, out, fmt)
@@ -680,6 +749,11 @@ def _embedder(bank_record: dict):
         raise BankError(f"embedding model {bank_record['embedding_model']} is now {model.identity.key}, but the bank "
                         f"holds {bank_record['embedding_key']} vectors: run `moderate bank reembed`")
     return model
+
+
+def _reference_metadata(md: dict) -> dict:
+    """A reference's metadata from a digest record that lists it (without the record's own fields)."""
+    return {k: v for k, v in md.items() if k not in ("bank", "reference_id", "kind", "digest", LISTS, "signal_type")}
 
 
 def _grouped(records: Iterable[tuple[str, PdqHash, dict]]) -> list[Reference]:

@@ -5,9 +5,15 @@ Industry programs share hashes, not images. Two formats are read, detected from 
   at least `signal_type` and `signal_str`; optional `reference_id`, `source_url`, `note`, `collab`,
   `category` and `tags` columns are kept as reference metadata.
 - `txt`: one `SIGNAL_TYPE HASH` per line (`pdq 3b1e...`), `#` comments and blank lines ignored,
-  which is what `threatexchange dataset -P -S` prints.
+  which is what `threatexchange dataset -P -S` prints and pytx's local-file exchange reads.
+  `moderate hash` output imports as is: after the hash it prints `quality=N` (kept: a PDQ hash
+  under quality 50 is listed but never matched, as for `bank add`), then a variant and the source,
+  which are ignored. Any other third field is an error (a line holding two hashes, say).
 
-Every line is validated; a bad one is reported with its line number.
+Signal types are python-threatexchange's names (`pdq`, `video_md5`, `video_sha256`), with `md5`,
+`photo_md5` (ThreatExchange's), `sha256` and `photo_sha256` (`moderate.signals.LIST_TYPES`): a PDQ
+row becomes a PDQ hash, a digest row an exact file digest (`moderate.signals.digest`). Every line
+is validated by its signal (`Signal.parse`); a bad one is reported with its line number.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Iterable, TextIO
 
-from ..signals import LISTED
+from ..signals import LIST_TYPES, PDQ
 
 FORMATS = ("csv", "txt")
 CSV_METADATA = ("source_url", "note", "collab", "category", "tags")
@@ -28,10 +34,17 @@ class ListedHash:
     """One valid hash from a list, with the line it came from and the metadata given beside it."""
 
     line: int
-    signal: str
-    value: str
+    signal: str  # ours: pdq or digest
+    value: str  # canonical
     reference_id: str | None = None
     metadata: dict = field(default_factory=dict)
+    list_type: str = PDQ.name  # the row's signal type, as listed (lowercase): md5, photo_md5, video_md5, ...
+    quality: int = 100  # of a PDQ hash, when the list gives it (lists carry usable hashes)
+
+    @property
+    def kind(self) -> str:
+        """What value it is: pdq, md5 or sha256."""
+        return LIST_TYPES[self.list_type].list_types[self.list_type]
 
 
 def detect_format(text: str) -> str:
@@ -52,20 +65,23 @@ def parse(text: str, fmt: str | None = None) -> tuple[list[ListedHash], list[tup
 
 
 def _collect(rows: Iterable[tuple]):
-    """Rows are (line, signal type, value, reference id, metadata), or (line, problem) for a bad shape."""
+    """Rows are (line, signal type, value, reference id, metadata, quality), or (line, problem) for
+    a bad shape."""
     good: list[ListedHash] = []
     bad: list[tuple[int, str]] = []
     for row in rows:
         if len(row) == 2:
             bad.append(row)
             continue
-        line, signal_name, value, reference_id, metadata = row
-        signal = LISTED.get(signal_name.strip().lower())
+        line, type_name, value, reference_id, metadata, quality = row
+        list_type = type_name.strip().lower()
+        signal = LIST_TYPES.get(list_type)
         if signal is None:
-            bad.append((line, f"unknown signal type {signal_name.strip()!r} (supported: {', '.join(LISTED)})"))
+            bad.append((line, f"unknown signal type {type_name.strip()!r} (supported: {', '.join(LIST_TYPES)})"))
             continue
         try:
-            good.append(ListedHash(line, signal.name, signal.parse(value), reference_id or None, metadata))
+            good.append(ListedHash(line, signal.name, signal.parse(value, list_type), reference_id or None, metadata,
+                                   list_type, quality))
         except ValueError as exc:
             bad.append((line, str(exc)))
     return good, bad
@@ -77,10 +93,19 @@ def _txt_rows(text: str):
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 2:
-            yield number, f"expected 'SIGNAL_TYPE HASH', got {len(parts)} fields"
+        if len(parts) < 2 or (len(parts) > 2 and not parts[2].startswith("quality=")):
+            yield number, f"expected 'SIGNAL_TYPE HASH' (or `moderate hash` output), got {len(parts)} fields"
             continue
-        yield number, parts[0], parts[1], None, {}
+        quality = 100
+        if len(parts) > 2:
+            try:
+                quality = int(parts[2].removeprefix("quality="))
+            except ValueError:
+                quality = -1
+            if not 0 <= quality <= 100:
+                yield number, f"quality must be an integer from 0 to 100, got {parts[2].removeprefix('quality=')!r}"
+                continue
+        yield number, parts[0], parts[1], None, {}, quality
 
 
 def _csv_rows(text: str):
@@ -101,7 +126,7 @@ def _csv_rows(text: str):
             continue
         record = dict(zip(header, (cell.strip() for cell in row)))
         metadata = {key: record[key] for key in CSV_METADATA if record.get(key)}
-        yield number, record["signal_type"], record["signal_str"], record.get("reference_id"), metadata
+        yield number, record["signal_type"], record["signal_str"], record.get("reference_id"), metadata, 100
 
 
 def write(rows: Iterable[dict], out: TextIO, fmt: str = "csv") -> int:

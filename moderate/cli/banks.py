@@ -109,7 +109,7 @@ def bank_import(
     ctx: typer.Context,
     bank: str = BANK,
     hash_list: str = typer.Argument(..., metavar="FILE", help="Hash list file, or - for standard input."),
-    fmt: Optional[HashListFormat] = typer.Option(None, "--format", help="csv (ThreatExchange dataset) or txt ('pdq HEX' lines); default: detected."),
+    fmt: Optional[HashListFormat] = typer.Option(None, "--format", help="csv (ThreatExchange dataset) or txt ('TYPE HEX' lines: pdq, md5, video_md5, ...); default: detected."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Import the valid lines, report the others."),
     note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="Free text kept with the imported references."),
 ):
@@ -130,6 +130,8 @@ def bank_import(
                                             metadata={"note": note})
     for problem in report.skipped:
         _err(f"skipped {problem.source}: {problem.message}")
+    for problem in report.warnings:
+        _err(f"warning: {problem.source}: {problem.message}")
     _out(f"imported {report.imported} hashes into {bank}; {report.already_present} already present"
          + (f"; skipped {len(report.skipped)} invalid lines" if report.skipped else ""))
 
@@ -138,7 +140,7 @@ def bank_import(
 def bank_export(
     ctx: typer.Context,
     bank: str = BANK,
-    fmt: HashListFormat = typer.Option("csv", "--format", help="csv (with metadata) or txt ('pdq HEX' lines)."),
+    fmt: HashListFormat = typer.Option("csv", "--format", help="csv (with metadata) or txt ('TYPE HEX' lines, as pytx's file exchange reads)."),
 ):
     """Write a bank's hashes to standard output."""
     _engine(ctx).banks.export(bank, sys.stdout, fmt)

@@ -99,8 +99,8 @@ def exchange_fetch(
         skipped = sum(report.skipped.values())
         _out(f"{each}: added {report.added}, replaced {report.replaced}, removed {report.removed}, unchanged "
              f"{report.unchanged} in bank {report.bank}"
-             + (f"; skipped {skipped} not PDQ ({', '.join(f'{k} {v}' for k, v in sorted(report.skipped.items()))}):"
-                " only PDQ hashes become references" if skipped else "")
+             + (f"; skipped {skipped} of other types ({', '.join(f'{k} {v}' for k, v in sorted(report.skipped.items()))}):"
+                " only PDQ hashes and file digests become references" if skipped else "")
              + ("; stopped early, the next fetch resumes" if report.error else ""))
     if failed:
         raise typer.Exit(FETCH_FAILED)

@@ -12,8 +12,9 @@ pytx's built-in samples. What is kept where (all in the data folder, never in Ch
 
 A fetched entry becomes one reference whose id is the exchange's key for it (`pdq:HEX` for
 exchanges keyed by the signal itself, the entry's id for NCMEC), so a re-fetch or an update
-replaces rather than duplicates. Only PDQ hashes become references; other signal types are
-counted as skipped. An entry deleted upstream (pytx's `None` update) removes its reference. An
+replaces rather than duplicates. PDQ hashes and file digests (pytx's `video_md5`: an entry's MD5
+is its file's, whatever it holds) become the reference's hashes, so an exact copy is found by the
+digest signal; other signal types are counted as skipped. An entry deleted upstream (pytx's `None` update) removes its reference. An
 exchange whose checkpoint records no position (a file, the samples) delivers its whole list on
 every fetch: a reference it no longer lists is removed.
 """
@@ -45,8 +46,9 @@ TYPES = {
     "ncmec": "threatexchange.exchanges.impl.ncmec_api:NCMECSignalExchangeAPI",
     "stop_ncii": "threatexchange.exchanges.impl.stop_ncii_api:StopNCIISignalExchangeAPI",
 }
-# pytx signal types asked for: PDQ becomes references, the digests are counted as skipped
-SIGNAL_TYPES = ("threatexchange.signal_type.pdq.signal:PdqSignal", "threatexchange.signal_type.md5:VideoMD5Signal")
+# pytx signal types asked for, by their names (`SignalType.get_name()`, also what hash lists name)
+SIGNAL_TYPES = {"pdq": "threatexchange.signal_type.pdq.signal:PdqSignal",
+                "video_md5": "threatexchange.signal_type.md5:VideoMD5Signal"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,54}")  # leaves room for the default bank name's prefix
 DECISION_OPINIONS = {"confirm": "POSITIVE_CLASS", "reject": "NEGATIVE_CLASS"}
 
@@ -68,7 +70,7 @@ class Exchange:
 @dataclass
 class FetchReport:
     """What one `fetch` did: references added, replaced (their hashes changed upstream) and
-    removed; entries already in the bank unchanged; skipped entries per signal type (not PDQ);
+    removed; entries already in the bank unchanged; skipped entries per signal type (neither PDQ nor a file digest);
     batches committed; the checkpoint reached (pytx's fields), and `error` when it stopped early
     (what was committed before stays, the next fetch resumes)."""
 
@@ -170,7 +172,7 @@ class Exchanges:
             api = _connect(exchange, api_cls)
             if exchange.bank not in {bank.name for bank in self.banks.list()}:
                 self.banks.create(exchange.bank, exchange.action, f"fetched from exchange {exchange.name} ({exchange.type})")
-            held = {ref.id: set(ref.pdq) for ref in self.banks.references(exchange.bank)
+            held = {ref.id: set(ref.hashes()) for ref in self.banks.references(exchange.bank)
                     if ref.metadata.get("exchange") == exchange.name}
             for delta in api.fetch_iter(_signal_types(), checkpoint):
                 listed |= self._commit(exchange, api_cls, delta.updates, held, report)
@@ -213,14 +215,15 @@ class Exchanges:
         removals, rows, listed = [], [], set()
         for key, value in updates.items():
             ref_id = reference_id(key)
-            hashes: list[str] = []
+            hashes: list[tuple[str, str]] = []
             if value is not None:
                 converted = api_cls.naive_convert_to_signal_type(signal_types, collab, {key: value})
                 for signal_type, signals in converted.items():
-                    if signal_type.get_name() == "pdq":
-                        hashes = sorted(signals)
+                    name = signal_type.get_name()
+                    if name in SIGNAL_TYPES:
+                        hashes += sorted((name, signal) for signal in signals)
                     else:
-                        report.skipped[signal_type.get_name()] = report.skipped.get(signal_type.get_name(), 0) + 1
+                        report.skipped[name] = report.skipped.get(name, 0) + 1
                 if not converted:  # a signal type pytx does not know, or an invalid value
                     kind = key[0] if isinstance(key, tuple) else "unknown"
                     report.skipped[kind] = report.skipped.get(kind, 0) + 1
@@ -235,7 +238,7 @@ class Exchanges:
                 report.removed += not hashes
             else:
                 report.added += bool(hashes)
-            rows.extend((ref_id, value) for value in hashes)
+            rows.extend((ref_id, *pair) for pair in hashes)
         for ref_id in removals:
             self.banks.remove(exchange.bank, ref_id)
             del held[ref_id]
@@ -243,9 +246,9 @@ class Exchanges:
             self.banks.import_hashes(exchange.bank, _hash_list(rows, exchange.name), source=f"exchange {exchange.name}",
                                      fmt="csv", metadata={"exchange": exchange.name})
             present = set(self.banks.reference_ids(exchange.bank))  # a hash another entry holds is not added twice
-            for ref_id, value in rows:
+            for ref_id, *pair in rows:
                 if ref_id in present:
-                    held.setdefault(ref_id, set()).add(value)
+                    held.setdefault(ref_id, set()).add(tuple(pair))
         return listed
 
     def _save(self, exchange: Exchange, report: FetchReport) -> None:
@@ -274,18 +277,18 @@ class Exchanges:
 
         category = SignalOpinionCategory[DECISION_OPINIONS[decision]]
         references = self.banks.lookup(wanted)
-        pdq = _load(SIGNAL_TYPES[0])
         outcomes = []
         for bank, ref_id in wanted:
             exchange = by_bank[bank]
             reference = references.get((bank, ref_id))
             if reference is None or reference.metadata.get("exchange") != exchange.name:
                 continue  # added by hand to the exchange's bank, or removed since
-            outcome = {"exchange": exchange.name, "reference_id": ref_id, "signal": reference.pdq[0],
+            (signal_type, signal), *_ = reference.hashes() or ((None, None),)
+            outcome = {"exchange": exchange.name, "reference_id": ref_id, "signal": signal, "signal_type": signal_type,
                        "opinion": category.name}
             try:
                 api = _connect(exchange, _api_class(exchange.type))
-                api.report_opinion(pdq, reference.pdq[0], SignalOpinion(True, category, set()))
+                api.report_opinion(_load(SIGNAL_TYPES[signal_type]), signal, SignalOpinion(True, category, set()))
                 outcome["result"] = "reported"
             except NotImplementedError:
                 outcome["result"] = "unsupported"
@@ -301,11 +304,12 @@ def reference_id(key) -> str:
     return ":".join(key) if isinstance(key, tuple) else str(key)
 
 
-def _hash_list(rows: list[tuple[str, str]], collab: str) -> str:
+def _hash_list(rows: list[tuple[str, str, str]], collab: str) -> str:
+    """(reference id, signal type, hash) rows as a dataset CSV `import_hashes` reads."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["signal_type", "signal_str", "reference_id", "collab"])
-    writer.writerows(("pdq", value, ref_id, collab) for ref_id, value in rows)
+    writer.writerows((signal_type, value, ref_id, collab) for ref_id, signal_type, value in rows)
     return out.getvalue()
 
 
@@ -322,7 +326,7 @@ def _api_class(type: str):
 
 
 def _signal_types() -> list:
-    return [_load(path) for path in SIGNAL_TYPES]
+    return [_load(path) for path in SIGNAL_TYPES.values()]
 
 
 def _collab(exchange: Exchange):

@@ -115,6 +115,7 @@ class Reference(Out):
     bank: str
     id: str
     pdq: list[str] = Field(description="PDQ hashes (hex); the first when read singly")
+    listed: list[list[str]] = Field(default=[], description="[signal type, hex] of file digests a hash list gave it (md5, video_md5, ...); in bank listings")
     metadata: dict
 
 
@@ -147,6 +148,7 @@ class ImportReport(Out):
     imported: int
     already_present: int
     skipped: list[ImportProblem]
+    warnings: list[ImportProblem] = Field(default=[], description="imported, but never matched (a PDQ hash under quality 50)")
 
 
 class ReviewItem(Out):

@@ -402,7 +402,8 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
         report = await _in_thread(lambda: engine.banks.import_hashes(
             name, text, source=f"import by {token.name}", skip_invalid=skip_invalid, metadata={"added_by": token.name}))
         return {"imported": report.imported, "already_present": report.already_present,
-                "skipped": [{"line": p.source, "problem": p.message} for p in report.skipped]}
+                "skipped": [{"line": p.source, "problem": p.message} for p in report.skipped],
+                "warnings": [{"line": p.source, "problem": p.message} for p in report.warnings]}
 
     @app.get("/v1/banks/{name}/export", tags=["banks"], summary="The bank's hashes as a hash list (csv or txt)",
              response_class=PlainTextResponse)
@@ -463,7 +464,8 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
 
 
 def _reference(reference) -> dict:
-    return {"bank": reference.bank, "id": reference.id, "pdq": list(reference.pdq), "metadata": reference.metadata}
+    return {"bank": reference.bank, "id": reference.id, "pdq": list(reference.pdq),
+            "listed": [list(pair) for pair in reference.listed], "metadata": reference.metadata}
 
 
 def _lookup_item(raw) -> models.LookupItem | str:

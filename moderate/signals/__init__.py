@@ -14,7 +14,8 @@ from .keypoints import KEYPOINTS, KeypointSet, KeypointSignal
 from .pdq import PDQ, PdqHash, PdqSignal
 
 SIGNALS: dict[str, Signal] = {signal.name: signal for signal in (DIGEST, PDQ, KEYPOINTS, EMBEDDING)}
-LISTED = {name: signal for name, signal in SIGNALS.items() if signal.listable}  # values that hash lists carry
+LISTED = {name: signal for name, signal in SIGNALS.items() if signal.listable}  # what `moderate hash` computes
+LIST_TYPES = {list_type: signal for signal in SIGNALS.values() for list_type in signal.list_types}  # hash-list rows
 
-__all__ = ["Context", "DIGEST", "EMBEDDING", "KEYPOINTS", "KeypointSet", "KeypointSignal", "LISTED", "PDQ", "PdqHash",
+__all__ = ["Context", "DIGEST", "EMBEDDING", "KEYPOINTS", "KeypointSet", "KeypointSignal", "LIST_TYPES", "LISTED", "PDQ", "PdqHash",
            "PdqSignal", "Query", "SIGNALS", "Signal"]

@@ -78,10 +78,14 @@ class Signal:
     # values have a text form hash lists carry: `parse` validates it, and `compute(pixels, dihedral)`
     # makes them from a frame for `moderate hash`
     listable: ClassVar[bool] = False
+    # hash-list signal types (python-threatexchange's names first) whose rows become this signal's
+    # values -> the kind of value each is; `parse(text, list_type)` validates a row's value
+    list_types: ClassVar[dict[str, str]] = {}
     search_every_frame: ClassVar[bool] = False  # search each frame of an animation, not only the first
 
-    def parse(self, text: str) -> str:
-        """A value from a hash list in its canonical form; ValueError naming the problem."""
+    def parse(self, text: str, list_type: str | None = None) -> str:
+        """A value from a hash list row (of `list_type`, a key of `list_types`) in its canonical
+        form; ValueError naming the problem."""
         raise ValueError(f"{self.name} values are not carried by hash lists")
 
     def find(self, query: Query, context: Context, rules: SignalRules) -> list[Evidence]:

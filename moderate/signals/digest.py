@@ -10,6 +10,11 @@ first. Three digests of each reference image:
   picture re-saved without its metadata (or in another lossless container) is found too. It
   depends on the decoder, which references and queries share.
 
+Hash lists carry file digests too (`md5` rows beside `pdq` ones, see `list_types`): such a row
+becomes a digest record of its own, in the same index, so a listed MD5 and a reference image's MD5
+are found by the same lookup. A reference from a hash list that has no PDQ hash is listed by its
+digest records (`lists`: they carry its metadata, as PDQ records do for the others).
+
 Evidence has distance 0 and the digest's kind as its variant.
 """
 
@@ -37,6 +42,11 @@ KINDS = ("sha256", "md5", "pixels")
 # decoder, so it is never taken from outside.
 FILE_DIGESTS = {"sha256": 64, "md5": 32}
 _HEX = re.compile(r"[0-9a-f]+")
+# Hash-list signal types that are file digests -> our kind: python-threatexchange's (`video_md5`,
+# `video_sha256`: a file's digest whatever it holds), ThreatExchange's older `photo_md5`, and ours.
+LIST_TYPES = {"md5": "md5", "photo_md5": "md5", "video_md5": "md5",
+              "sha256": "sha256", "photo_sha256": "sha256", "video_sha256": "sha256"}
+LISTS = "lists"  # record metadata flag: the record carries its reference's metadata (no PDQ record does)
 
 
 @dataclass(frozen=True)
@@ -56,23 +66,30 @@ class DigestIndex:
 
     keys: np.ndarray = field(repr=False)  # (N, KEY_BYTES) uint8
     record_ids: RecordIds = field(repr=False)
+    listing: np.ndarray = field(repr=False)  # (N,) bool: the record lists its reference (see LISTS)
 
     @classmethod
-    def build(cls, records: list[tuple[str, tuple[str, str]]]) -> "DigestIndex":
-        """From (record id, (kind, hex digest)) pairs."""
-        return cls(_keys([value for _, value in records]), RecordIds.build([rid for rid, _ in records]))
+    def build(cls, records: list[tuple[str, tuple]]) -> "DigestIndex":
+        """From (record id, value) pairs; a value is (kind, hex digest), or (kind, hex digest, True)
+        for a record that lists its reference."""
+        return cls(_keys([value for _, value in records]), RecordIds.build([rid for rid, _ in records]),
+                   np.array([len(value) > 2 and bool(value[2]) for _, value in records], bool))
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def appended(self, records: list[tuple[str, tuple[str, str]]]) -> "DigestIndex":
+    def appended(self, records: list[tuple[str, tuple]]) -> "DigestIndex":
         grown = DigestIndex.build(records)
-        return DigestIndex(np.concatenate([self.keys, grown.keys]),
-                           self.record_ids.appended([rid for rid, _ in records]))
+        return DigestIndex(np.concatenate([self.keys, grown.keys]), self.record_ids.appended([rid for rid, _ in records]),
+                           np.concatenate([self.listing, grown.listing]))
 
     def without(self, drop: np.ndarray) -> "DigestIndex":
         keep = ~np.asarray(drop, dtype=bool)
-        return DigestIndex(np.ascontiguousarray(self.keys[keep]), self.record_ids.kept(keep))
+        return DigestIndex(np.ascontiguousarray(self.keys[keep]), self.record_ids.kept(keep), self.listing[keep])
+
+    def listing_mask(self, bank: str) -> np.ndarray:
+        """Positions of the bank's records that list a reference (one per reference: its first)."""
+        return self.listing & self.record_ids.prefix_mask(prefix(bank)) & self.record_ids.first_hash_mask()
 
     def positions(self, values: list[tuple[str, str]]) -> list[list[int]]:
         """For each (kind, digest), the positions holding it."""
@@ -89,19 +106,21 @@ class DigestIndex:
         return [order[a:b].tolist() for a, b in zip(low, high)]
 
     def arrays(self) -> dict:
-        return {"keys": self.keys, "offsets": self.record_ids.offsets, "ids": self.record_ids.blob}
+        return {"keys": self.keys, "offsets": self.record_ids.offsets, "ids": self.record_ids.blob,
+                "listing": self.listing}
 
     @classmethod
     def load(cls, files) -> "DigestIndex":
-        index = cls(files.array("keys"), RecordIds(files.array("offsets"), files.blob("ids")))
+        index = cls(files.array("keys"), RecordIds(files.array("offsets"), files.blob("ids")), files.array("listing"))
         index.record_ids.check()
-        if index.keys.ndim != 2 or index.keys.shape[1] != KEY_BYTES or len(index.keys) != len(index.record_ids):
+        if (index.keys.ndim != 2 or index.keys.shape[1] != KEY_BYTES or len(index.keys) != len(index.record_ids)
+                or len(index.listing) != len(index.keys)):
             raise ValueError("digest index files do not agree")
         return index
 
 
-def _keys(values: list[tuple[str, str]]) -> np.ndarray:
-    raw = b"".join(hashlib.sha256(f"{kind}:{digest}".encode()).digest()[:KEY_BYTES] for kind, digest in values)
+def _keys(values: list[tuple]) -> np.ndarray:
+    raw = b"".join(hashlib.sha256(f"{value[0]}:{value[1]}".encode()).digest()[:KEY_BYTES] for value in values)
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, KEY_BYTES)
 
 
@@ -118,6 +137,12 @@ class DigestSignal(StoredSignal):
     collection = "moderate-digests"
     index = DigestIndex
     include = ()  # the digest is the record's metadata, always read
+    list_types = LIST_TYPES
+
+    def parse(self, text: str, list_type: str | None = "md5") -> str:
+        """A file digest from a hash list row of `list_type` (a key of `LIST_TYPES`) in canonical
+        lowercase hex; ValueError naming the problem."""
+        return self.parse_digest(LIST_TYPES[list_type], text)
 
     def parse_digest(self, kind: str, text: str) -> str:
         """A file digest (`FILE_DIGESTS`) in its canonical lowercase hex; ValueError naming the problem."""
@@ -145,11 +170,12 @@ class DigestSignal(StoredSignal):
     def encode(self, values: list[tuple[str, str]]) -> dict:
         return {"embeddings": [[1.0]] * len(values)}
 
-    def decode(self, page: dict) -> list[tuple[str, str]]:
-        return [(md["kind"], md["digest"]) for md in page["metadatas"]]
+    def decode(self, page: dict) -> list[tuple]:
+        return [(md["kind"], md["digest"], True) if md.get(LISTS) else (md["kind"], md["digest"])
+                for md in page["metadatas"]]
 
-    def record_metadata(self, value: tuple[str, str]) -> dict:
-        return {"kind": value[0], "digest": value[1]}
+    def record_metadata(self, value: tuple) -> dict:
+        return {"kind": value[0], "digest": value[1], **({LISTS: True} if len(value) > 2 and value[2] else {})}
 
     # -- matching -----------------------------------------------------------------------------------
 

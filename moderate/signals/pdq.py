@@ -303,6 +303,7 @@ class PdqSignal(StoredSignal):
     measure = "distance"
     rules: ClassVar[type[PdqRules]] = PdqRules
     listable = True
+    list_types = {"pdq": "pdq"}  # python-threatexchange's `PdqSignal`
     search_every_frame = True  # a hash per frame costs milliseconds
     collection = "moderate-pdq"
     index = PdqIndex
@@ -333,7 +334,7 @@ class PdqSignal(StoredSignal):
             for vector, variant in zip(vectors, DIHEDRAL_VARIANTS)
         )
 
-    def parse(self, text: str) -> str:
+    def parse(self, text: str, list_type: str | None = "pdq") -> str:
         """Validate a hash from a list; returns its canonical hex or raises ValueError naming the problem."""
         value = text.strip().lower()
         if len(value) != 64:

@@ -190,11 +190,11 @@ class Store:
 
     # -- signal records (see `moderate.signals.base.StoredSignal`) ------------------------------
 
-    def existing_ids(self, ids: list[str]) -> set[str]:
-        """Which of these PDQ record ids exist: every image reference has one (its first hash)."""
+    def existing_ids(self, ids: list[str], signal=PDQ) -> set[str]:
+        """Which of these record ids of a stored signal exist."""
         found: set[str] = set()
         for start in range(0, len(ids), PAGE):
-            with self._using(PDQ.collection, "looking up references") as col:
+            with self._using(signal.collection, "looking up references") as col:
                 found.update(col.get(ids=ids[start : start + PAGE], include=[])["ids"])
         return found
 

@@ -1,0 +1,216 @@
+"""Hash lists as industry programs share them: PDQ rows and file digests (MD5 and SHA-256 under
+python-threatexchange's, ThreatExchange's and our names) imported into banks, found by `check` and
+`lookup` through the one exact-digest path reference images use, exported as pytx reads them, and
+`moderate hash` output imported as is."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from moderate import Engine
+from moderate.errors import HashListError
+from moderate.signals import LIST_TYPES
+
+from .conftest import run_cli
+
+
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def reasons(verdict) -> list[tuple]:
+    return sorted((r.rule, r.reference_id, r.evidence.variant) for r in verdict.reasons)
+
+
+def test_digest_rows_of_every_name_become_exact_references_found_by_check_and_lookup(engine, photos, tmp_path):
+    engine.banks.create("LIST", "block")
+    rows = {"astronaut": f"md5 {md5(photos['astronaut'])}", "coffee": f"photo_md5 {md5(photos['coffee']).upper()}",
+            "rocket": f"video_md5 {md5(photos['rocket'])}", "motorcycle": f"video_sha256 {sha256(photos['motorcycle'])}",
+            "chelsea": f"sha256 {sha256(photos['chelsea'])}"}
+    report = engine.banks.import_hashes("LIST", "\n".join(rows.values()), source="list.txt")
+    assert (report.imported, report.already_present, report.skipped) == (5, 0, ())
+    bank = engine.banks.get("LIST")
+    assert (bank.references, bank.hashes) == (5, 5)
+
+    for name, row in rows.items():
+        kind = "sha256" if "sha256" in row else "md5"
+        value = row.split()[1].lower()
+        assert reasons(engine.check(photos[name])) == [("digest.exact", value, kind)]
+        (match,) = engine.lookup(kind, value, ["LIST"])
+        assert (match.reference_id, match.action, match.metadata["imported_from"]) == (value, "block", "list.txt")
+    # the same picture re-encoded is another file: no digest matches it (PDQ would, had the list one)
+    recoded = tmp_path / "astronaut.jpg"
+    Image.open(photos["astronaut"]).save(recoded, quality=90)
+    assert engine.check(recoded).verdict == "allow"
+    assert engine.check(photos["camera"]).verdict == "allow"
+
+
+def test_a_listed_digest_and_a_reference_images_digest_share_one_exact_path(engine, photos):
+    engine.banks.create("MIXED", "review")
+    engine.banks.add("MIXED", [photos["astronaut"]], reference_id="astro")
+    listed = f"md5 {md5(photos['astronaut'])}\nmd5 {md5(photos['coffee'])}\n"
+    report = engine.banks.import_hashes("MIXED", listed)
+    assert (report.imported, report.already_present) == (1, 1)  # the image's own MD5 is already there
+    assert engine.banks.reference_ids("MIXED") == sorted(["astro", md5(photos["coffee"])])
+    assert reasons(engine.check(photos["coffee"])) == [("digest.exact", md5(photos["coffee"]), "md5")]
+    assert ("digest.exact", "astro") in {r[:2] for r in reasons(engine.check(photos["astronaut"]))}
+
+
+def test_a_reference_with_pdq_and_digest_rows_is_one_reference_and_exports_both(engine, photos, tmp_path):
+    engine.banks.create("TX", "block")
+    pdq = engine.hash(photos["rocket"])[0].pdq[0].hex
+    text = ("signal_type,signal_str,reference_id,note\n"
+            f"pdq,{pdq},item-1,rocket\nvideo_md5,{md5(photos['rocket'])},item-1,rocket\n"
+            f"md5,{md5(photos['coffee'])},item-2,coffee\nsha256,{sha256(photos['coffee'])},item-2,coffee\n")
+    assert engine.banks.import_hashes("TX", text).imported == 4
+    bank = engine.banks.get("TX")
+    assert (bank.references, bank.hashes, engine.banks.reference_ids("TX")) == (2, 3, ["item-1", "item-2"])
+    refs = {ref.id: ref for ref in engine.banks.references("TX")}
+    assert refs["item-1"].hashes() == (("pdq", pdq), ("video_md5", md5(photos["rocket"])))
+    assert refs["item-2"].hashes() == (("md5", md5(photos["coffee"])), ("sha256", sha256(photos["coffee"])))
+    assert (refs["item-1"].metadata["note"], refs["item-2"].metadata["note"]) == ("rocket", "coffee")
+    assert engine.banks.lookup([("TX", "item-2")])[("TX", "item-2")].metadata["note"] == "coffee"
+
+    out = io.StringIO()
+    assert engine.banks.export("TX", out, "txt") == 4
+    assert sorted(out.getvalue().splitlines()) == sorted([f"pdq {pdq}", f"video_md5 {md5(photos['rocket'])}",
+                                                          f"md5 {md5(photos['coffee'])}", f"sha256 {sha256(photos['coffee'])}"])
+    csv_out = io.StringIO()
+    engine.banks.export("TX", csv_out, "csv")
+    engine.banks.create("COPY", "block")
+    assert engine.banks.import_hashes("COPY", csv_out.getvalue()).imported == 4
+    copied = {ref.id: ref.hashes() for ref in engine.banks.references("COPY")}
+    assert copied == {ref.id: ref.hashes() for ref in refs.values()}
+
+    # a PDQ hash for a reference that holds only digests would list it twice: refused, per line
+    clash = f"signal_type,signal_str,reference_id\npdq,{engine.hash(photos['coffee'])[0].pdq[0].hex},item-2\n"
+    with pytest.raises(HashListError, match="reference 'item-2' holds only digests"):
+        engine.banks.import_hashes("TX", clash, source="clash.csv")
+    assert engine.banks.import_hashes("TX", clash, skip_invalid=True).skipped[0].source == "<hash list>:2"
+
+
+def test_digest_only_references_are_removed_renamed_and_deleted_like_others(engine, photos):
+    engine.banks.create("GONE", "block")
+    engine.banks.import_hashes("GONE", f"md5 {md5(photos['coffee'])}\nmd5 {md5(photos['rocket'])}\n")
+    assert engine.banks.remove("GONE", md5(photos["coffee"])) == 0  # no PDQ hash went
+    assert engine.check(photos["coffee"]).verdict == "allow"
+    assert engine.banks.reference_ids("GONE") == [md5(photos["rocket"])]
+    with pytest.raises(Exception, match="has no reference"):
+        engine.banks.remove("GONE", md5(photos["coffee"]))
+    engine.banks.rename("GONE", "KEPT")
+    assert reasons(engine.check(photos["rocket"])) == [("digest.exact", md5(photos["rocket"]), "md5")]
+    assert engine.banks.get("KEPT").references == 1
+    engine.banks.create("AGAIN", "block")
+    engine.banks.import_hashes("AGAIN", f"sha256 {sha256(photos['coffee'])}\n")
+    engine.banks.delete("KEPT")
+    assert engine.check(photos["rocket"]).verdict == "allow"
+    # a fresh process rebuilds the index from Chroma and lists the same references
+    rebuilt = Engine(engine.data_dir)
+    rebuilt.catalog.dir.joinpath("snapshot.json").unlink()
+    assert rebuilt.banks.get("AGAIN").references == 1
+    assert reasons(rebuilt.check(photos["coffee"])) == [("digest.exact", sha256(photos["coffee"]), "sha256")]
+
+
+def test_moderate_hash_output_imports_as_is(data_dir, photos, tmp_path):
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(flat)  # PDQ quality 0: listed, never matched
+    listed = run_cli("hash", str(photos["astronaut"]), str(photos["coffee"]), str(flat), data_dir=data_dir)
+    assert listed.returncode == 0, listed.stderr
+    dihedral = run_cli("hash", "--dihedral", str(photos["rocket"]), data_dir=data_dir)
+    (tmp_path / "list.txt").write_bytes(listed.stdout + dihedral.stdout)
+    assert run_cli("bank", "create", "HASHED", data_dir=data_dir).returncode == 0
+    imported = run_cli("bank", "import", "HASHED", str(tmp_path / "list.txt"), data_dir=data_dir)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.decode().strip() == "imported 11 hashes into HASHED; 0 already present"
+    assert imported.stderr.decode() == (f"warning: {tmp_path / 'list.txt'}:3: PDQ quality 0 is below 50: "
+                                        "listed, but never matched (too flat)\n")
+    for name in ("astronaut", "coffee", "rocket"):
+        assert run_cli("check", str(photos[name]), data_dir=data_dir).returncode == 4
+    rotated = tmp_path / "rocket90.png"
+    Image.open(photos["rocket"]).rotate(90, expand=True).save(rotated)
+    assert run_cli("check", str(rotated), data_dir=data_dir).returncode == 4  # the dihedral rows
+    other_flat = tmp_path / "other-flat.png"
+    Image.fromarray(np.full((300, 300, 3), 200, np.uint8)).save(other_flat)
+    assert run_cli("check", str(other_flat), data_dir=data_dir).returncode == 0
+
+
+# -- python-threatexchange ------------------------------------------------------------------------
+
+
+def pytx_types() -> dict:
+    pytest.importorskip("threatexchange")
+    from threatexchange.signal_type.md5 import VideoMD5Signal
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+    from threatexchange.signal_type.sha256 import VideoSHA256Signal
+
+    return {cls.get_name(): cls for cls in (PdqSignal, VideoMD5Signal, VideoSHA256Signal)}
+
+
+def test_list_types_validate_as_python_threatexchange_does():
+    """Every pytx signal type a bank takes is one of ours; a value pytx accepts we accept with the
+    same canonical form, and what we accept pytx accepts, except the all-zeros PDQ hash (a blank
+    image's), which we refuse on purpose."""
+    rng = random.Random(13)
+    for name, cls in pytx_types().items():
+        assert name in LIST_TYPES
+        signal = LIST_TYPES[name]
+        good = [*cls.get_examples(), *(cls.get_random_signal() for _ in range(50))]
+        for value in good:
+            assert signal.parse(value, name) == cls.validate_signal_str(value)
+        width = len(good[0])
+        candidates = ["", "0" * width, "g" * width, "a" * (width - 1), "a" * (width + 1), "A" * width, " " + "b" * width,
+                      *("".join(rng.choice("0123456789abcdefxyz") for _ in range(width)) for _ in range(50))]
+        for value in candidates:
+            try:
+                ours = signal.parse(value, name)
+            except ValueError:
+                ours = None
+            try:
+                theirs = cls.validate_signal_str(ours if ours is not None else value)
+            except ValueError:
+                theirs = None
+            if name == "pdq" and value == "0" * width:
+                assert ours is None and theirs == value
+            else:
+                assert ours == theirs, (name, value)
+
+
+def test_export_is_read_by_pytxs_file_exchange(engine, photos, tmp_path):
+    types = pytx_types()
+    from threatexchange.exchanges.impl.file_api import FileCollaborationConfig, LocalFileSignalExchangeAPI
+
+    engine.banks.create("OUT", "block")
+    engine.banks.add("OUT", [photos["astronaut"], photos["coffee"]])
+    engine.banks.import_hashes("OUT", f"video_md5 {md5(photos['rocket'])}\n")
+    path = tmp_path / "exported.txt"
+    with path.open("w") as out:
+        written = engine.banks.export("OUT", out, "txt")
+    api = LocalFileSignalExchangeAPI(FileCollaborationConfig(name="out", api=LocalFileSignalExchangeAPI.get_name(),
+                                                             enabled=True, filename=str(path)))
+    (delta,) = api.fetch_iter(list(types.values()), None)
+    converted = LocalFileSignalExchangeAPI.naive_convert_to_signal_type(list(types.values()), api.collab, delta.updates)
+    got = {(cls.get_name(), value) for cls, values in converted.items() for value in values}
+    assert len(got) == written == len(delta.updates)
+    assert ("video_md5", md5(photos["rocket"])) in got
+    assert {value for kind, value in got if kind == "pdq"} == {h for ref in engine.banks.references("OUT") for h in ref.pdq}
+
+
+def test_import_endpoint_reports_unmatchable_rows_as_warnings(engine, photos):
+    engine.banks.create("W", "block")
+    text = "pdq " + "f0" * 32 + " quality=12 x.png#0\nmd5 " + md5(photos["coffee"]) + "\n"
+    report = engine.banks.import_hashes("W", text, source="w.txt")
+    assert report.imported == 2
+    assert [(p.source, p.message) for p in report.warnings] == [
+        ("w.txt:1", "PDQ quality 12 is below 50: listed, but never matched (too flat)")]
+    assert engine.lookup("pdq", "f0" * 32, ["W"], max_distance=0) == []  # listed, never matched
+    assert engine.banks.reference_ids("W") == sorted(["f0" * 32, md5(photos["coffee"])])
