@@ -40,7 +40,7 @@ TARGET_STARTUP_S = 1.0
 TARGET_IMPORT = 20_000  # hashes/s
 STEM = "bench.pdq"
 # Where an import's time goes: (label, the function whose cumulative time it is).
-STAGES = (("parse lines", "parse"), ("de-duplicate", "_new_records"), ("Chroma writes", "add_records"),
+STAGES = (("parse lines", "parse"), ("de-duplicate", "_new_rows"), ("Chroma writes", "add_packs"),
           ("index update", "appended"), ("snapshot save", "_save"))
 
 

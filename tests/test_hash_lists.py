@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import uuid
 
 import numpy as np
 import pytest
@@ -214,3 +215,70 @@ def test_import_endpoint_reports_unmatchable_rows_as_warnings(engine, photos):
         ("w.txt:1", "PDQ quality 12 is below 50: listed, but never matched (too flat)")]
     assert engine.lookup("pdq", "f0" * 32, ["W"], max_distance=0) == []  # listed, never matched
     assert engine.banks.reference_ids("W") == sorted(["f0" * 32, md5(photos["coffee"])])
+
+
+# -- packs: imports kept as a few Chroma records ---------------------------------------------------
+
+
+def random_list(n: int, seed: int) -> list[str]:
+    codes = np.random.default_rng(seed).integers(0, 256, size=(n, 32), dtype=np.uint8)
+    codes[:, 0] |= 1
+    return [c.tobytes().hex() for c in codes]
+
+
+def fresh(engine: Engine) -> Engine:
+    """Another process's view, its index rebuilt from what Chroma holds."""
+    again = Engine(engine.data_dir)
+    again.catalog.dir.joinpath("snapshot.json").unlink()
+    return again
+
+
+def test_a_bad_line_late_in_a_long_list_imports_nothing_and_names_every_bad_line(engine, monkeypatch):
+    import moderate.banks
+
+    monkeypatch.setattr(moderate.banks, "IMPORT_ROWS", 1000)  # the list spans five chunks
+    engine.banks.create("LONG", "block")
+    lines = [f"pdq {hx}" for hx in random_list(5000, 1)]
+    lines[3499], lines[4799] = "pdq 1234", "md5 xyz"
+    with pytest.raises(HashListError) as info:
+        engine.banks.import_hashes("LONG", "\n".join(lines), source="long.txt")
+    assert [line for line, _ in info.value.problems] == [3500, 4800]
+    assert str(info.value).startswith("long.txt:3500: pdq hash must be 64 hex characters, got 4 (and 1 more bad lines)")
+    assert engine.banks.get("LONG").hashes == 0
+    assert fresh(engine).banks.get("LONG").hashes == 0  # the chunks written before the bad line were taken back
+    report = engine.banks.import_hashes("LONG", "\n".join(lines), source="long.txt", skip_invalid=True)
+    assert (report.imported, len(report.skipped)) == (4998, 2)
+    assert fresh(engine).banks.get("LONG").hashes == 4998
+
+
+def test_removing_one_packed_reference_rewrites_its_pack_only(engine, photos):
+    engine.banks.create("P", "block")
+    hashes = {name: engine.hash(photos[name])[0].pdq[0].hex for name in ("astronaut", "coffee", "rocket")}
+    text = "signal_type,signal_str,reference_id\n" + "".join(f"pdq,{hx},{name}\n" for name, hx in hashes.items())
+    engine.banks.import_hashes("P", text + f"md5,{md5(photos['coffee'])},coffee\n")
+    filler = engine.banks.import_hashes("P", "".join(f"pdq {hx}\n" for hx in random_list(2500, 2)))
+    assert filler.imported == 2500
+    assert engine.banks.remove("P", "coffee") == 1
+    for view in (engine, fresh(engine)):
+        assert view.check(photos["coffee"]).verdict == "allow"
+        assert view.check(photos["astronaut"]).verdict == view.check(photos["rocket"]).verdict == "block"
+        assert (view.banks.get("P").references, view.banks.get("P").hashes) == (2502, 2502)
+        assert "coffee" not in view.banks.reference_ids("P")
+    assert engine.banks.lookup([("P", "rocket")])[("P", "rocket")].pdq == (hashes["rocket"],)
+    engine.banks.import_hashes("P", text)  # back, under the same id: numbered as a new reference
+    assert reasons(fresh(engine).check(photos["coffee"]))[0][:2] == ("pdq.distance<=31", "coffee")
+
+
+def test_a_full_page_of_packs_goes_to_a_chroma_server_and_another_host_sees_it(chroma_server, tmp_path, photos):
+    """250,000 rows are one Chroma call (250 packs, ~25 MB): a real `chroma run` takes it, and a
+    second host deriving its own index from the server finds the listed hashes."""
+    bank = f"L{uuid.uuid4().hex[:8]}"
+    writer = Engine(tmp_path / "a", chroma_url=chroma_server)
+    writer.banks.create(bank, "block")
+    hashes = random_list(250_000, 3)
+    text = "".join(f"pdq {hx}\n" for hx in hashes) + f"md5 {md5(photos['coffee'])}\n"
+    assert writer.banks.import_hashes(bank, text).imported == 250_001
+    reader = Engine(tmp_path / "b", chroma_url=chroma_server)
+    assert reader.banks.get(bank).hashes == 250_001
+    assert reader.lookup("pdq", hashes[123_456], [bank], max_distance=0)[0].reference_id == hashes[123_456]
+    assert reasons(reader.check(photos["coffee"])) == [("digest.exact", md5(photos["coffee"]), "md5")]

@@ -25,13 +25,14 @@ from ..store.catalog import Catalog
 from ..media import Budgets, decode, is_folder, read_bytes
 from ..policy import RegionRules
 from ..regions import Region
-from ..signals import DIGEST, KEYPOINTS, PDQ, PdqHash
-from ..signals.digest import LISTS
+from ..signals import DIGEST, KEYPOINTS, LIST_TYPES, PDQ, PdqHash
+from ..signals.digest import digest_keys
 from ..signals.base import ReferenceImage
 from ..signals.pdq import MIN_REFERENCE_QUALITY
 from ..store.catalog import stored_signals
 from ..ids import prefix, record_id, split_record_id
 from ..store import Store
+from ..store.packs import Pack, packed, records_of, reference_of
 
 ACTIONS = ("block", "review")
 # `flagged`: matches are the bank's action. `originals`: signed originals; a match that is not the
@@ -280,9 +281,11 @@ class Banks:
             def moved(rid: str) -> str:  # BANK::REF::N -> NEW::REF::N
                 return new_name + rid[len(name):]
 
+            packs = list(self.store.packs(where={"bank": name}))
+            packed_ids = {rid for pack in packs for rid in pack.record_ids()}  # rows, not Chroma records
             images: list[str] = []
             for signal in stored_signals():
-                ids = self._ids(write.snapshot, signal.name, prefix(name))
+                ids = [rid for rid in self._ids(write.snapshot, signal.name, prefix(name)) if rid not in packed_ids]
                 images = ids if signal is KEYPOINTS else images
                 for start in range(0, len(ids), signal.page):
                     self._add_records(write, signal, [(moved(rid), value, {**md, "bank": new_name})
@@ -291,7 +294,8 @@ class Banks:
                 model = _model_of(record)
                 self.store.add_embeddings(model, [(moved(rid), vector, {**md, "bank": new_name})
                                                   for rid, vector, md in self.store.embedding_records(model, images)])
-            self._delete_prefix(write, prefix(name), record)
+            self._add_packs(write, [pack.renamed(new_name) for pack in packs], rewritten=True)  # the same packs, moved
+            self._delete_prefix(write, name, None, record)
             self.store.delete_bank(name)
             banks = {k: v for k, v in write.snapshot.banks.items() if k != name}
             write.update(replace(write.snapshot, banks={**banks, new_name: record}))
@@ -307,23 +311,34 @@ class Banks:
         """Delete a bank and all its references; returns how many hashes went with it."""
         with self.catalog.writing() as write:
             self._record(write.snapshot, name)
-            removed = self._delete_prefix(write, f"{name}::", write.snapshot.banks[name])
+            removed = self._delete_prefix(write, name, None, write.snapshot.banks[name])
             self.store.delete_bank(name)
             banks = {k: v for k, v in write.snapshot.banks.items() if k != name}
             write.update(replace(write.snapshot, banks=banks))
         return removed
 
-    def _delete_prefix(self, write, prefix: str, bank_record: dict) -> int:
-        """Delete every record whose id starts with `prefix` (by id, never by editable metadata);
-        returns how many PDQ hashes went."""
+    def _delete_prefix(self, write, bank: str, reference_id: str | None, bank_record: dict) -> int:
+        """Delete a bank's records, or one reference's (by id, never by editable metadata), and
+        their rows in hash-list packs; returns how many PDQ hashes went."""
         write.touch()
+        start = prefix(bank, reference_id)
+        if reference_id is None:
+            packs, kept = list(self.store.packs(where={"bank": bank})), []
+        else:
+            packs = [pack for pack in self.store.packs(ids=write.snapshot.packs.packs_of(bank, [reference_id]))
+                     if pack.bank == bank]  # a key shared by chance names another bank's pack
+            kept = [rest for rest in (pack.without({reference_id}) for pack in packs) if rest.rows]
+        self.store.delete_packs(sorted({pack.id for pack in packs} - {pack.id for pack in kept}))
+        self.store.add_packs(kept)
+        packed_ids = {rid for pack in packs for rid in pack.record_ids() if rid.startswith(start)}
         snapshot, removed = write.snapshot, 0
+        snapshot = replace(snapshot, packs=snapshot.packs.without_packs([pack.id for pack in packs]).appended(kept))
         image_ids = []  # keypoint records are one per reference image, as embedding records are
         for signal in stored_signals():
             index = snapshot.indexes[signal.name]
-            mask = index.record_ids.prefix_mask(prefix)
-            ids = self._ids(snapshot, signal.name, prefix)
-            self.store.delete_records(signal, ids)
+            mask = index.record_ids.prefix_mask(start)
+            ids = self._ids(snapshot, signal.name, start)
+            self.store.delete_records(signal, [rid for rid in ids if rid not in packed_ids])
             snapshot = snapshot.with_index(signal.name, index.without(mask))
             removed = len(ids) if signal is PDQ else removed
             image_ids = ids if signal is KEYPOINTS else image_ids
@@ -409,7 +424,7 @@ class Banks:
     def _write_references(self, bank: str, references: list[Reference]) -> None:
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            taken = self._taken(bank, [ref.id for ref in references])
+            taken = self._taken(write.snapshot, bank, [ref.id for ref in references])
             if taken:
                 first = sorted(taken)[0]
                 raise BankError(
@@ -445,7 +460,7 @@ class Banks:
                     for signal in (PDQ, DIGEST))
             if not any(held):
                 raise BankError(f"bank {bank} has no reference {reference_id!r}")
-            return self._delete_prefix(write, prefix(bank, reference_id), write.snapshot.banks[bank])
+            return self._delete_prefix(write, bank, reference_id, write.snapshot.banks[bank])
 
     def reembed(self, bank: str, model: str, paths: Iterable[str | os.PathLike], recursive: bool = True,
                 skip_missing: bool = False, progress=None) -> ReembedReport:
@@ -513,17 +528,11 @@ class Banks:
         return sorted(split_record_id(ids.id_at(int(p)))[1] for ids, mask in listing for p in np.flatnonzero(mask))
 
     def references(self, bank: str) -> Iterator[Reference]:
-        """Every reference of a bank, read from Chroma (the system of record), with the digests
-        hash lists gave it."""
+        """Every reference of a bank, read from Chroma (the system of record): its own records and
+        the rows of its hash-list packs."""
         self._record(self.catalog.current(), bank)
         grouped = {(r.bank, r.id): r for r in _grouped(self.store.pdq_records(where={"bank": bank}))}
-        where = {"$and": [{"bank": bank}, {"signal_type": {"$in": list(DIGEST.list_types)}}]}
-        for _, (kind, hx, *_), md in self.store.records(DIGEST, where=where):
-            key, listed = (md["bank"], md["reference_id"]), ((md["signal_type"], hx),)
-            if key in grouped:
-                grouped[key] = replace(grouped[key], listed=grouped[key].listed + listed)
-            else:
-                grouped[key] = Reference(key[0], key[1], (), _reference_metadata(md), listed=listed)
+        _merge_rows(grouped, self.store.packs(where={"bank": bank}))
         return iter(grouped.values())
 
     def signed_originals(self, digests: list[str]) -> list[Reference]:
@@ -534,100 +543,122 @@ class Banks:
 
     def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Reference]:
         """References by (bank, reference id), for the few that matched a query: their metadata
-        and first hash (`references` reads all of them)."""
-        ids = [record_id(bank, ref, 0) for bank, ref in set(keys)]
-        if not ids:
+        and hashes (a reference with records of its own: its first PDQ hash only)."""
+        keys = set(keys)
+        if not keys:
             return {}
-        found = {(r.bank, r.id): r for r in _grouped(self.store.pdq_records(ids=ids))}
-        rest = [rid for rid in ids if split_record_id(rid) not in found]
-        for _, _, md in self.store.records(DIGEST, ids=rest) if rest else ():
-            if md.get(LISTS):
-                found[(md["bank"], md["reference_id"])] = Reference(
-                    md["bank"], md["reference_id"], (), _reference_metadata(md), listed=((md["signal_type"], md["digest"]),))
+        found = {(r.bank, r.id): r for r in _grouped(self.store.pdq_records(ids=[record_id(*key, 0) for key in keys]))}
+        rest = keys - set(found)
+        packs = self.catalog.current().packs
+        pack_ids = sorted({pid for bank in {bank for bank, _ in rest}
+                           for pid in packs.packs_of(bank, [ref for b, ref in rest if b == bank])})
+        if pack_ids:
+            _merge_rows(found, self.store.packs(ids=pack_ids), rest)
         return found
 
-    def _taken(self, bank: str, reference_ids: list[str]) -> set[str]:
-        """Which of these reference ids the bank already uses: each reference has a first PDQ
-        record, or a first digest record (an image's, or a hash list's)."""
+    def _taken(self, snapshot, bank: str, reference_ids: list[str]) -> set[str]:
+        """Which of these reference ids the bank already uses: a reference has a first PDQ record,
+        a first digest record (an image's), or rows in a hash-list pack."""
         wanted = [record_id(bank, ref_id, 0) for ref_id in reference_ids]
-        return {split_record_id(rid)[1] for signal in (PDQ, DIGEST) for rid in self.store.existing_ids(wanted, signal)}
+        own = {split_record_id(rid)[1] for signal in (PDQ, DIGEST) for rid in self.store.existing_ids(wanted, signal)}
+        return own | snapshot.packs.held(bank, reference_ids)
+
+    def _add_packs(self, write, packs: list[Pack], rewritten: bool = False) -> None:
+        """Packs into Chroma (new ones, or with `rewritten` the same ids written again), then their
+        rows into the snapshot's indexes."""
+        if not packs:
+            return
+        write.touch()
+        self.store.add_packs(packs)
+        snapshot = write.snapshot
+        for name, records in records_of(packs).items():
+            snapshot = snapshot.with_index(name, snapshot.indexes[name].appended(records))
+        mapped = snapshot.packs.without_packs([p.id for p in packs]) if rewritten else snapshot.packs
+        write.update(replace(snapshot, packs=mapped.appended(packs)))
 
     # -- hash lists ------------------------------------------------------------------------------
 
     def import_hashes(self, bank: str, text: str, *, source: str = "<hash list>", fmt: str | None = None,
                       skip_invalid: bool = False, metadata: dict | None = None) -> ImportReport:
         """Import a hash list (csv or txt, detected); idempotent: a hash already in the bank is
-        skipped. PDQ rows become PDQ hashes, digest rows (`md5`, `video_md5`, ...) exact digests."""
+        skipped. PDQ rows become PDQ hashes, digest rows (`md5`, `video_md5`, ...) exact digests.
+
+        Read `IMPORT_ROWS` rows at a time, each chunk written as packs (`moderate.store.packs`) a
+        Chroma page at a time: an import killed part way keeps its committed pages, and running
+        it again adds the rest. A bad line (unless `skip_invalid`) stops the writing; the rest is
+        still read for its problems, what this import wrote is deleted again, and HashListError
+        names every bad line."""
         try:
-            listed, bad = hashlist.parse(text, fmt)
+            chunks = hashlist.chunks(text, fmt, IMPORT_ROWS)
         except ValueError as exc:
             raise BankError(f"{source}: {exc}") from None
-        if not listed and not bad:
-            raise BankError(f"{source}: no hashes found")
-        base = {"added_at": now(), "added_by": default_actor(), "imported_from": source, **(metadata or {})}
+        base = {"added_at": now(), "added_by": default_actor(), "imported_from": source,
+                **{k: v for k, v in (metadata or {}).items() if v is not None}}
+        listed = imported = conflicted = 0
+        bad, unmatched, written = [], [], []
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
-            records, conflicts = self._new_records(write.snapshot, bank, listed, base)
-            bad = sorted(bad + conflicts)
+            before, held = write.snapshot, _Held(write.snapshot, bank)
+            for good, wrong in chunks:
+                listed += len(good)
+                unmatched += [(item.line, item.quality) for item in good
+                              if item.signal == PDQ.name and item.quality < MIN_REFERENCE_QUALITY]
+                if bad and not skip_invalid:  # nothing more is written: only the problems are wanted
+                    bad += wrong
+                    continue
+                rows, conflicts = self._new_rows(write.snapshot, bank, good, held)
+                bad += wrong + conflicts
+                conflicted += len(conflicts)
+                if bad and not skip_invalid:
+                    continue
+                packs = packed(bank, base, rows)
+                self._add_packs(write, packs)
+                held.add(rows)
+                written += [pack.id for pack in packs]
+                imported += len(rows)
             if bad and not skip_invalid:
-                raise HashListError(source, bad)
-            for signal in (PDQ, DIGEST):
-                self._add_records(write, signal, records[signal.name])
-        added = sum(len(found) for found in records.values())
-        skipped = tuple(Problem(f"{source}:{line}", message) for line, message in bad)
-        unmatched = tuple(Problem(f"{source}:{item.line}", f"PDQ quality {item.quality} is below "
-                                  f"{MIN_REFERENCE_QUALITY}: listed, but never matched (too flat)")
-                          for item in listed if item.signal == PDQ.name and item.quality < MIN_REFERENCE_QUALITY)
-        return ImportReport(added, len(listed) - len(conflicts) - added, skipped, unmatched)
+                self.store.delete_packs(written)
+                write.update(before)
+                raise HashListError(source, sorted(bad))
+        if not listed and not bad:
+            raise BankError(f"{source}: no hashes found")
+        skipped = tuple(Problem(f"{source}:{line}", message) for line, message in sorted(bad))
+        warnings = tuple(Problem(f"{source}:{line}", f"PDQ quality {quality} is below {MIN_REFERENCE_QUALITY}: "
+                                 "listed, but never matched (too flat)") for line, quality in unmatched)
+        return ImportReport(imported, listed - conflicted - imported, skipped, warnings)
 
-    def _new_records(self, snapshot, bank: str, listed: list[hashlist.ListedHash],
-                     base: dict) -> tuple[dict[str, list], list[tuple[int, str]]]:
-        """Records per signal for the listed hashes not yet in the bank, and (line, problem) for
-        rows that cannot be added. Rows sharing a reference id become that reference's records
-        0, 1, ... of each signal; a new hash for a reference already in the bank is numbered after
-        its others. A reference with a PDQ hash is listed by its PDQ records (as image references
-        are); one with digests only, by its digest records (`LISTS`)."""
-        pdq, digests = snapshot.pdq, snapshot.indexes[DIGEST.name]
-        present = self._present(bank, pdq, digests, listed)
+    def _new_rows(self, snapshot, bank: str, listed: list[hashlist.ListedHash],
+                  held: "_Held") -> tuple[list, list[tuple[int, str]]]:
+        """Pack rows (`moderate.store.packs.ROW`) for the listed hashes not yet in the bank, and
+        (line, problem) for rows that cannot be added. Rows sharing a reference id become that
+        reference's records 0, 1, ... of each signal; a new hash for a reference already in the
+        bank is numbered after its others. A reference with a PDQ hash is listed by its PDQ
+        records (as image references are); one with digests only, by its digests."""
+        present = held.present(listed)
         named = sorted({item.reference_id for item in listed if item.reference_id})
-        taken = self._taken(bank, named) if named else set()
-        rows_of: dict[str, list] = {}
+        taken = self._taken(snapshot, bank, named) if named else set()
+        items_of: dict[str, list] = {}
         for item in listed:
             if (item.kind, item.value) not in present:
                 present.add((item.kind, item.value))
-                rows_of.setdefault(item.reference_id or item.value, []).append(item)
-        records: dict[str, list] = {PDQ.name: [], DIGEST.name: []}
-        conflicts = []
-        for ref_id, items in rows_of.items():
-            held = {s.name: int(snapshot.indexes[s.name].record_ids.prefix_mask(prefix(bank, ref_id)).sum())
-                    if ref_id in taken else 0 for s in (PDQ, DIGEST)}
+                items_of.setdefault(item.reference_id or item.value, []).append(item)
+        rows, conflicts, new = [], [], {PDQ.name: 0, DIGEST.name: 0}
+        for ref_id, items in items_of.items():
+            if len(items) == 1 and ref_id not in taken:  # most rows: a new reference of one hash
+                rows.append(_row(items[0], ref_id, 0, True))
+                continue
+            numbered = new if ref_id not in taken else {
+                s.name: int(snapshot.indexes[s.name].record_ids.prefix_mask(prefix(bank, ref_id)).sum()) for s in (PDQ, DIGEST)}
             hashes = [item for item in items if item.signal == PDQ.name]
-            if hashes and held[DIGEST.name] and not held[PDQ.name]:
+            if hashes and numbered[DIGEST.name] and not numbered[PDQ.name]:
                 conflicts += [(item.line, f"reference {ref_id!r} holds only digests from a hash list; remove it "
                                           f"before giving it a PDQ hash") for item in hashes]
                 hashes = []
-            by_pdq = bool(hashes or held[PDQ.name])
-            listed_by = {**base, "bank": bank, "reference_id": ref_id}
-            for n, item in enumerate(hashes, held[PDQ.name]):
-                records[PDQ.name].append((record_id(bank, ref_id, n), PdqHash(item.value, item.quality),
-                                          {**listed_by, **item.metadata}))
-            for n, item in enumerate((item for item in items if item.signal == DIGEST.name), held[DIGEST.name]):
-                own = {"bank": bank, "reference_id": ref_id} if by_pdq else {**listed_by, **item.metadata}
-                records[DIGEST.name].append((record_id(bank, ref_id, n),
-                                             (item.kind, item.value, True) if not by_pdq else (item.kind, item.value),
-                                             {**own, "signal_type": item.list_type}))
-        return records, conflicts
-
-    @staticmethod
-    def _present(bank: str, pdq, digests, listed: list[hashlist.ListedHash]) -> set[tuple[str, str]]:
-        """(kind, value) of the listed hashes the bank already holds: its PDQ hashes, and the
-        digests of its images and of its lists."""
-        hashes = [item.value for item in listed if item.signal == PDQ.name]
-        wanted = [(item.kind, item.value) for item in listed if item.signal == DIGEST.name]
-        codes = np.frombuffer(b"".join(bytes.fromhex(hx) for hx in hashes), dtype=np.uint8)
-        in_bank, in_digests = pdq.bank_mask(bank), digests.record_ids.prefix_mask(prefix(bank))
-        found = {(PDQ.name, hx) for hx, positions in zip(hashes, pdq.positions_of(codes)) if in_bank[positions].any()}
-        return found | {key for key, positions in zip(wanted, digests.positions(wanted)) if in_digests[positions].any()}
+            lists = not (hashes or numbered[PDQ.name])  # its digests list it
+            digest_items = [item for item in items if item.signal == DIGEST.name]
+            for signal, chosen in ((PDQ, hashes), (DIGEST, digest_items)):
+                rows += [_row(item, ref_id, n, lists) for n, item in enumerate(chosen, numbered[signal.name])]
+        return rows, conflicts
 
     def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
         """Write a bank as a hash list python-threatexchange reads: a row per PDQ hash and per
@@ -643,6 +674,7 @@ class Banks:
             raise BankError(str(exc)) from None
 
 
+IMPORT_ROWS = 250_000  # hash-list rows parsed and written at a time (one Chroma call): ~200 MB
 MIN_BATCH_FOR_WORKERS = 16  # spawning a hashing process costs about a second; a reference ~60 ms
 
 
@@ -751,9 +783,72 @@ def _embedder(bank_record: dict):
     return model
 
 
-def _reference_metadata(md: dict) -> dict:
-    """A reference's metadata from a digest record that lists it (without the record's own fields)."""
-    return {k: v for k, v in md.items() if k not in ("bank", "reference_id", "kind", "digest", LISTS, "signal_type")}
+def _row(item: hashlist.ListedHash, ref_id: str, n: int, lists: bool) -> tuple:
+    """A listed hash as a pack row (`moderate.store.packs.ROW`): record N of its reference."""
+    flag = item.quality if item.signal == PDQ.name else int(lists)
+    return item.list_type, item.value, None if ref_id == item.value else ref_id, n, flag, item.metadata or None
+
+
+class _Held:
+    """The exact hashes of one bank (PDQ codes, digest keys), sorted, kept current through an
+    import: each chunk's duplicates are found by binary search instead of sorting the whole index
+    again (10M codes take seconds to sort)."""
+
+    def __init__(self, snapshot, bank: str):
+        pdq, digests = snapshot.pdq, snapshot.indexes[DIGEST.name]
+        self.sorted = {PDQ.name: np.sort(_as_keys(np.asarray(pdq.codes)[pdq.bank_mask(bank)])),
+                       DIGEST.name: np.sort(_as_keys(np.asarray(digests.keys)[digests.record_ids.prefix_mask(prefix(bank))]))}
+
+    def present(self, listed: list[hashlist.ListedHash]) -> set[tuple[str, str]]:
+        """(kind, value) of the listed hashes the bank holds."""
+        out = set()
+        for signal, held in self.sorted.items():
+            items = [item for item in listed if item.signal == signal]
+            keys = _keys_of(signal, [(item.kind, item.value) for item in items])
+            at = np.minimum(np.searchsorted(held, keys), max(len(held) - 1, 0))
+            hits = held[at] == keys if len(held) else np.zeros(len(keys), bool)
+            out |= {(item.kind, item.value) for item, hit in zip(items, hits) if hit}
+        return out
+
+    def add(self, rows: list[tuple]) -> None:
+        for signal in self.sorted:
+            values = [(LIST_TYPES[row[0]].list_types[row[0]], row[1]) for row in rows if LIST_TYPES[row[0]].name == signal]
+            new = np.sort(_keys_of(signal, values))
+            held = self.sorted[signal]
+            self.sorted[signal] = np.insert(held, np.searchsorted(held, new), new)
+
+
+def _keys_of(signal: str, values: list[tuple[str, str]]) -> np.ndarray:
+    """Exact keys of (kind, hex) values: PDQ codes, or the digest index's keys."""
+    if signal == PDQ.name:
+        raw = np.frombuffer(b"".join(bytes.fromhex(hx) for _, hx in values), np.uint8).reshape(-1, 32)
+    else:
+        raw = digest_keys(values)
+    return _as_keys(raw)
+
+
+def _as_keys(rows: np.ndarray) -> np.ndarray:
+    """(N, W) uint8 rows as N comparable, sortable W-byte scalars."""
+    return np.ascontiguousarray(rows).view(f"V{rows.shape[1]}").ravel()
+
+
+def _merge_rows(grouped: dict[tuple[str, str], Reference], packs: Iterable[Pack],
+                only: set[tuple[str, str]] | None = None) -> None:
+    """Add the rows of hash-list packs to the references they belong to (all, or `only` these),
+    creating those that have no record of their own. PDQ rows go first: a reference's first PDQ
+    row carries its metadata, as its first PDQ record does."""
+    rows = [(pack, row) for pack in packs for row in pack.rows]
+    rows.sort(key=lambda pair: pair[1][0] != PDQ.name)
+    for pack, row in rows:
+        key = (pack.bank, reference_of(row))
+        if only is not None and key not in only:
+            continue
+        ref = grouped.get(key) or Reference(pack.bank, key[1], (), pack.reference_metadata(row))
+        if row[0] == PDQ.name:
+            ref = replace(ref, pdq=ref.pdq + ((row[1],) if row[4] >= MIN_REFERENCE_QUALITY else ()))
+        else:
+            ref = replace(ref, listed=ref.listed + ((row[0], row[1]),))
+        grouped[key] = ref
 
 
 def _grouped(records: Iterable[tuple[str, PdqHash, dict]]) -> list[Reference]:

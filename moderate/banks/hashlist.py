@@ -19,9 +19,8 @@ is validated by its signal (`Signal.parse`); a bad one is reported with its line
 from __future__ import annotations
 
 import csv
-import io
-from dataclasses import dataclass, field
-from typing import Iterable, TextIO
+import itertools
+from typing import Iterable, Iterator, NamedTuple, TextIO
 
 from ..signals import LIST_TYPES, PDQ
 
@@ -29,15 +28,15 @@ FORMATS = ("csv", "txt")
 CSV_METADATA = ("source_url", "note", "collab", "category", "tags")
 
 
-@dataclass(frozen=True)
-class ListedHash:
-    """One valid hash from a list, with the line it came from and the metadata given beside it."""
+class ListedHash(NamedTuple):
+    """One valid hash from a list, with the line it came from and the metadata given beside it (a
+    tuple: a 10M-line list makes 10M of them)."""
 
     line: int
     signal: str  # ours: pdq or digest
     value: str  # canonical
     reference_id: str | None = None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict = {}  # never changed in place
     list_type: str = PDQ.name  # the row's signal type, as listed (lowercase): md5, photo_md5, video_md5, ...
     quality: int = 100  # of a PDQ hash, when the list gives it (lists carry usable hashes)
 
@@ -48,20 +47,36 @@ class ListedHash:
 
 
 def detect_format(text: str) -> str:
-    first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+    first = next((line for line in _lines(text) if line.strip() and not line.lstrip().startswith("#")), "")
     header = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
     return "csv" if "signal_type" in header and "signal_str" in header else "txt"
 
 
 def parse(text: str, fmt: str | None = None) -> tuple[list[ListedHash], list[tuple[int, str]]]:
     """Parse a hash list: (valid hashes, [(line number, problem)])."""
+    return _collect(_rows(text, fmt))
+
+
+def chunks(text: str, fmt: str | None = None, size: int = 200_000) -> Iterator[tuple[list[ListedHash], list[tuple[int, str]]]]:
+    """`parse`, `size` rows at a time: a 10M-line list is never 10M objects at once. ValueError
+    for an unknown format, before the first chunk."""
+    return _chunked(_rows(text, fmt), size)
+
+
+def _chunked(rows: Iterator[tuple], size: int):
+    while True:
+        good, bad = _collect(itertools.islice(rows, size))
+        if not good and not bad:
+            return
+        yield good, bad
+
+
+def _rows(text: str, fmt: str | None) -> Iterator[tuple]:
     text = text.removeprefix("\ufeff")  # spreadsheets write a byte-order mark
     fmt = fmt or detect_format(text)
-    if fmt == "csv":
-        return _collect(_csv_rows(text))
-    if fmt == "txt":
-        return _collect(_txt_rows(text))
-    raise ValueError(f"unknown hash list format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown hash list format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    return _csv_rows(text) if fmt == "csv" else _txt_rows(text)
 
 
 def _collect(rows: Iterable[tuple]):
@@ -87,8 +102,19 @@ def _collect(rows: Iterable[tuple]):
     return good, bad
 
 
+def _lines(text: str, block: int = 1 << 20) -> Iterator[str]:
+    """The lines of `text` with their ends, as `str.splitlines` finds them, a block at a time (a
+    list of 10M lines, or `io.StringIO`'s 4-byte-per-character copy, would cost gigabytes)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + block)
+        end = len(text) if end < 0 else end + 1
+        yield from text[start:end].splitlines(keepends=True)
+        start = end
+
+
 def _txt_rows(text: str):
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_lines(text), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -109,7 +135,7 @@ def _txt_rows(text: str):
 
 
 def _csv_rows(text: str):
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(_lines(text))
     header: list[str] | None = None
     for row in reader:
         number = reader.line_num

@@ -88,6 +88,12 @@ class Signal:
         form; ValueError naming the problem."""
         raise ValueError(f"{self.name} values are not carried by hash lists")
 
+    def listed_value(self, text: str, list_type: str, flag: int):
+        """The stored value of a hash-list row: its canonical text (`parse`), its signal type and the
+        number the row keeps beside it (a PDQ hash's quality; for a digest, whether it lists its
+        reference)."""
+        raise NotImplementedError
+
     def find(self, query: Query, context: Context, rules: SignalRules) -> list[Evidence]:
         raise NotImplementedError
 

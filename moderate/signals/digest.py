@@ -11,9 +11,9 @@ first. Three digests of each reference image:
   depends on the decoder, which references and queries share.
 
 Hash lists carry file digests too (`md5` rows beside `pdq` ones, see `list_types`): such a row
-becomes a digest record of its own, in the same index, so a listed MD5 and a reference image's MD5
-are found by the same lookup. A reference from a hash list that has no PDQ hash is listed by its
-digest records (`lists`: they carry its metadata, as PDQ records do for the others).
+becomes a record of this index (kept in a hash-list pack, `moderate.store.packs`), so a listed MD5
+and a reference image's MD5 are found by the same lookup. A reference from a hash list that has no
+PDQ hash is listed by its digests (`DigestIndex.listing`).
 
 Evidence has distance 0 and the digest's kind as its variant.
 """
@@ -46,7 +46,6 @@ _HEX = re.compile(r"[0-9a-f]+")
 # `video_sha256`: a file's digest whatever it holds), ThreatExchange's older `photo_md5`, and ours.
 LIST_TYPES = {"md5": "md5", "photo_md5": "md5", "video_md5": "md5",
               "sha256": "sha256", "photo_sha256": "sha256", "video_sha256": "sha256"}
-LISTS = "lists"  # record metadata flag: the record carries its reference's metadata (no PDQ record does)
 
 
 @dataclass(frozen=True)
@@ -66,13 +65,13 @@ class DigestIndex:
 
     keys: np.ndarray = field(repr=False)  # (N, KEY_BYTES) uint8
     record_ids: RecordIds = field(repr=False)
-    listing: np.ndarray = field(repr=False)  # (N,) bool: the record lists its reference (see LISTS)
+    listing: np.ndarray = field(repr=False)  # (N,) bool: the record lists its reference (a hash list's, without PDQ)
 
     @classmethod
     def build(cls, records: list[tuple[str, tuple]]) -> "DigestIndex":
         """From (record id, value) pairs; a value is (kind, hex digest), or (kind, hex digest, True)
         for a record that lists its reference."""
-        return cls(_keys([value for _, value in records]), RecordIds.build([rid for rid, _ in records]),
+        return cls(digest_keys([value for _, value in records]), RecordIds.build([rid for rid, _ in records]),
                    np.array([len(value) > 2 and bool(value[2]) for _, value in records], bool))
 
     def __len__(self) -> int:
@@ -101,7 +100,7 @@ class DigestIndex:
             order = np.argsort(ordered_keys, kind="stable")
             object.__setattr__(self, "_order", order)
         sorted_keys = ordered_keys[order]
-        wanted = _keys(values).view(f"V{KEY_BYTES}").ravel()
+        wanted = digest_keys(values).view(f"V{KEY_BYTES}").ravel()
         low, high = np.searchsorted(sorted_keys, wanted, "left"), np.searchsorted(sorted_keys, wanted, "right")
         return [order[a:b].tolist() for a, b in zip(low, high)]
 
@@ -119,7 +118,8 @@ class DigestIndex:
         return index
 
 
-def _keys(values: list[tuple]) -> np.ndarray:
+def digest_keys(values: list[tuple]) -> np.ndarray:
+    """(N, KEY_BYTES) index keys of (kind, hex digest, ...) values."""
     raw = b"".join(hashlib.sha256(f"{value[0]}:{value[1]}".encode()).digest()[:KEY_BYTES] for value in values)
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, KEY_BYTES)
 
@@ -143,6 +143,9 @@ class DigestSignal(StoredSignal):
         """A file digest from a hash list row of `list_type` (a key of `LIST_TYPES`) in canonical
         lowercase hex; ValueError naming the problem."""
         return self.parse_digest(LIST_TYPES[list_type], text)
+
+    def listed_value(self, text: str, list_type: str, flag: int) -> tuple:
+        return (LIST_TYPES[list_type], text, True) if flag else (LIST_TYPES[list_type], text)
 
     def parse_digest(self, kind: str, text: str) -> str:
         """A file digest (`FILE_DIGESTS`) in its canonical lowercase hex; ValueError naming the problem."""
@@ -170,12 +173,11 @@ class DigestSignal(StoredSignal):
     def encode(self, values: list[tuple[str, str]]) -> dict:
         return {"embeddings": [[1.0]] * len(values)}
 
-    def decode(self, page: dict) -> list[tuple]:
-        return [(md["kind"], md["digest"], True) if md.get(LISTS) else (md["kind"], md["digest"])
-                for md in page["metadatas"]]
+    def decode(self, page: dict) -> list[tuple[str, str]]:
+        return [(md["kind"], md["digest"]) for md in page["metadatas"]]
 
     def record_metadata(self, value: tuple) -> dict:
-        return {"kind": value[0], "digest": value[1], **({LISTS: True} if len(value) > 2 and value[2] else {})}
+        return {"kind": value[0], "digest": value[1]}
 
     # -- matching -----------------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar, Iterator
@@ -45,7 +44,6 @@ DIHEDRAL_VARIANTS = (
     "transverse",
 )
 
-_HEX = re.compile(r"[0-9a-f]{64}")
 CODE_BYTES = 32
 MIN_REFERENCE_QUALITY = 50  # flatter images hash unstably and would match unrelated uploads
 FAISS_FROM = 4096  # below this many codes numpy brute force beats faiss's import time
@@ -334,14 +332,21 @@ class PdqSignal(StoredSignal):
             for vector, variant in zip(vectors, DIHEDRAL_VARIANTS)
         )
 
+    def listed_value(self, text: str, list_type: str, flag: int) -> PdqHash:
+        return PdqHash(text, flag)
+
     def parse(self, text: str, list_type: str | None = "pdq") -> str:
         """Validate a hash from a list; returns its canonical hex or raises ValueError naming the problem."""
         value = text.strip().lower()
         if len(value) != 64:
             raise ValueError(f"pdq hash must be 64 hex characters, got {len(value)}")
-        if not _HEX.fullmatch(value):
+        try:  # bytes.fromhex skips blanks between bytes: 32 bytes from 64 characters means all hex
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = b""
+        if len(raw) != CODE_BYTES:
             raise ValueError("pdq hash has non-hex characters")
-        if int(value, 16) == 0:
+        if raw == bytes(CODE_BYTES):
             raise ValueError("pdq hash is all zeros (the hash of a blank image)")
         return value
 

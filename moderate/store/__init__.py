@@ -18,6 +18,8 @@ What lives here:
   exact digest of a reference image).
   Their vectors are placeholders: these records are read, never searched by Chroma; each signal's
   index is derived from them, like the PDQ index.
+- `moderate-lists`: hash-list imports, a record per 1,000 rows (`moderate.store.packs`): each row
+  becomes a PDQ or digest record of the derived indexes, as if it had a Chroma record of its own.
 
 Never the images. Chroma is only imported when a store is touched: it costs over a second.
 We always pass our own vectors (Chroma's default embedding function would download a model) and
@@ -36,6 +38,7 @@ from urllib.parse import urlparse
 
 from ..errors import ModerateError, StoreError
 from ..signals import PDQ
+from . import packs as packs_module
 
 BANKS_COLLECTION = "moderate-banks"
 # Chroma builds an HNSW graph over every collection's vectors, but only embedding collections are
@@ -46,6 +49,7 @@ STORAGE_ONLY = {"hnsw": {"ef_construction": 8, "max_neighbors": 4}}
 EMBEDDING_PREFIX = "moderate-emb-"
 STATE_ID = "@state"  # bank names cannot start with "@"
 PAGE = 5000  # records per Chroma round trip; under Chroma's max batch size
+PACKS_PAGE = 250  # packs per round trip, 250,000 rows: Chroma's cost per call grows with the collection
 DEFAULT_TIMEOUT = 30.0  # seconds a Chroma server may take to answer one call (MODERATE_CHROMA_TIMEOUT)
 
 
@@ -223,6 +227,29 @@ class Store:
     def delete_records(self, signal, ids: list[str]) -> None:
         for start in range(0, len(ids), PAGE):
             with self._using(signal.collection, "deleting references") as col:
+                col.delete(ids=ids[start : start + PAGE])
+
+    # -- hash-list packs (see `moderate.store.packs`) -------------------------------------------------
+
+    def add_packs(self, packs: list) -> None:
+        """Add packs (`Pack`), a Chroma page at a time: a page is committed whole or not at all."""
+        for start in range(0, len(packs), PACKS_PAGE):
+            page = packs[start : start + PACKS_PAGE]
+            with self._using(packs_module.COLLECTION, "adding hash-list packs") as col:
+                col.upsert(ids=[p.id for p in page], metadatas=[p.metadata() for p in page], embeddings=[[1.0]] * len(page))
+
+    def packs(self, where: dict | None = None, ids: list[str] | None = None) -> Iterator:
+        """Packs (`Pack`) by bank (`where`) or id."""
+        if ids is not None and not ids:
+            return
+        for got in self._pages(packs_module.COLLECTION, "reading hash-list packs", PACKS_PAGE, ids=ids, where=where,
+                               include=["metadatas"]):
+            yield from (packs_module.Pack.from_record(pid, md) for pid, md in zip(got["ids"], got["metadatas"]))
+
+    def delete_packs(self, ids: list[str]) -> None:
+        """Delete packs by id (none: no call)."""
+        for start in range(0, len(ids), PAGE):
+            with self._using(packs_module.COLLECTION, "deleting hash-list packs") as col:
                 col.delete(ids=ids[start : start + PAGE])
 
     def pdq_records(self, where: dict | None = None, ids: list[str] | None = None) -> Iterator[tuple[str, str, dict]]:

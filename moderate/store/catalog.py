@@ -24,7 +24,9 @@ from ..errors import StoreError
 from ..signals import KEYPOINTS, PDQ, SIGNALS
 from ..signals.base import StoredSignal
 from . import Store
+from .packs import PackMap, records_of
 
+PACKS = "packs"  # the pack map's files beside the signals' (no signal has this name)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Snapshot:
     banks: dict  # name -> bank record (action, description, enabled, created_at)
     indexes: dict = field(default_factory=lambda: {s.name: s.index.build([]) for s in stored_signals()})
     stamp: list | None = None  # the store's stamp when saved (embedded only)
+    packs: PackMap = field(default_factory=PackMap.empty)  # which hash-list packs hold which references
 
     @property
     def pdq(self):
@@ -107,9 +110,12 @@ class Catalog:
 
     def _rebuild(self, generation: str) -> Snapshot:
         banks = self.store.bank_records()
-        indexes = {signal.name: signal.index.build([(rid, value) for rid, value, _ in self.store.records(signal)])
+        packs = list(self.store.packs())
+        listed = records_of(packs)
+        indexes = {signal.name: signal.index.build([(rid, value) for rid, value, _ in self.store.records(signal)]
+                                                   + listed.get(signal.name, []))
                    for signal in stored_signals()}
-        return Snapshot(generation, banks, indexes)
+        return Snapshot(generation, banks, indexes, packs=PackMap.empty().appended(packs))
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -162,9 +168,10 @@ class Catalog:
             meta = json.loads((self.dir / "snapshot.json").read_text())
             indexes = {signal.name: signal.index.load(SavedFiles(self.dir, f"{meta['tag']}.{signal.name}"))
                        for signal in stored_signals()}
+            packs = PackMap.load(SavedFiles(self.dir, f"{meta['tag']}.{PACKS}"))
         except (ValueError, KeyError, TypeError, OSError):
             return None
-        return Snapshot(meta["generation"], meta["banks"], indexes, meta.get("stamp"))
+        return Snapshot(meta["generation"], meta["banks"], indexes, meta.get("stamp"), packs)
 
     def _restamp(self, snapshot: Snapshot) -> None:
         """Record the store's current stamp for a saved snapshot of the same generation, rewriting
@@ -182,7 +189,7 @@ class Catalog:
         """Write each file under a temporary name and rename it, `snapshot.json` last."""
         tag = "s" + hashlib.sha256(snapshot.generation.encode()).hexdigest()[:16]
         pending = f".{os.getpid()}.tmp"
-        for signal_name, index in snapshot.indexes.items():
+        for signal_name, index in [*snapshot.indexes.items(), (PACKS, snapshot.packs)]:
             files = SavedFiles(self.dir, f"{tag}.{signal_name}")
             for name, value in index.arrays().items():
                 target = files.path(name)
