@@ -421,3 +421,42 @@ def test_openapi_types_every_route(api):
     schemas = spec["components"]["schemas"]
     assert {"Verdict", "Reason", "Bank", "Reference", "ReferencePage", "ReviewItem", "Error", "BatchVerdicts"} <= set(schemas)
     assert spec["paths"]["/v1/check"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+
+
+def test_two_servers_sharing_one_chroma_server_see_each_others_bank_changes(chroma_server, tmp_path, photos, edited):
+    """The scale-out path: `moderate serve` hosts, each with its own data folder (tokens, derived
+    index), share one `chroma run`; a bank change made through either is what the other checks
+    against on its next request. Other tests' banks share the server: only this bank's reasons count."""
+    bank = f"S{uuid.uuid4().hex[:8]}"
+    hosts = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            auth = role_tokens(tmp_path / name)
+            process = start(serve_command(port, "--chroma-url", chroma_server), tmp_path / name, port)
+            hosts.append((process, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60), auth))
+        (_, a, auth_a), (_, b, auth_b) = hosts
+
+        def ours(client, auth, picture) -> list[str]:
+            verdict = client.post("/v1/check", content=picture.read_bytes(), headers=auth["checker"]).json()
+            return sorted(r["rule"] for r in verdict["reasons"] if r.get("bank") == bank)
+
+        for name in (bank, f"{bank}-stays"):  # the second stays enabled: checks go on when the first is off
+            assert a.post("/v1/banks", json={"name": name}, headers=auth_a["admin"]).status_code == 200
+        assert ours(b, auth_b, edited[0][2]) == []  # b derives its index while the bank is empty
+        added = a.post(f"/v1/banks/{bank}/references", headers=auth_a["admin"], data={"id": "astro"},
+                       files={"file": ("astronaut.png", photos["astronaut"].read_bytes(), "image/png")})
+        assert added.status_code == 200, added.text
+        assert "pdq.distance<=31" in ours(b, auth_b, edited[0][2])  # astronaut, JPEG q30
+
+        chelsea = hashlib.md5(photos["chelsea"].read_bytes()).hexdigest()
+        imported = b.post(f"/v1/banks/{bank}/import", content=f"md5 {chelsea}\n", headers=auth_b["admin"])
+        assert imported.status_code == 200 and imported.json()["imported"] == 1
+        assert ours(a, auth_a, photos["chelsea"]) == ["digest.exact"]
+
+        assert b.post(f"/v1/banks/{bank}/disable", headers=auth_b["admin"]).status_code == 200
+        assert ours(a, auth_a, photos["chelsea"]) == [] and ours(a, auth_a, edited[0][2]) == []
+    finally:
+        for process, client, _ in hosts:
+            client.close()
+            stop(process)

@@ -55,6 +55,15 @@ def test_tables_find_exactly_what_brute_force_finds(width):
     assert set(range(15)) <= hit_rows and not hit_rows & set(range(15, 21))  # 52 bits is in, 53 out
 
 
+@pytest.mark.parametrize("split_from", [1, 1 << 40])  # every search split in two threads, or none
+def test_searches_split_between_threads_find_what_brute_force_finds(monkeypatch, split_from):
+    monkeypatch.setattr(mih, "PARALLEL_FROM", split_from)
+    codes, queries = planted(7, 3000)
+    tables = mih.MultiIndex.build(codes, 19)
+    for radius in RADII:
+        assert table_search(tables, codes, queries, radius) == oracle(codes, queries, radius), radius
+
+
 def flipped(code: np.ndarray, widths, per_substring, rng) -> np.ndarray:
     """`code` with exactly per_substring[j] bits flipped inside substring j."""
     bits = np.unpackbits(code)
