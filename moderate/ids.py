@@ -22,6 +22,12 @@ def prefix(bank: str, reference_id: str | None = None) -> str:
     return f"{bank}::" if reference_id is None else f"{bank}::{reference_id}::"
 
 
+def check_reference_id(ref_id: str) -> None:
+    """ValueError unless `ref_id` is 1-512 printable characters."""
+    if not ref_id or len(ref_id) > 512 or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in ref_id):
+        raise ValueError(f"reference id {ref_id[:80]!r}: use 1-512 printable characters")
+
+
 def split_record_id(rid: str) -> tuple[str, str]:
     """(bank, reference_id) of a record id."""
     bank, rest = rid.split("::", 1)
@@ -58,10 +64,17 @@ class RecordIds:
         return (self.id_at(i) for i in range(len(self)))
 
     def prefix_mask(self, prefix: str) -> np.ndarray:
-        """Positions whose record id starts with `prefix`."""
+        """Positions whose record id starts with `prefix`: a bank's (`BANK::`), or one reference's
+        (`BANK::REFERENCE_ID::`, then only its own records: the rest is N, so reference `a` does not
+        take the records of reference `a::1`)."""
         raw = prefix.encode()
         starts, lengths = self._spans()
-        return self._bytes_equal(starts, lengths > len(raw), raw)
+        mask = self._bytes_equal(starts, lengths > len(raw), raw)
+        if prefix.count("::") > 1:  # bank names hold no "::"
+            for position in np.flatnonzero(mask):
+                rest = self.id_at(int(position))[len(prefix):]
+                mask[position] = rest.isascii() and rest.isdigit()
+        return mask
 
     def first_hash_mask(self) -> np.ndarray:
         """Positions holding a reference's first record (ids ending with `::0`): one per reference."""

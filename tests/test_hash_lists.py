@@ -93,11 +93,13 @@ def test_a_reference_with_pdq_and_digest_rows_is_one_reference_and_exports_both(
     copied = {ref.id: ref.hashes() for ref in engine.banks.references("COPY")}
     assert copied == {ref.id: ref.hashes() for ref in refs.values()}
 
-    # a PDQ hash for a reference that holds only digests would list it twice: refused, per line
-    clash = f"signal_type,signal_str,reference_id\npdq,{engine.hash(photos['coffee'])[0].pdq[0].hex},item-2\n"
-    with pytest.raises(HashListError, match="reference 'item-2' holds only digests"):
-        engine.banks.import_hashes("TX", clash, source="clash.csv")
-    assert engine.banks.import_hashes("TX", clash, skip_invalid=True).skipped[0].source == "<hash list>:2"
+    # a later PDQ hash for a reference that held digests only: listed once, by the PDQ hash now
+    coffee = engine.hash(photos["coffee"])[0].pdq[0].hex
+    assert engine.banks.import_hashes("TX", f"signal_type,signal_str,reference_id\npdq,{coffee},item-2\n").imported == 1
+    for view in (engine, fresh(engine)):
+        assert (view.banks.get("TX").references, view.banks.reference_ids("TX")) == (2, ["item-1", "item-2"])
+        (item2,) = [ref for ref in view.banks.references("TX") if ref.id == "item-2"]
+        assert item2.hashes() == (("pdq", coffee), ("md5", md5(photos["coffee"])), ("sha256", sha256(photos["coffee"])))
 
 
 def test_digest_only_references_are_removed_renamed_and_deleted_like_others(engine, photos):
@@ -233,6 +235,20 @@ def fresh(engine: Engine) -> Engine:
     return again
 
 
+def test_a_reference_split_across_chunks_is_one_reference(engine, photos, monkeypatch):
+    import moderate.banks
+
+    monkeypatch.setattr(moderate.banks, "IMPORT_ROWS", 2)
+    engine.banks.create("SPLIT", "block")
+    rocket = engine.hash(photos["rocket"])[0].pdq[0].hex
+    text = ("signal_type,signal_str,reference_id\n" f"md5,{md5(photos['rocket'])},R\n" f"sha256,{sha256(photos['rocket'])},R\n"
+            f"pdq,{rocket},R\n" f"md5,{md5(photos['coffee'])},C\n")
+    assert engine.banks.import_hashes("SPLIT", text).imported == 4
+    for view in (engine, fresh(engine)):
+        assert (view.banks.get("SPLIT").references, view.banks.reference_ids("SPLIT")) == (2, ["C", "R"])
+        assert view.check(photos["rocket"]).verdict == view.check(photos["coffee"]).verdict == "block"
+
+
 def test_a_bad_line_late_in_a_long_list_imports_nothing_and_names_every_bad_line(engine, monkeypatch):
     import moderate.banks
 
@@ -282,3 +298,49 @@ def test_a_full_page_of_packs_goes_to_a_chroma_server_and_another_host_sees_it(c
     assert reader.banks.get(bank).hashes == 250_001
     assert reader.lookup("pdq", hashes[123_456], [bank], max_distance=0)[0].reference_id == hashes[123_456]
     assert reasons(reader.check(photos["coffee"])) == [("digest.exact", md5(photos["coffee"]), "md5")]
+
+
+def test_a_reference_whose_id_extends_another_is_not_taken_with_it(engine, photos):
+    """Reference ids may hold "::": removing `a` leaves `a::1` and `a::1::0` (list rows and
+    image references alike)."""
+    engine.banks.create("IDS", "block")
+    rows = {"a": "astronaut", "a::1": "coffee", "a::1::0": "rocket"}
+    engine.banks.import_hashes("IDS", "signal_type,signal_str,reference_id\n" + "".join(
+        f"md5,{md5(photos[name])},{ref}\n" for ref, name in rows.items()))
+    engine.banks.add("IDS", [photos["chelsea"]], reference_id="b")
+    engine.banks.add("IDS", [photos["camera"]], reference_id="b::2")
+    engine.banks.remove("IDS", "a")
+    engine.banks.remove("IDS", "b")
+    for view in (engine, fresh(engine)):
+        assert view.banks.reference_ids("IDS") == ["a::1", "a::1::0", "b::2"]
+        assert view.check(photos["astronaut"]).verdict == view.check(photos["chelsea"]).verdict == "allow"
+        for name in ("coffee", "rocket", "camera"):
+            assert view.check(photos[name]).verdict == "block", name
+
+
+def test_a_flat_copy_of_a_hash_never_hides_a_usable_one(engine, photos):
+    engine.banks.create("Q", "block")
+    hx = engine.hash(photos["rocket"])[0].pdq[0].hex
+    first = engine.banks.import_hashes("Q", f"pdq {hx} quality=49 x.png#0\npdq {hx}\npdq {hx} quality=10\n")
+    assert (first.imported, first.already_present) == (2, 1)  # the usable copy is kept; the second flat one is not
+    assert engine.check(photos["rocket"]).verdict == "block"
+    engine.banks.create("Q2", "block")
+    engine.banks.import_hashes("Q2", f"pdq {hx} quality=49\n")
+    assert engine.banks.import_hashes("Q2", f"pdq {hx}\n").imported == 1  # a later import too
+    assert engine.banks.import_hashes("Q2", f"pdq {hx}\npdq {hx} quality=3\n").imported == 0
+    engine.banks.delete("Q")
+    assert reasons(fresh(engine).check(photos["rocket"]))[0][:2] == ("pdq.distance<=31", hx)
+
+
+def test_one_file_under_two_entries_is_two_references(engine, photos):
+    """Two entries may list the same file: each is a reference of its own (removing one leaves the
+    other), while the same row again, or an unnamed row of a hash the bank holds, adds nothing."""
+    engine.banks.create("TWO", "block")
+    rows = f"signal_type,signal_str,reference_id\nmd5,{md5(photos['coffee'])},r1\nmd5,{md5(photos['coffee'])},r2\n"
+    assert engine.banks.import_hashes("TWO", rows).imported == 2
+    again = engine.banks.import_hashes("TWO", rows + f"md5,{md5(photos['coffee'])},\n")
+    assert (again.imported, again.already_present) == (0, 3)
+    engine.banks.remove("TWO", "r1")
+    for view in (engine, fresh(engine)):
+        assert view.banks.reference_ids("TWO") == ["r2"]
+        assert reasons(view.check(photos["coffee"])) == [("digest.exact", "r2", "md5")]

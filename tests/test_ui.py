@@ -89,12 +89,27 @@ def press(browser, key: str) -> None:
 def test_a_moderator_works_a_pdf_and_a_tiff_item(api, items, browser):  # noqa: F811
     from functools import partial
 
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait as Wait
 
-    # a page that reloads (after a claim or a decision) replaces the element between finding and reading it
-    WebDriverWait = partial(WebDriverWait, ignored_exceptions=(StaleElementReferenceException,))  # noqa: N806
+    class Reloading(Wait):
+        """A page that reloads (after a claim or a decision) replaces the element between finding
+        and reading it: Chromium says so as a stale element, or as a node that "does not belong to
+        the document"; both mean look again."""
+
+        def until(self, method, message=""):
+            def settled(driver):
+                try:
+                    return method(driver)
+                except WebDriverException as exc:
+                    if "does not belong to the document" in str(exc):
+                        return False
+                    raise
+
+            return super().until(settled, message)
+
+    WebDriverWait = partial(Reloading, ignored_exceptions=(StaleElementReferenceException,))  # noqa: N806
 
     client, auth = api
     base = str(client.base_url).rstrip("/")

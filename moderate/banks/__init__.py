@@ -30,7 +30,7 @@ from ..signals.digest import digest_keys
 from ..signals.base import ReferenceImage
 from ..signals.pdq import MIN_REFERENCE_QUALITY
 from ..store.catalog import stored_signals
-from ..ids import prefix, record_id, split_record_id
+from ..ids import check_reference_id, prefix, record_id, split_record_id
 from ..store import Store
 from ..store.packs import Pack, packed, records_of, reference_of
 
@@ -330,7 +330,8 @@ class Banks:
             kept = [rest for rest in (pack.without({reference_id}) for pack in packs) if rest.rows]
         self.store.delete_packs(sorted({pack.id for pack in packs} - {pack.id for pack in kept}))
         self.store.add_packs(kept)
-        packed_ids = {rid for pack in packs for rid in pack.record_ids() if rid.startswith(start)}
+        packed_ids = {rid for pack in packs for rid in pack.record_ids()
+                      if reference_id is None or split_record_id(rid)[1] == reference_id}
         snapshot, removed = write.snapshot, 0
         snapshot = replace(snapshot, packs=snapshot.packs.without_packs([pack.id for pack in packs]).appended(kept))
         image_ids = []  # keypoint records are one per reference image, as embedding records are
@@ -594,7 +595,7 @@ class Banks:
             raise BankError(f"{source}: {exc}") from None
         base = {"added_at": now(), "added_by": default_actor(), "imported_from": source,
                 **{k: v for k, v in (metadata or {}).items() if v is not None}}
-        listed = imported = conflicted = 0
+        listed = imported = 0
         bad, unmatched, written = [], [], []
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
@@ -606,13 +607,13 @@ class Banks:
                 if bad and not skip_invalid:  # nothing more is written: only the problems are wanted
                     bad += wrong
                     continue
-                rows, conflicts = self._new_rows(write.snapshot, bank, good, held)
-                bad += wrong + conflicts
-                conflicted += len(conflicts)
+                bad += wrong
                 if bad and not skip_invalid:
                     continue
+                rows, relisted = self._new_rows(write.snapshot, bank, good, held)
                 packs = packed(bank, base, rows)
                 self._add_packs(write, packs)
+                self._listed_by_pdq(write, bank, relisted)
                 held.add(rows)
                 written += [pack.id for pack in packs]
                 imported += len(rows)
@@ -625,24 +626,32 @@ class Banks:
         skipped = tuple(Problem(f"{source}:{line}", message) for line, message in sorted(bad))
         warnings = tuple(Problem(f"{source}:{line}", f"PDQ quality {quality} is below {MIN_REFERENCE_QUALITY}: "
                                  "listed, but never matched (too flat)") for line, quality in unmatched)
-        return ImportReport(imported, listed - conflicted - imported, skipped, warnings)
+        return ImportReport(imported, listed - imported, skipped, warnings)
 
     def _new_rows(self, snapshot, bank: str, listed: list[hashlist.ListedHash],
-                  held: "_Held") -> tuple[list, list[tuple[int, str]]]:
+                  held: "_Held") -> tuple[list, set[str]]:
         """Pack rows (`moderate.store.packs.ROW`) for the listed hashes not yet in the bank, and
-        (line, problem) for rows that cannot be added. Rows sharing a reference id become that
-        reference's records 0, 1, ... of each signal; a new hash for a reference already in the
-        bank is numbered after its others. A reference with a PDQ hash is listed by its PDQ
-        records (as image references are); one with digests only, by its digests."""
+        the references that held digests only and now get a PDQ hash. Rows sharing a reference id
+        become that reference's records 0, 1, ... of each signal; a new hash for a reference
+        already in the bank is numbered after its others. A reference with a PDQ hash is listed by
+        its PDQ records (as image references are); one with digests only, by its digests."""
         present = held.present(listed)
+        holders = _holders(snapshot, bank, [item for item in listed if item.reference_id and _key(item) in present])
         named = sorted({item.reference_id for item in listed if item.reference_id})
         taken = self._taken(snapshot, bank, named) if named else set()
         items_of: dict[str, list] = {}
+        seen: set[tuple] = set()
         for item in listed:
-            if (item.kind, item.value) not in present:
-                present.add((item.kind, item.value))
-                items_of.setdefault(item.reference_id or item.value, []).append(item)
-        rows, conflicts, new = [], [], {PDQ.name: 0, DIGEST.name: 0}
+            # A row without a reference id is the hash itself: a duplicate wherever the bank holds
+            # it. A named row is one only where its own reference holds it (two entries may list
+            # one file).
+            ref_id = item.reference_id or item.value
+            held_here = _key(item) in present and (not item.reference_id or (item.kind, item.value, ref_id) in holders)
+            if held_here or (*_key(item), ref_id) in seen:
+                continue
+            seen |= {(*_key(item), ref_id), (item.kind, item.value, False, ref_id)}  # a flat copy adds nothing
+            items_of.setdefault(ref_id, []).append(item)
+        rows, relisted, new = [], set(), {PDQ.name: 0, DIGEST.name: 0}
         for ref_id, items in items_of.items():
             if len(items) == 1 and ref_id not in taken:  # most rows: a new reference of one hash
                 rows.append(_row(items[0], ref_id, 0, True))
@@ -651,14 +660,27 @@ class Banks:
                 s.name: int(snapshot.indexes[s.name].record_ids.prefix_mask(prefix(bank, ref_id)).sum()) for s in (PDQ, DIGEST)}
             hashes = [item for item in items if item.signal == PDQ.name]
             if hashes and numbered[DIGEST.name] and not numbered[PDQ.name]:
-                conflicts += [(item.line, f"reference {ref_id!r} holds only digests from a hash list; remove it "
-                                          f"before giving it a PDQ hash") for item in hashes]
-                hashes = []
+                relisted.add(ref_id)  # listed by its digests so far (an earlier chunk or import)
             lists = not (hashes or numbered[PDQ.name])  # its digests list it
             digest_items = [item for item in items if item.signal == DIGEST.name]
             for signal, chosen in ((PDQ, hashes), (DIGEST, digest_items)):
                 rows += [_row(item, ref_id, n, lists) for n, item in enumerate(chosen, numbered[signal.name])]
-        return rows, conflicts
+        return rows, relisted
+
+    def _listed_by_pdq(self, write, bank: str, reference_ids: set[str]) -> None:
+        """References that held digests only and were just given a PDQ hash: their digests stop
+        listing them (their first PDQ record does now), in their packs and in the digest index."""
+        if not reference_ids:
+            return
+        snapshot = write.snapshot
+        packs = [pack for pack in self.store.packs(ids=snapshot.packs.packs_of(bank, reference_ids))
+                 if pack.bank == bank]
+        self.store.add_packs([pack.unlisting(reference_ids) for pack in packs])
+        digests = snapshot.indexes[DIGEST.name]
+        held = np.zeros(len(digests), bool)
+        for ref_id in reference_ids:
+            held |= digests.record_ids.prefix_mask(prefix(bank, ref_id))
+        write.update(snapshot.with_index(DIGEST.name, replace(digests, listing=digests.listing & ~held)))
 
     def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
         """Write a bank as a hash list python-threatexchange reads: a row per PDQ hash and per
@@ -783,6 +805,29 @@ def _embedder(bank_record: dict):
     return model
 
 
+def _key(item: hashlist.ListedHash) -> tuple[str, str, bool]:
+    """(kind, value, usable): what deduplication compares (a flat PDQ copy never stands for a usable one)."""
+    return item.kind, item.value, item.signal != PDQ.name or item.quality >= MIN_REFERENCE_QUALITY
+
+
+def _holders(snapshot, bank: str, items: list[hashlist.ListedHash]) -> set[tuple[str, str, str]]:
+    """(kind, value, reference id) of these named rows whose own reference already holds them."""
+    out = set()
+    pdq, digests = snapshot.pdq, snapshot.indexes[DIGEST.name]
+    for signal, index in ((PDQ.name, pdq), (DIGEST.name, digests)):
+        chosen = [item for item in items if item.signal == signal]
+        if not chosen:
+            continue
+        if signal == PDQ.name:
+            found = index.positions_of(np.frombuffer(b"".join(bytes.fromhex(i.value) for i in chosen), np.uint8))
+        else:
+            found = index.positions([(item.kind, item.value) for item in chosen])
+        for item, positions in zip(chosen, found):
+            if any(split_record_id(index.record_ids.id_at(p)) == (bank, item.reference_id) for p in positions):
+                out.add((item.kind, item.value, item.reference_id))
+    return out
+
+
 def _row(item: hashlist.ListedHash, ref_id: str, n: int, lists: bool) -> tuple:
     """A listed hash as a pack row (`moderate.store.packs.ROW`): record N of its reference."""
     flag = item.quality if item.signal == PDQ.name else int(lists)
@@ -790,37 +835,50 @@ def _row(item: hashlist.ListedHash, ref_id: str, n: int, lists: bool) -> tuple:
 
 
 class _Held:
-    """The exact hashes of one bank (PDQ codes, digest keys), sorted, kept current through an
-    import: each chunk's duplicates are found by binary search instead of sorting the whole index
-    again (10M codes take seconds to sort)."""
+    """The exact hashes of one bank, sorted, kept current through an import: each chunk's
+    duplicates are found by binary search instead of sorting the whole index again (10M codes take
+    seconds to sort). Kept apart: PDQ codes that match, every PDQ code, digest keys. A usable PDQ
+    hash is a duplicate only of a usable one: a flat copy listed first must not hide it."""
+
+    USABLE = "usable"
 
     def __init__(self, snapshot, bank: str):
         pdq, digests = snapshot.pdq, snapshot.indexes[DIGEST.name]
-        self.sorted = {PDQ.name: np.sort(_as_keys(np.asarray(pdq.codes)[pdq.bank_mask(bank)])),
+        in_bank = pdq.bank_mask(bank)
+        codes = np.asarray(pdq.codes)
+        self.sorted = {PDQ.name: np.sort(_as_keys(codes[in_bank])),
+                       self.USABLE: np.sort(_as_keys(codes[in_bank & pdq._matchable()])),
                        DIGEST.name: np.sort(_as_keys(np.asarray(digests.keys)[digests.record_ids.prefix_mask(prefix(bank))]))}
 
-    def present(self, listed: list[hashlist.ListedHash]) -> set[tuple[str, str]]:
-        """(kind, value) of the listed hashes the bank holds."""
+    def present(self, listed: list[hashlist.ListedHash]) -> set[tuple[str, str, bool]]:
+        """(kind, value, usable) of the listed hashes the bank holds (a usable PDQ hash: usable
+        there; `usable` is true for digests)."""
         out = set()
-        for signal, held in self.sorted.items():
-            items = [item for item in listed if item.signal == signal]
-            keys = _keys_of(signal, [(item.kind, item.value) for item in items])
+        for kept in self.sorted:
+            items = [item for item in listed if self._kept_in(item.signal, item.quality) == kept]
+            keys = _keys_of(kept, [(item.kind, item.value) for item in items])
+            held = self.sorted[kept]
             at = np.minimum(np.searchsorted(held, keys), max(len(held) - 1, 0))
             hits = held[at] == keys if len(held) else np.zeros(len(keys), bool)
-            out |= {(item.kind, item.value) for item, hit in zip(items, hits) if hit}
+            out |= {(item.kind, item.value, kept != PDQ.name) for item, hit in zip(items, hits) if hit}
         return out
 
     def add(self, rows: list[tuple]) -> None:
-        for signal in self.sorted:
-            values = [(LIST_TYPES[row[0]].list_types[row[0]], row[1]) for row in rows if LIST_TYPES[row[0]].name == signal]
-            new = np.sort(_keys_of(signal, values))
-            held = self.sorted[signal]
-            self.sorted[signal] = np.insert(held, np.searchsorted(held, new), new)
+        for kept in self.sorted:
+            values = [(LIST_TYPES[row[0]].list_types[row[0]], row[1]) for row in rows
+                      if LIST_TYPES[row[0]].name == kept or (kept == self.USABLE and row[0] == PDQ.name
+                                                             and row[4] >= MIN_REFERENCE_QUALITY)]
+            new = np.sort(_keys_of(kept, values))
+            held = self.sorted[kept]
+            self.sorted[kept] = np.insert(held, np.searchsorted(held, new), new)
+
+    def _kept_in(self, signal: str, quality: int) -> str:
+        return self.USABLE if signal == PDQ.name and quality >= MIN_REFERENCE_QUALITY else signal
 
 
 def _keys_of(signal: str, values: list[tuple[str, str]]) -> np.ndarray:
     """Exact keys of (kind, hex) values: PDQ codes, or the digest index's keys."""
-    if signal == PDQ.name:
+    if signal != DIGEST.name:
         raw = np.frombuffer(b"".join(bytes.fromhex(hx) for _, hx in values), np.uint8).reshape(-1, 32)
     else:
         raw = digest_keys(values)
@@ -891,8 +949,10 @@ def _flat(reference: Reference) -> Problem:
 
 
 def _check_reference_id(ref_id: str) -> None:
-    if not ref_id or len(ref_id) > 512 or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in ref_id):
-        raise BankError(f"reference id {ref_id!r}: use 1-512 printable characters")
+    try:
+        check_reference_id(ref_id)
+    except ValueError as exc:
+        raise BankError(str(exc)) from None
 
 
 def _refuse_duplicate_ids(files: list[tuple[Path, str]]) -> None:

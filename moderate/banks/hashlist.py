@@ -22,6 +22,7 @@ import csv
 import itertools
 from typing import Iterable, Iterator, NamedTuple, TextIO
 
+from ..ids import check_reference_id
 from ..signals import LIST_TYPES, PDQ
 
 FORMATS = ("csv", "txt")
@@ -48,7 +49,10 @@ class ListedHash(NamedTuple):
 
 def detect_format(text: str) -> str:
     first = next((line for line in _lines(text) if line.strip() and not line.lstrip().startswith("#")), "")
-    header = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
+    try:
+        header = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
+    except csv.Error:  # a first line no CSV header could be (over the csv module's field limit)
+        return "txt"
     return "csv" if "signal_type" in header and "signal_str" in header else "txt"
 
 
@@ -95,6 +99,8 @@ def _collect(rows: Iterable[tuple]):
             bad.append((line, f"unknown signal type {type_name.strip()!r} (supported: {', '.join(LIST_TYPES)})"))
             continue
         try:
+            if reference_id:
+                check_reference_id(reference_id)
             good.append(ListedHash(line, signal.name, signal.parse(value, list_type), reference_id or None, metadata,
                                    list_type, quality))
         except ValueError as exc:
@@ -137,10 +143,18 @@ def _txt_rows(text: str):
 def _csv_rows(text: str):
     reader = csv.reader(_lines(text))
     header: list[str] | None = None
-    for row in reader:
-        number = reader.line_num
-        if not row or not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over the csv module's limit (128 kB), a NUL byte
+            yield reader.line_num, f"unreadable CSV row: {exc}"
             continue
+        number = reader.line_num
+        if not row or not any(cell.strip() for cell in row) or (header is None and row[0].lstrip().startswith("#")):
+            continue  # comments only before the header: after it, a first column may start with '#'
+
         if header is None:
             header = [cell.strip().lower() for cell in row]
             if "signal_type" not in header or "signal_str" not in header:
@@ -159,7 +173,7 @@ def write(rows: Iterable[dict], out: TextIO, fmt: str = "csv") -> int:
     """Write references as a hash list; rows carry signal_type, signal_str, bank, reference_id, ..."""
     count = 0
     if fmt == "csv":
-        columns = ["signal_type", "signal_str", "bank", "reference_id", "quality", "source_url", "note", "added_at", "added_by"]
+        columns = ["signal_type", "signal_str", "bank", "reference_id", "quality", *CSV_METADATA, "added_at", "added_by"]
         writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:

@@ -63,6 +63,14 @@ class Pack:
     def without(self, reference_ids: set[str]) -> "Pack":
         return Pack(self.id, self.bank, self.base, tuple(row for row in self.rows if reference_of(row) not in reference_ids))
 
+    def unlisting(self, reference_ids: set[str]) -> "Pack":
+        """The same pack, these references' digest rows no longer listing them (flag 0)."""
+        from ..signals import PDQ
+
+        return Pack(self.id, self.bank, self.base, tuple(
+            (*row[:4], 0, row[5]) if row[0] != PDQ.name and reference_of(row) in reference_ids else row
+            for row in self.rows))
+
     def renamed(self, bank: str) -> "Pack":
         return Pack(self.id, bank, self.base, self.rows)
 
