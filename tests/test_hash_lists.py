@@ -6,6 +6,7 @@ python-threatexchange's, ThreatExchange's and our names) imported into banks, fo
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import random
 import uuid
@@ -344,3 +345,16 @@ def test_one_file_under_two_entries_is_two_references(engine, photos):
     for view in (engine, fresh(engine)):
         assert view.banks.reference_ids("TWO") == ["r2"]
         assert reasons(view.check(photos["coffee"])) == [("digest.exact", "r2", "md5")]
+
+
+def test_bank_rename_on_the_command_line(data_dir, photos, tmp_path):
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"md5 {md5(photos['coffee'])}\n")
+    assert run_cli("bank", "create", "OLD", data_dir=data_dir).returncode == 0
+    assert run_cli("bank", "import", "OLD", str(listed), data_dir=data_dir).returncode == 0
+    renamed = run_cli("bank", "rename", "OLD", "NEW", data_dir=data_dir)
+    assert (renamed.returncode, renamed.stdout.decode()) == (0, "renamed bank OLD to NEW\n")
+    checked = json.loads(run_cli("check", str(photos["coffee"]), "--json", data_dir=data_dir).stdout)
+    assert [(r["bank"], r["rule"]) for r in checked["reasons"]] == [("NEW", "digest.exact")]
+    missing = run_cli("bank", "rename", "OLD", "OTHER", data_dir=data_dir)
+    assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1 and "no bank named 'OLD'" in missing.stderr.decode()

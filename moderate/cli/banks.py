@@ -172,6 +172,14 @@ def bank_disable(ctx: typer.Context, name: str = NAME):
     _out(f"disabled bank {name}")
 
 
+@bank_app.command("rename")
+def bank_rename(ctx: typer.Context, name: str = NAME,
+                new_name: str = typer.Argument(..., metavar="NEW_NAME", help="1-64 letters, digits, '_', '-' or '.'.")):
+    """Give a bank another name; its references move with it (allow-list entries naming them stop applying)."""
+    _engine(ctx).banks.rename(name, new_name)
+    _out(f"renamed bank {name} to {new_name}")
+
+
 @bank_app.command("remove")
 def bank_remove(ctx: typer.Context, bank: str = BANK,
                 reference_id: str = typer.Argument(..., metavar="REF_ID", help="The reference's id (see `moderate bank refs BANK`).")):
