@@ -358,3 +358,20 @@ def test_bank_rename_on_the_command_line(data_dir, photos, tmp_path):
     assert [(r["bank"], r["rule"]) for r in checked["reasons"]] == [("NEW", "digest.exact")]
     missing = run_cli("bank", "rename", "OLD", "OTHER", data_dir=data_dir)
     assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1 and "no bank named 'OLD'" in missing.stderr.decode()
+
+
+@pytest.mark.parametrize("extra", [0, 30])  # a few references (masked one prefix at a time), or many (ids read once)
+def test_removing_many_references_in_one_write(engine, photos, extra):
+    engine.banks.create("M", "block")
+    filler = random_list(40, 5)
+    engine.banks.import_hashes("M", "".join(f"pdq {hx}\n" for hx in filler))
+    engine.banks.import_hashes("M", "signal_type,signal_str,reference_id\n"
+                               f"md5,{md5(photos['astronaut'])},a\nmd5,{md5(photos['coffee'])},a::1\n")
+    engine.banks.add("M", [photos["chelsea"]], reference_id="img")
+    gone = ["a", "img", "not-there", *filler[:extra]]
+    assert engine.banks.remove_all("M", gone) == 1 + extra  # the image's whole-picture hash and the filler's
+    kept = sorted(["a::1", *filler[extra:]])
+    for view in (engine, fresh(engine)):
+        assert view.banks.reference_ids("M") == kept
+        assert view.check(photos["astronaut"]).verdict == view.check(photos["chelsea"]).verdict == "allow"
+        assert view.check(photos["coffee"]).verdict == "block"

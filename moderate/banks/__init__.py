@@ -317,28 +317,27 @@ class Banks:
             write.update(replace(write.snapshot, banks=banks))
         return removed
 
-    def _delete_prefix(self, write, bank: str, reference_id: str | None, bank_record: dict) -> int:
-        """Delete a bank's records, or one reference's (by id, never by editable metadata), and
+    def _delete_prefix(self, write, bank: str, reference_ids: frozenset[str] | None, bank_record: dict) -> int:
+        """Delete a bank's records, or these references' (by id, never by editable metadata), and
         their rows in hash-list packs; returns how many PDQ hashes went."""
         write.touch()
-        start = prefix(bank, reference_id)
-        if reference_id is None:
+        if reference_ids is None:
             packs, kept = list(self.store.packs(where={"bank": bank})), []
         else:
-            packs = [pack for pack in self.store.packs(ids=write.snapshot.packs.packs_of(bank, [reference_id]))
+            packs = [pack for pack in self.store.packs(ids=write.snapshot.packs.packs_of(bank, reference_ids))
                      if pack.bank == bank]  # a key shared by chance names another bank's pack
-            kept = [rest for rest in (pack.without({reference_id}) for pack in packs) if rest.rows]
+            kept = [rest for rest in (pack.without(reference_ids) for pack in packs) if rest.rows]
         self.store.delete_packs(sorted({pack.id for pack in packs} - {pack.id for pack in kept}))
         self.store.add_packs(kept)
         packed_ids = {rid for pack in packs for rid in pack.record_ids()
-                      if reference_id is None or split_record_id(rid)[1] == reference_id}
+                      if reference_ids is None or split_record_id(rid)[1] in reference_ids}
         snapshot, removed = write.snapshot, 0
         snapshot = replace(snapshot, packs=snapshot.packs.without_packs([pack.id for pack in packs]).appended(kept))
         image_ids = []  # keypoint records are one per reference image, as embedding records are
         for signal in stored_signals():
             index = snapshot.indexes[signal.name]
-            mask = index.record_ids.prefix_mask(start)
-            ids = self._ids(snapshot, signal.name, start)
+            mask = _records_of(index.record_ids, bank, reference_ids)
+            ids = [index.record_ids.id_at(int(p)) for p in np.flatnonzero(mask)]
             self.store.delete_records(signal, [rid for rid in ids if rid not in packed_ids])
             snapshot = snapshot.with_index(signal.name, index.without(mask))
             removed = len(ids) if signal is PDQ else removed
@@ -461,7 +460,18 @@ class Banks:
                     for signal in (PDQ, DIGEST))
             if not any(held):
                 raise BankError(f"bank {bank} has no reference {reference_id!r}")
-            return self._delete_prefix(write, bank, reference_id, write.snapshot.banks[bank])
+            return self._delete_prefix(write, bank, frozenset([reference_id]), write.snapshot.banks[bank])
+
+    def remove_all(self, bank: str, reference_ids: Iterable[str]) -> int:
+        """Remove these references in one write (those the bank does not hold are passed over),
+        as an exchange's update does: one pass over a 10M-hash index, not one per reference.
+        Returns how many PDQ hashes were removed."""
+        wanted = frozenset(reference_ids)
+        if not wanted:
+            return 0
+        with self.catalog.writing() as write:
+            self._record(write.snapshot, bank)
+            return self._delete_prefix(write, bank, wanted, write.snapshot.banks[bank])
 
     def reembed(self, bank: str, model: str, paths: Iterable[str | os.PathLike], recursive: bool = True,
                 skip_missing: bool = False, progress=None) -> ReembedReport:
@@ -826,6 +836,24 @@ def _holders(snapshot, bank: str, items: list[hashlist.ListedHash]) -> set[tuple
             if any(split_record_id(index.record_ids.id_at(p)) == (bank, item.reference_id) for p in positions):
                 out.add((item.kind, item.value, item.reference_id))
     return out
+
+
+FEW_REFERENCES = 16  # removals masked one reference prefix at a time; more: each row's id read once
+
+
+def _records_of(ids, bank: str, reference_ids: frozenset[str] | None) -> np.ndarray:
+    """Mask of the rows of a bank (all, or these references') among record ids (a `RecordIds`)."""
+    if reference_ids is None:
+        return ids.prefix_mask(prefix(bank))
+    if len(reference_ids) <= FEW_REFERENCES:
+        mask = np.zeros(len(ids), bool)
+        for ref_id in reference_ids:
+            mask |= ids.prefix_mask(prefix(bank, ref_id))
+        return mask
+    mask = ids.prefix_mask(prefix(bank))
+    for position in np.flatnonzero(mask):
+        mask[position] = split_record_id(ids.id_at(int(position)))[1] in reference_ids
+    return mask
 
 
 def _row(item: hashlist.ListedHash, ref_id: str, n: int, lists: bool) -> tuple:

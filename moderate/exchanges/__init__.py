@@ -186,8 +186,8 @@ class Exchanges:
             return report
         if whole:
             gone = sorted(set(held) - listed)
+            self.banks.remove_all(exchange.bank, gone)
             for ref_id in gone:
-                self.banks.remove(exchange.bank, ref_id)
                 del held[ref_id]
             report.removed += len(gone)
         self._save(exchange, report)
@@ -239,8 +239,8 @@ class Exchanges:
             else:
                 report.added += bool(hashes)
             rows.extend((ref_id, *pair) for pair in hashes)
+        self.banks.remove_all(exchange.bank, removals)
         for ref_id in removals:
-            self.banks.remove(exchange.bank, ref_id)
             del held[ref_id]
         if rows:
             self.banks.import_hashes(exchange.bank, _hash_list(rows, exchange.name), source=f"exchange {exchange.name}",
