@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: setup system-deps run test bench bench-data clean
 
-$(BIN)/moderate: pyproject.toml
+$(BIN)/moderate: pyproject.toml moderate/signals/_mih.c  # the C file: an editable install builds it once
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0  # the CPU wheel, before anything can pull a CUDA build

@@ -115,18 +115,28 @@ class _Brute:
 
 
 def _timings(index, brute: _Brute, queries: np.ndarray, origin: np.ndarray, radius: int) -> dict:
-    """Interleaved per-query latencies of the index and brute force; their results must be equal."""
-    index.search(queries[:1], radius)
-    times: dict[str, list[float]] = {"index": [], "brute_force": []}
+    """Interleaved per-query latencies of the index, of the index with numpy's inner loop where the
+    compiled one (`_mih.c`) is built, and of brute force; their results must be equal."""
+    from moderate.signals import mih
+
+    loops = {"index": mih.NATIVE, "index_numpy": None} if mih.NATIVE is not None else {"index": None}
+    times: dict[str, list[float]] = {name: [] for name in [*loops, "brute_force"]}
+    for name, loop in loops.items():
+        mih.NATIVE = loop
+        index.search(queries[:1], radius)
+    built = mih.NATIVE = next(iter(loops.values()))
     for query, source in zip(queries, origin):
-        seconds, found = timed(index.search, query[None, :], radius)
-        times["index"].append(seconds)
         seconds, expected = timed(brute.search, query, radius)
         times["brute_force"].append(seconds)
-        got = [(position, distance) for _, position, distance in found]
-        assert got == expected, f"radius {radius}: index found {got}, brute force {expected}"
-        assert source < 0 or (int(source), 10) in got, f"radius {radius}: near-duplicate of {source} missed"
-    return {name: percentiles_ms(values) for name, values in times.items()}
+        for name, loop in loops.items():
+            mih.NATIVE = loop
+            seconds, found = timed(index.search, query[None, :], radius)
+            times[name].append(seconds)
+            got = [(position, distance) for _, position, distance in found]
+            assert got == expected, f"radius {radius}: index ({name}) found {got}, brute force {expected}"
+            assert source < 0 or (int(source), 10) in got, f"radius {radius}: near-duplicate of {source} missed"
+    mih.NATIVE = built
+    return {"compiled": built is not None, **{name: percentiles_ms(values) for name, values in times.items()}}
 
 
 # Peak RSS from /proc's VmHWM: `ru_maxrss` keeps the high-water mark across exec, so a child
@@ -203,6 +213,10 @@ def _rows(data: dict) -> list[Row]:
             rows.append(Row("hashlists", f"lookup r={radius} p99 @ {n:,}", fmt_ms(idx["p99_ms"]),
                             f"brute {fmt_ms(ref['p99_ms'])}", fmt_ratio(ref["p99_ms"] / idx["p99_ms"]),
                             f"p99 < {TARGET_P99_MS:g} ms" if met is not None else "", met))
+            plain = m[str(radius)].get("index_numpy")
+            rows.append(Row("hashlists", f"  r={radius} inner loop @ {n:,}", "compiled" if plain else "numpy (no _mih.c)",
+                            f"numpy p50 {fmt_ms(plain['p50_ms'])} p99 {fmt_ms(plain['p99_ms'])}" if plain else "",
+                            fmt_ratio(plain["p99_ms"] / idx["p99_ms"]) if plain else ""))
         rows.append(Row("hashlists", f"  tables build / save / load @ {n:,}",
                         f"{m['build_s']:.1f} s / {m['save_s']:.1f} s / {fmt_ms(m['load_s'] * 1000)}",
                         f"{m['disk_mb']:,.0f} MB on disk", "", f"{m['queries']} queries identical", True))

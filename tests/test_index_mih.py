@@ -12,6 +12,16 @@ from moderate.signals.pdq import PdqIndex
 from .test_index import near_copies, oracle
 
 RADII = (0, 1, 31, 32, 52, 53)  # the block band, the review band, and one bit past each
+BUILT = mih.NATIVE
+
+
+@pytest.fixture(autouse=True, params=["native", "numpy"])
+def implementation(request, monkeypatch):
+    """Every test here runs twice: the compiled inner loop (_mih.c) and numpy's."""
+    if request.param == "native" and BUILT is None:
+        pytest.skip("moderate.signals._mih was not built (no C compiler at install)")
+    monkeypatch.setattr(mih, "NATIVE", BUILT if request.param == "native" else None)
+    return request.param
 
 
 @pytest.fixture
@@ -165,3 +175,46 @@ def test_a_bank_keeps_its_tables_across_processes(data_dir, monkeypatch, tables_
     stored = np.asarray(index.codes)
     assert set(index.search(queries, 52)) == oracle(stored, queries, 52)
     assert {bytes(c) for c in stored} == {bytes(c) for c in codes}
+
+
+def test_the_inner_loop_is_compiled_where_a_compiler_is(implementation):
+    """An install with a C compiler (CI's, make's) builds the extension: a broken _mih.c shows here,
+    not as a silent fall back to the slower numpy loop."""
+    import shutil
+    import sysconfig
+
+    if implementation == "numpy" or not (shutil.which(sysconfig.get_config_var("CC").split()[0]) or shutil.which("cc")):
+        pytest.skip("asked of the native run on a machine with a compiler")
+    assert BUILT is not None and mih.NATIVE is BUILT
+
+
+def test_damaged_tables_raise_instead_of_reading_outside_them(implementation):
+    codes = planted(4, 600)[0]
+    tables = mih.MultiIndex.build(codes, 16)
+    words = codes.view(np.uint64)
+    positions = tables.positions.copy()
+    positions[:, :] = len(codes) + 5  # every entry points past the codes
+    damaged = mih.MultiIndex(tables.widths, tables.offsets, positions, tables.following)
+    with pytest.raises(IndexError):
+        for query in codes[:20]:  # a stored code is always a candidate (distance 0)
+            damaged.search(words, query, 52, budget=1 << 40)
+    offsets = tables.offsets.copy()
+    offsets[offsets > 10] += 1 << 20  # buckets that run past the tables
+    with pytest.raises(IndexError):
+        mih.MultiIndex(tables.widths, offsets, tables.positions, tables.following).search(words, codes[0], 52, 1 << 40)
+
+
+def test_over_budget_searches_ask_for_a_scan_before_reading_buckets(implementation):
+    """The budget counts probes plus bucket entries: at it the tables answer, one under it None
+    (the caller scans instead). Crowded buckets: 1,200 copies of 3 codes."""
+    codes = np.repeat(np.random.default_rng(9).integers(0, 256, size=(3, 32), dtype=np.uint8), 400, axis=0)
+    tables = mih.MultiIndex.build(codes, 16)
+    value = int.from_bytes(codes[0].tobytes(), "big")
+    probes = np.concatenate([base + (((value >> shift) & mask) ^ xor)
+                             for shift, mask, base, xor in tables._probes(31)[1]])
+    cost = int((tables.offsets[probes + 1] - tables.offsets[probes]).sum()) + len(probes)
+    assert cost > 400 * len(tables.widths)
+    words = codes.view(np.uint64)
+    assert tables.search(words, codes[0], 31, budget=cost - 1) is None
+    positions, distances = tables.search(words, codes[0], 31, budget=cost)
+    assert positions.tolist() == list(range(400)) and set(distances.tolist()) == {0}

@@ -18,9 +18,12 @@ to at least 1, so some j starts a cycle whose every prefix sum of slacks is posi
 lemma). That j has d_j <= t_j, so its table finds the code, and d_j + d_j+1 <= t_j + t_j+1 + 1.
 
 What it costs grows with r / m: at 10M random codes (12 substrings of 21-22 bits), radius 31 probes
-~2k buckets and verifies ~7k candidates, but radius 52 spreads 53 shells over 12 substrings, so
-each is searched within 3-4 bits: ~56k probes and ~175k candidates, half a scan's time rather than
-a hundredth (`bench/hashlists.py`). Every pigeonhole split of 256 bits meets this at r = 52.
+~2k buckets and reads ~7k entries, but radius 52 spreads 53 shells over 12 substrings, so each is
+searched within 3-4 bits: ~55k probes and ~175k entries (the pigeonring keeps ~2k of them), 25x the
+work (`bench/hashlists.py`). Every pigeonhole split of 256 bits meets this at r = 52. The loop is
+memory latency (a random read per probe and per bucket) plus, in numpy, index arithmetic over every
+entry; compiled (`_mih.c`, built where pip finds a C compiler) it issues the reads ahead of use and
+skips the arithmetic: radius 52 at 10M codes p50 2.2 ms against 5.6 ms in numpy, on one core.
 """
 
 from __future__ import annotations
@@ -34,12 +37,17 @@ from itertools import combinations
 
 import numpy as np
 
+try:  # the inner loop in C (_mih.c), built where pip found a compiler; numpy does the same otherwise
+    from . import _mih as NATIVE
+except ImportError:
+    NATIVE = None
+
 CODE_BITS = 256
 MIN_WIDTH, MAX_WIDTH = 16, 22  # 2**22 buckets a table (16 MB of offsets) at most
 MAX_PROBES = 1 << 20  # more probes than this never beat a scan of the largest banks
-# Searches probing this many buckets (radius 52 at 10M codes: ~55k, ~175k entries) are split in two
-# halves searched by two threads when the machine has two cores (measured: p50 6.3 -> 5.1 ms, p99 8.5
-# -> 6.3 ms with both cores already busy); radius 31 (~2k probes) stays on the calling thread.
+# Without the compiled loop, searches probing this many buckets (radius 52 at 10M codes: ~55k, ~175k
+# entries) are split in two halves searched by two threads when the machine has two cores (measured:
+# p50 6.3 -> 5.1 ms, p99 8.5 -> 6.3 ms with both cores already busy); radius 31 (~2k probes) is not.
 PARALLEL_FROM = 16_384 if (os.cpu_count() or 1) > 1 else MAX_PROBES + 1
 
 
@@ -136,7 +144,7 @@ class MultiIndex:
                     tables.append((CODE_BITS - start - width, (1 << width) - 1, base, xor))
                     table_of.append(np.full(len(xor), j))
                     rows.append(np.full(len(xor), j * len(self), np.int64))
-                    allowed.append(shell + shells[(j + 1) % len(shells)] - 1 - np.bitwise_count(xor))
+                    allowed.append(shell + shells[(j + 1) % len(shells)] - 1 - np.bitwise_count(xor).astype(np.int64))
             arrays = [np.concatenate(a) if a else np.zeros(0, np.int64) for a in (table_of, rows, allowed)]
             plans[max_distance] = (count, tables, *arrays)
         return plans[max_distance]
@@ -151,18 +159,36 @@ class MultiIndex:
             return None
         value = int.from_bytes(query.tobytes(), "big")
         probes = np.concatenate([base + (((value >> shift) & mask) ^ xor) for shift, mask, base, xor in tables])
+        nexts = np.array([(value >> shift) & mask for shift, mask, _, _ in self._next_substrings],
+                         np.uint32)[table_of]
+        search = self._compiled if NATIVE is not None else self._numpy
+        found = search(words, query, max_distance, budget, probes, rows, nexts, allowed)
+        if found is None:
+            return None
+        candidates, distances = found
+        positions, first_seen = np.unique(candidates, return_index=True)  # one code can be found via several tables
+        return positions.astype(np.int64), distances[first_seen].astype(np.int64)
+
+    def _compiled(self, words: np.ndarray, query: np.ndarray, max_distance: int, budget: int, probes: np.ndarray,
+                  rows: np.ndarray, nexts: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(candidates, distances) in _mih.c, one thread: its time is memory latency, which a second
+        thread did not hide (measured 2.2 ms either way at radius 52, 10M codes)."""
+        found = NATIVE.search(self.offsets, self.positions, self.following, words, query.view(np.uint64),
+                              probes, rows, nexts, allowed, max_distance, budget)
+        return None if found is None else tuple(np.frombuffer(column, np.int64) for column in found)
+
+    def _numpy(self, words: np.ndarray, query: np.ndarray, max_distance: int, budget: int, probes: np.ndarray,
+               rows: np.ndarray, nexts: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(candidates, distances) in numpy, wide searches split between two threads."""
         first = self.offsets[probes].astype(np.int64)
         starts, lengths = first + rows, self.offsets[probes + 1] - first
         if int(lengths.sum()) + len(lengths) > budget:
             return None
-        nexts = np.array([(value >> shift) & mask for shift, mask, _, _ in self._next_substrings], np.uint32)
-        parts = [(starts[a:b], lengths[a:b], nexts[table_of[a:b]], allowed[a:b])
-                 for a, b in _halves(len(probes), count >= PARALLEL_FROM)]
+        parts = [(starts[a:b], lengths[a:b], nexts[a:b], allowed[a:b])
+                 for a, b in _halves(len(probes), len(probes) >= PARALLEL_FROM)]
         work = lambda part: self._verified(words, query, max_distance, *part)  # noqa: E731
         found = list(_pool().map(work, parts)) if len(parts) > 1 else [work(parts[0])]
-        candidates, distances = (np.concatenate(column) for column in zip(*found))
-        positions, first_seen = np.unique(candidates, return_index=True)  # one code can be found via several tables
-        return positions.astype(np.int64), distances[first_seen].astype(np.int64)
+        return tuple(np.concatenate(column) for column in zip(*found))
 
     def _verified(self, words: np.ndarray, query: np.ndarray, max_distance: int, starts: np.ndarray,
                   lengths: np.ndarray, nexts: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
