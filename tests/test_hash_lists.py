@@ -375,3 +375,65 @@ def test_removing_many_references_in_one_write(engine, photos, extra):
         assert view.banks.reference_ids("M") == kept
         assert view.check(photos["astronaut"]).verdict == view.check(photos["chelsea"]).verdict == "allow"
         assert view.check(photos["coffee"]).verdict == "block"
+
+
+# -- hashes too flat to match ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "txt"])
+def test_flat_hashes_survive_export_and_import_still_unmatched(engine, photos, tmp_path, fmt):
+    """A PDQ hash under quality 50, from a list or from a flat reference image, is exported with its
+    quality; importing the export lists it again, and it still never matches."""
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(flat)
+    flat_hex = engine.hash(flat)[0].pdq[0].hex
+    usable = engine.hash(photos["rocket"])[0].pdq[0].hex
+    engine.banks.create("F", "block")
+    engine.banks.add("F", [flat], reference_id="flat-image")
+    engine.banks.import_hashes("F", f"pdq {'f0' * 32} quality=12\npdq {usable}\n")
+    refs = {ref.id: ref for ref in engine.banks.references("F")}
+    assert refs["flat-image"].flat == ((flat_hex, 0),) and refs["flat-image"].pdq == ()
+    assert refs["f0" * 32].flat == (("f0" * 32, 12),) and refs[usable].pdq == (usable,)
+    out = io.StringIO()
+    assert engine.banks.export("F", out, fmt) == 3
+
+    engine.banks.create("G", "block")
+    again = engine.banks.import_hashes("G", out.getvalue(), source=f"export.{fmt}")
+    assert again.imported == 3 and len(again.warnings) == 2  # both flat rows: listed, never matched
+    assert sorted((ref.pdq, ref.flat) for ref in engine.banks.references("G")) == sorted(
+        [((), ((flat_hex, 0),)), ((), (("f0" * 32, 12),)), ((usable,), ())])
+    assert engine.lookup("pdq", flat_hex, ["G"], max_distance=0) == []
+    assert engine.lookup("pdq", "f0" * 32, ["G"], max_distance=0) == []
+    assert [m.bank for m in engine.lookup("pdq", usable, ["G"], max_distance=0)] == ["G"]
+
+
+def test_csv_quality_column_is_read_and_checked(engine):
+    engine.banks.create("Q", "block")
+    text = ("signal_type,signal_str,quality\n"
+            f"pdq,{'e1' * 32},20\n"
+            f"pdq,{'d2' * 32},\n"
+            f"pdq,{'c3' * 32},high\n"
+            f"pdq,{'b4' * 32},101\n")
+    with pytest.raises(HashListError) as refused:
+        engine.banks.import_hashes("Q", text, source="q.csv")
+    assert refused.value.problems == [
+        (4, "quality must be an integer from 0 to 100, got 'high'"),
+        (5, "quality must be an integer from 0 to 100, got '101'")]
+    report = engine.banks.import_hashes("Q", text, source="q.csv", skip_invalid=True)
+    assert report.imported == 2 and [w.source for w in report.warnings] == ["q.csv:2"]
+    refs = {ref.id: ref for ref in engine.banks.references("Q")}
+    assert refs["e1" * 32].flat == (("e1" * 32, 20),) and refs["d2" * 32].pdq == ("d2" * 32,)
+
+
+def test_a_row_that_takes_the_lines_after_an_unclosed_quote_names_them(engine):
+    """An unclosed quote makes the csv module read every following line into one field: the
+    problem names the lines it took, so that what --skip-invalid skipped is known."""
+    engine.banks.create("U", "block")
+    rows = [f"pdq,{'a5' * 32},ok"] + ['pdq,' + "b6" * 32 + ',"unclosed'] + [f"pdq,{h},x" for h in random_list(5, 3)]
+    text = "signal_type,signal_str,note\n" + "\n".join(rows) + "\n"
+    report = engine.banks.import_hashes("U", text, source="u.csv", skip_invalid=True)
+    assert report.imported == 1
+    assert [(p.source, p.message) for p in report.skipped] == [
+        ("u.csv:3", "unreadable CSV row (lines 3-8: a quote not closed?): unexpected end of data")]
+    with pytest.raises(HashListError):  # and without --skip-invalid, nothing is imported
+        engine.banks.import_hashes("U", text.replace("a5" * 32, "a6" * 32), source="u.csv")

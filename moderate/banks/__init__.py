@@ -77,6 +77,9 @@ class Reference:
     digests: tuple = field(default=(), repr=False)  # sha256 of each image's bytes (`bank reembed` finds them again)
     values: dict = field(default_factory=dict, repr=False)  # stored signal -> ((value, image sha256), ...)
     listed: tuple[tuple[str, str], ...] = ()  # (signal type as listed, hex) of file digests from hash lists
+    # (hex, quality) of PDQ hashes under MIN_REFERENCE_QUALITY: never matched (too flat), kept so that
+    # an export lists them with their quality and an import of it keeps them unmatched
+    flat: tuple[tuple[str, int], ...] = ()
 
     def hashes(self) -> tuple[tuple[str, str], ...]:
         """(hash-list signal type, hex) of every hash the reference can be listed with: PDQ, then listed digests."""
@@ -694,11 +697,14 @@ class Banks:
 
     def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
         """Write a bank as a hash list python-threatexchange reads: a row per PDQ hash and per
-        digest a hash list gave (under the signal type it was listed as)."""
+        digest a hash list gave (under the signal type it was listed as); a PDQ hash too flat to
+        match carries its quality, so that importing the list back keeps it unmatched."""
         rows = (
-            {"signal_type": list_type, "signal_str": hx, "bank": bank, "reference_id": ref.id, **ref.metadata}
+            {"signal_type": list_type, "signal_str": hx, "bank": bank, "reference_id": ref.id, **ref.metadata,
+             **extra}
             for ref in self.references(bank)
-            for list_type, hx in ref.hashes()
+            for list_type, hx, extra in [*((t, hx, {}) for t, hx in ref.hashes()),
+                                         *((PDQ.name, hx, {"quality": q}) for hx, q in ref.flat)]
         )
         try:
             return hashlist.write(rows, out, fmt)
@@ -931,7 +937,7 @@ def _merge_rows(grouped: dict[tuple[str, str], Reference], packs: Iterable[Pack]
             continue
         ref = grouped.get(key) or Reference(pack.bank, key[1], (), pack.reference_metadata(row))
         if row[0] == PDQ.name:
-            ref = replace(ref, pdq=ref.pdq + ((row[1],) if row[4] >= MIN_REFERENCE_QUALITY else ()))
+            ref = _with_pdq(ref, row[1], row[4])
         else:
             ref = replace(ref, listed=ref.listed + ((row[0], row[1]),))
         grouped[key] = ref
@@ -944,12 +950,15 @@ def _grouped(records: Iterable[tuple[str, PdqHash, dict]]) -> list[Reference]:
     for _, value, md in records:
         key = (md.pop("bank"), md.pop("reference_id"))
         md.pop("quality", None)  # of one hash, not of the reference
-        usable = (value.hex,) if value.quality >= MIN_REFERENCE_QUALITY else ()
-        if key in grouped:
-            grouped[key] = replace(grouped[key], pdq=grouped[key].pdq + usable)
-        else:
-            grouped[key] = Reference(key[0], key[1], usable, md)
+        grouped[key] = _with_pdq(grouped.get(key) or Reference(key[0], key[1], (), md), value.hex, value.quality)
     return list(grouped.values())
+
+
+def _with_pdq(ref: Reference, hx: str, quality: int) -> Reference:
+    """`ref` with one more PDQ hash: matched, or kept as flat under the quality floor."""
+    if quality >= MIN_REFERENCE_QUALITY:
+        return replace(ref, pdq=ref.pdq + (hx,))
+    return replace(ref, flat=ref.flat + ((hx, quality),))
 
 
 THUMBNAIL_SIZE = 160  # px, longest side: enough to recognize a picture, too small to reuse it

@@ -3,7 +3,8 @@
 Industry programs share hashes, not images. Two formats are read, detected from the content:
 - `csv`: python-threatexchange's dataset CSV (`threatexchange dataset -P --csv`), a header naming
   at least `signal_type` and `signal_str`; optional `reference_id`, `source_url`, `note`, `collab`,
-  `category` and `tags` columns are kept as reference metadata.
+  `category` and `tags` columns are kept as reference metadata, and `quality` as a PDQ hash's
+  (what `bank export` writes for a hash too flat to match).
 - `txt`: one `SIGNAL_TYPE HASH` per line (`pdq 3b1e...`), `#` comments and blank lines ignored,
   which is what `threatexchange dataset -P -S` prints and pytx's local-file exchange reads.
   `moderate hash` output imports as is: after the hash it prints `quality=N` (kept: a PDQ hash
@@ -128,28 +129,35 @@ def _txt_rows(text: str):
         if len(parts) < 2 or (len(parts) > 2 and not parts[2].startswith("quality=")):
             yield number, f"expected 'SIGNAL_TYPE HASH' (or `moderate hash` output), got {len(parts)} fields"
             continue
-        quality = 100
-        if len(parts) > 2:
-            try:
-                quality = int(parts[2].removeprefix("quality="))
-            except ValueError:
-                quality = -1
-            if not 0 <= quality <= 100:
-                yield number, f"quality must be an integer from 0 to 100, got {parts[2].removeprefix('quality=')!r}"
-                continue
+        quality = _quality(parts[2].removeprefix("quality=") if len(parts) > 2 else "")
+        if isinstance(quality, str):
+            yield number, quality
+            continue
         yield number, parts[0], parts[1], None, {}, quality
 
 
+def _quality(text: str) -> int | str:
+    """A PDQ quality column (100 when empty), or the problem with it."""
+    try:
+        quality = int(text) if text else 100
+    except ValueError:
+        quality = -1
+    return quality if 0 <= quality <= 100 else f"quality must be an integer from 0 to 100, got {text!r}"
+
+
 def _csv_rows(text: str):
-    reader = csv.reader(_lines(text))
+    # strict: a quote never closed is an error at the end of the file, not a last field holding
+    # every line after it (which would import as one row's note, the rest of the list lost)
+    reader = csv.reader(_lines(text), strict=True)
     header: list[str] | None = None
     while True:
+        first = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:  # a field over the csv module's limit (128 kB), a NUL byte
-            yield reader.line_num, f"unreadable CSV row: {exc}"
+            yield first, f"unreadable CSV row{_through(first, reader.line_num)}: {exc}"
             continue
         number = reader.line_num
         if not row or not any(cell.strip() for cell in row) or (header is None and row[0].lstrip().startswith("#")):
@@ -162,11 +170,21 @@ def _csv_rows(text: str):
                 return
             continue
         if len(row) != len(header):
-            yield number, f"expected {len(header)} columns as in the header, got {len(row)}"
+            yield first, f"expected {len(header)} columns as in the header, got {len(row)}{_through(first, number)}"
             continue
         record = dict(zip(header, (cell.strip() for cell in row)))
         metadata = {key: record[key] for key in CSV_METADATA if record.get(key)}
-        yield number, record["signal_type"], record["signal_str"], record.get("reference_id"), metadata, 100
+        quality = _quality(record.get("quality", ""))
+        if isinstance(quality, str):
+            yield first, quality
+            continue
+        yield first, record["signal_type"], record["signal_str"], record.get("reference_id"), metadata, quality
+
+
+def _through(first: int, last: int) -> str:
+    """A row read across lines (a quoted field holding line breaks, or a quote never closed, which
+    takes every line after it): which lines it took, so that a skipped row's lines are known."""
+    return f" (lines {first}-{last}: a quote not closed?)" if last > first else ""
 
 
 def write(rows: Iterable[dict], out: TextIO, fmt: str = "csv") -> int:
@@ -181,7 +199,8 @@ def write(rows: Iterable[dict], out: TextIO, fmt: str = "csv") -> int:
             count += 1
     elif fmt == "txt":
         for row in rows:
-            out.write(f"{row['signal_type']} {row['signal_str']}\n")
+            quality = f" quality={row['quality']}" if row.get("quality") is not None else ""
+            out.write(f"{row['signal_type']} {row['signal_str']}{quality}\n")
             count += 1
     else:
         raise ValueError(f"unknown hash list format {fmt!r} (expected one of {', '.join(FORMATS)})")

@@ -116,6 +116,7 @@ class Reference(Out):
     id: str
     pdq: list[str] = Field(description="PDQ hashes (hex); the first when read singly")
     listed: list[list[str]] = Field(default=[], description="[signal type, hex] of file digests a hash list gave it (md5, video_md5, ...); in bank listings")
+    flat: list[tuple[str, int]] = Field(default=[], description="[hex, quality] of PDQ hashes under quality 50: kept, never matched (too flat); in bank listings")
     metadata: dict
 
 

@@ -465,7 +465,8 @@ def create_app(engine: Engine, limits: ServerLimits = ServerLimits()) -> FastAPI
 
 def _reference(reference) -> dict:
     return {"bank": reference.bank, "id": reference.id, "pdq": list(reference.pdq),
-            "listed": [list(pair) for pair in reference.listed], "metadata": reference.metadata}
+            "listed": [list(pair) for pair in reference.listed], "flat": [list(pair) for pair in reference.flat],
+            "metadata": reference.metadata}
 
 
 def _lookup_item(raw) -> models.LookupItem | str:
