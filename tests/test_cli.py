@@ -164,7 +164,7 @@ try:
     runpy.run_module("moderate.cli", run_name="__main__")
 except SystemExit:
     pass
-heavy = sorted(m for m in ("torch", "transformers", "onnxruntime", "chromadb") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "transformers", "onnxruntime", "chromadb", "threatexchange") if m in sys.modules)
 sys.stderr.write("HEAVY=" + ",".join(heavy) + "\\n")
 """
 

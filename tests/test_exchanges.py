@@ -189,15 +189,6 @@ def test_credentials_come_from_a_private_file_or_the_environment_and_are_never_s
         engine.exchanges.add("n2", "ncmec", credentials_env="X")
 
 
-def test_without_the_extra_exchanges_are_refused_in_one_line(data_dir, monkeypatch):
-    from moderate.errors import MissingExtra
-    from moderate.extras import EXTRAS
-
-    monkeypatch.setitem(EXTRAS, "exchanges", ("a_module_that_is_not_installed",))
-    with pytest.raises(MissingExtra, match=r"^exchange type sample: needs the optional extra: pip install 'moderate\[exchanges\]'$"):
-        Engine(data_dir).exchanges.add("samples", "sample")
-
-
 def test_one_failing_exchange_does_not_stop_the_others(tmp_path, data_dir, pdq_of, monkeypatch):
     monkeypatch.delenv("MODERATE_TEST_TE_TOKEN", raising=False)
     engine = Engine(data_dir)

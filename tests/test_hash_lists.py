@@ -152,7 +152,6 @@ def test_moderate_hash_output_imports_as_is(data_dir, photos, tmp_path):
 
 
 def pytx_types() -> dict:
-    pytest.importorskip("threatexchange")
     from threatexchange.signal_type.md5 import VideoMD5Signal
     from threatexchange.signal_type.pdq.signal import PdqSignal
     from threatexchange.signal_type.sha256 import VideoSHA256Signal
@@ -187,6 +186,33 @@ def test_list_types_validate_as_python_threatexchange_does():
                 assert ours is None and theirs == value
             else:
                 assert ours == theirs, (name, value)
+
+
+def test_pytx_decides_what_a_list_row_or_a_lookup_may_carry(engine, monkeypatch):
+    """Validation is pytx's, not a copy of it: a value its signal type refuses is refused, in a
+    hash list and in a lookup alike."""
+    from threatexchange.signal_type.md5 import VideoMD5Signal
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    vetoed_md5, vetoed_pdq = "ab" * 16, "cd" * 32
+
+    def veto(original, vetoed):
+        def validate(value):
+            if value == vetoed:
+                raise ValueError("vetoed")
+            return original(value)
+        return staticmethod(validate)
+
+    monkeypatch.setattr(VideoMD5Signal, "validate_signal_str", veto(VideoMD5Signal.validate_signal_str, vetoed_md5))
+    monkeypatch.setattr(PdqSignal, "validate_signal_str", veto(PdqSignal.validate_signal_str, vetoed_pdq))
+    engine.banks.create("V", "block")
+    with pytest.raises(HashListError) as refused:
+        engine.banks.import_hashes("V", f"photo_md5 {vetoed_md5.upper()}\npdq {vetoed_pdq}\nmd5 {'ef' * 16}\n")
+    assert refused.value.problems == [(1, "md5 digest is refused by python-threatexchange (vetoed)"),
+                                      (2, "pdq hash is refused by python-threatexchange (vetoed)")]
+    from moderate.errors import InvalidLookup
+    with pytest.raises(InvalidLookup, match="is refused by python-threatexchange"):
+        engine.lookup("md5", vetoed_md5)
 
 
 def test_export_is_read_by_pytxs_file_exchange(engine, photos, tmp_path):

@@ -1,7 +1,6 @@
 """Exchanges: hash lists pulled from industry programs into banks, one bank per exchange.
 
-The exchange side is python-threatexchange's `SignalExchangeAPI` (the optional extra
-`moderate[exchanges]`): ThreatExchange, NCMEC, StopNCII, a local file of `TYPE HASH` lines, and
+The exchange side is python-threatexchange's `SignalExchangeAPI`: ThreatExchange, NCMEC, StopNCII, a local file of `TYPE HASH` lines, and
 pytx's built-in samples. What is kept where (all in the data folder, never in Chroma):
 - `exchanges/config.json`: the configured exchanges: type, bank, action, the exchange's own
   settings, and where the credentials are (an environment variable's name or a file's path, never
@@ -30,13 +29,12 @@ import re
 import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import import_module
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import ExchangeError, ModerateError
 from ..files import replace_file
-from ..extras import require
+from ..signals.pytx import VALIDATORS, load
 
 # our type name -> pytx's implementation (module:class); imported only when an exchange is used
 TYPES = {
@@ -47,8 +45,7 @@ TYPES = {
     "stop_ncii": "threatexchange.exchanges.impl.stop_ncii_api:StopNCIISignalExchangeAPI",
 }
 # pytx signal types asked for, by their names (`SignalType.get_name()`, also what hash lists name)
-SIGNAL_TYPES = {"pdq": "threatexchange.signal_type.pdq.signal:PdqSignal",
-                "video_md5": "threatexchange.signal_type.md5:VideoMD5Signal"}
+SIGNAL_TYPES = {"pdq": VALIDATORS["pdq"], "video_md5": VALIDATORS["md5"]}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,54}")  # leaves room for the default bank name's prefix
 DECISION_OPINIONS = {"confirm": "POSITIVE_CLASS", "reject": "NEGATIVE_CLASS"}
 
@@ -272,7 +269,6 @@ class Exchanges:
         wanted = sorted({(r["bank"], r["reference_id"]) for r in reasons if r.get("bank") in by_bank and r.get("reference_id")})
         if not wanted:
             return []
-        require("exchanges", "reporting opinions to an exchange")
         from threatexchange.exchanges.fetch_state import SignalOpinion, SignalOpinionCategory
 
         category = SignalOpinionCategory[DECISION_OPINIONS[decision]]
@@ -288,7 +284,7 @@ class Exchanges:
                        "opinion": category.name}
             try:
                 api = _connect(exchange, _api_class(exchange.type))
-                api.report_opinion(_load(SIGNAL_TYPES[signal_type]), signal, SignalOpinion(True, category, set()))
+                api.report_opinion(load(SIGNAL_TYPES[signal_type]), signal, SignalOpinion(True, category, set()))
                 outcome["result"] = "reported"
             except NotImplementedError:
                 outcome["result"] = "unsupported"
@@ -313,20 +309,14 @@ def _hash_list(rows: list[tuple[str, str, str]], collab: str) -> str:
     return out.getvalue()
 
 
-def _load(path: str):
-    module, name = path.split(":")
-    return getattr(import_module(module), name)
-
-
 def _api_class(type: str):
-    require("exchanges", f"exchange type {type}")
     if type not in TYPES:
         raise ExchangeError(f"exchange type {type!r} is not known (one of {', '.join(TYPES)})")
-    return _load(TYPES[type])
+    return load(TYPES[type])
 
 
 def _signal_types() -> list:
-    return [_load(path) for path in SIGNAL_TYPES.values()]
+    return [load(path) for path in SIGNAL_TYPES.values()]
 
 
 def _collab(exchange: Exchange):

@@ -21,7 +21,6 @@ Evidence has distance 0 and the digest's kind as its variant.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -32,6 +31,7 @@ from ..ids import RecordIds, prefix, split_record_id
 from ..regions import Region
 from ..rules import Band, Fields, SignalRules
 from .base import Context, Query, ReferenceImage, StoredSignal
+from .pytx import WIDTHS, validate
 
 if TYPE_CHECKING:
     from ..media import Media
@@ -40,8 +40,7 @@ KEY_BYTES = 16  # of SHA-256(kind:digest): collisions at 2^-64 for 10^10 records
 KINDS = ("sha256", "md5", "pixels")
 # Digests of the file a caller can compute without us, by their hex length; `pixels` depends on our
 # decoder, so it is never taken from outside.
-FILE_DIGESTS = {"sha256": 64, "md5": 32}
-_HEX = re.compile(r"[0-9a-f]+")
+FILE_DIGESTS = {kind: WIDTHS[kind] for kind in ("sha256", "md5")}
 # Hash-list signal types that are file digests -> our kind: python-threatexchange's (`video_md5`,
 # `video_sha256`: a file's digest whatever it holds), ThreatExchange's older `photo_md5`, and ours.
 LIST_TYPES = {"md5": "md5", "photo_md5": "md5", "video_md5": "md5",
@@ -148,13 +147,9 @@ class DigestSignal(StoredSignal):
         return (LIST_TYPES[list_type], text, True) if flag else (LIST_TYPES[list_type], text)
 
     def parse_digest(self, kind: str, text: str) -> str:
-        """A file digest (`FILE_DIGESTS`) in its canonical lowercase hex; ValueError naming the problem."""
-        value = text.strip().lower()
-        if len(value) != FILE_DIGESTS[kind]:
-            raise ValueError(f"{kind} digest must be {FILE_DIGESTS[kind]} hex characters, got {len(value)}")
-        if not _HEX.fullmatch(value):
-            raise ValueError(f"{kind} digest has non-hex characters")
-        return value
+        """A file digest (`FILE_DIGESTS`) in its canonical lowercase hex, as python-threatexchange's
+        `VideoMD5Signal` / `VideoSHA256Signal` validate it; ValueError naming the problem."""
+        return validate(kind, text, f"{kind} digest")
 
     def values(self, media: Media, frame_index: int, pixels: np.ndarray) -> list[tuple[str, str]]:
         """The digests of one frame's pixels, and with the first frame those of the file (its

@@ -38,7 +38,7 @@ from itertools import combinations
 import numpy as np
 
 try:  # the inner loop in C (_mih.c), built where pip found a compiler; numpy does the same otherwise
-    from . import _mih as NATIVE
+    from ._mih import search as NATIVE
 except ImportError:
     NATIVE = None
 
@@ -49,6 +49,11 @@ MAX_PROBES = 1 << 20  # more probes than this never beat a scan of the largest b
 # entries) are split in two halves searched by two threads when the machine has two cores (measured:
 # p50 6.3 -> 5.1 ms, p99 8.5 -> 6.3 ms with both cores already busy); radius 31 (~2k probes) is not.
 PARALLEL_FROM = 16_384 if (os.cpu_count() or 1) > 1 else MAX_PROBES + 1
+
+
+def compiled() -> bool:
+    """Whether searches run the compiled inner loop (`_mih.c` was built, and is not switched off)."""
+    return NATIVE is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +166,7 @@ class MultiIndex:
         probes = np.concatenate([base + (((value >> shift) & mask) ^ xor) for shift, mask, base, xor in tables])
         nexts = np.array([(value >> shift) & mask for shift, mask, _, _ in self._next_substrings],
                          np.uint32)[table_of]
-        search = self._compiled if NATIVE is not None else self._numpy
+        search = self._compiled if compiled() else self._numpy
         found = search(words, query, max_distance, budget, probes, rows, nexts, allowed)
         if found is None:
             return None
@@ -173,7 +178,7 @@ class MultiIndex:
                   rows: np.ndarray, nexts: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(candidates, distances) in _mih.c, one thread: its time is memory latency, which a second
         thread did not hide (measured 2.2 ms either way at radius 52, 10M codes)."""
-        found = NATIVE.search(self.offsets, self.positions, self.following, words, query.view(np.uint64),
+        found = NATIVE(self.offsets, self.positions, self.following, words, query.view(np.uint64),
                               probes, rows, nexts, allowed, max_distance, budget)
         return None if found is None else tuple(np.frombuffer(column, np.int64) for column in found)
 

@@ -28,9 +28,9 @@ from ..ids import RecordIds, prefix, split_record_id
 from ..regions import MIN_SIDE, Region
 from ..rules import Band, Fields, SignalRules
 from ..verdict import VERDICTS, Reason
-from . import mih
 from .base import Context, Query, ReferenceImage, StoredSignal
-from .mih import MultiIndex
+from .mih import MultiIndex, compiled
+from .pytx import validate
 
 # Order of `pdqhash.compute_dihedral`, named as Pillow names the same transforms of the query
 # (rotations are counter-clockwise).
@@ -236,7 +236,7 @@ class PdqIndex:
         found, scanned = [], list(range(len(queries)))
         if self.tables is not None:
             words, scanned = np.asarray(self.codes).view(np.uint64), []
-            budget = (len(self) - TABLES_OVERHEAD) // SCAN_COST[mih.NATIVE is None]
+            budget = (len(self) - TABLES_OVERHEAD) // SCAN_COST[not compiled()]
             for q, query in enumerate(queries):
                 hits = self.tables.search(words, query, max_distance, budget)
                 if hits is None:
@@ -338,17 +338,10 @@ class PdqSignal(StoredSignal):
         return PdqHash(text, flag)
 
     def parse(self, text: str, list_type: str | None = "pdq") -> str:
-        """Validate a hash from a list; returns its canonical hex or raises ValueError naming the problem."""
-        value = text.strip().lower()
-        if len(value) != 64:
-            raise ValueError(f"pdq hash must be 64 hex characters, got {len(value)}")
-        try:  # bytes.fromhex skips blanks between bytes: 32 bytes from 64 characters means all hex
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raw = b""
-        if len(raw) != CODE_BYTES:
-            raise ValueError("pdq hash has non-hex characters")
-        if raw == bytes(CODE_BYTES):
+        """Validate a hash from a list or a lookup (python-threatexchange's `PdqSignal`, and never
+        the all-zero hash); returns its canonical hex or raises ValueError naming the problem."""
+        value = validate("pdq", text, "pdq hash")
+        if value == "0" * 2 * CODE_BYTES:
             raise ValueError("pdq hash is all zeros (the hash of a blank image)")
         return value
 
