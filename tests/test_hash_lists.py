@@ -294,6 +294,26 @@ def test_a_bad_line_late_in_a_long_list_imports_nothing_and_names_every_bad_line
     assert fresh(engine).banks.get("LONG").hashes == 4998
 
 
+def test_an_import_taken_back_restores_the_packs_it_changed(engine, photos, monkeypatch):
+    """A digest-only reference given a PDQ hash in an import that is then taken back (a bad line in
+    a later chunk) is listed by its digests again, in Chroma too, not left unlisted but matching."""
+    import moderate.banks
+
+    monkeypatch.setattr(moderate.banks, "IMPORT_ROWS", 3)
+    engine.banks.create("RB", "block")
+    engine.banks.import_hashes("RB", f"signal_type,signal_str,reference_id\nmd5,{md5(photos['rocket'])},r1\n")
+    rocket = engine.hash(photos["rocket"])[0].pdq[0].hex
+    rows = [f"pdq,{rocket},r1"] + [f"pdq,{hx}," for hx in random_list(5, 8)] + ["pdq,nothex,bad"]
+    with pytest.raises(HashListError):
+        engine.banks.import_hashes("RB", "signal_type,signal_str,reference_id\n" + "\n".join(rows) + "\n")
+    for view in (engine, fresh(engine)):
+        assert (view.banks.get("RB").references, view.banks.reference_ids("RB")) == (1, ["r1"])
+        [ref] = view.banks.references("RB")
+        assert ref.pdq == () and ref.listed == (("md5", md5(photos["rocket"])),)
+        assert view.check(photos["rocket"]).verdict == "block"
+    assert engine.banks.remove("RB", "r1") is not None and fresh(engine).check(photos["rocket"]).verdict == "allow"
+
+
 def test_removing_one_packed_reference_rewrites_its_pack_only(engine, photos):
     engine.banks.create("P", "block")
     hashes = {name: engine.hash(photos[name])[0].pdq[0].hex for name in ("astronaut", "coffee", "rocket")}

@@ -610,6 +610,7 @@ class Banks:
                 **{k: v for k, v in (metadata or {}).items() if v is not None}}
         listed = imported = 0
         bad, unmatched, written = [], [], []
+        rewritten: dict[str, object] = {}  # packs of earlier imports this one changed, as they were
         with self.catalog.writing() as write:
             self._record(write.snapshot, bank)
             before, held = write.snapshot, _Held(write.snapshot, bank)
@@ -626,12 +627,15 @@ class Banks:
                 rows, relisted = self._new_rows(write.snapshot, bank, good, held)
                 packs = packed(bank, base, rows)
                 self._add_packs(write, packs)
-                self._listed_by_pdq(write, bank, relisted)
+                for pack in self._listed_by_pdq(write, bank, relisted):
+                    rewritten.setdefault(pack.id, pack)
                 held.add(rows)
                 written += [pack.id for pack in packs]
                 imported += len(rows)
             if bad and not skip_invalid:
                 self.store.delete_packs(written)
+                taken_back = set(written)
+                self.store.add_packs([pack for pack_id, pack in rewritten.items() if pack_id not in taken_back])
                 write.update(before)
                 raise HashListError(source, sorted(bad))
         if not listed and not bad:
@@ -680,11 +684,12 @@ class Banks:
                 rows += [_row(item, ref_id, n, lists) for n, item in enumerate(chosen, numbered[signal.name])]
         return rows, relisted
 
-    def _listed_by_pdq(self, write, bank: str, reference_ids: set[str]) -> None:
+    def _listed_by_pdq(self, write, bank: str, reference_ids: set[str]) -> list:
         """References that held digests only and were just given a PDQ hash: their digests stop
-        listing them (their first PDQ record does now), in their packs and in the digest index."""
+        listing them (their first PDQ record does now), in their packs and in the digest index.
+        Returns the packs as they were before (what an import taken back writes again)."""
         if not reference_ids:
-            return
+            return []
         snapshot = write.snapshot
         packs = [pack for pack in self.store.packs(ids=snapshot.packs.packs_of(bank, reference_ids))
                  if pack.bank == bank]
@@ -694,6 +699,7 @@ class Banks:
         for ref_id in reference_ids:
             held |= digests.record_ids.prefix_mask(prefix(bank, ref_id))
         write.update(snapshot.with_index(DIGEST.name, replace(digests, listing=digests.listing & ~held)))
+        return packs
 
     def export(self, bank: str, out: TextIO, fmt: str = "csv") -> int:
         """Write a bank as a hash list python-threatexchange reads: a row per PDQ hash and per
