@@ -471,15 +471,58 @@ def test_csv_quality_column_is_read_and_checked(engine):
     assert refs["e1" * 32].flat == (("e1" * 32, 20),) and refs["d2" * 32].pdq == ("d2" * 32,)
 
 
-def test_a_row_that_takes_the_lines_after_an_unclosed_quote_names_them(engine):
-    """An unclosed quote makes the csv module read every following line into one field: the
-    problem names the lines it took, so that what --skip-invalid skipped is known."""
+def test_a_quote_left_open_costs_its_own_line_only(engine):
+    """A quote opened and never closed (or closed by a stray quote lines later) made the csv module
+    read the following lines into one field: silently, as a note, or as one unreadable row. Now
+    that row's first line is the bad one, named, and the lines it took are read as rows again."""
     engine.banks.create("U", "block")
-    rows = [f"pdq,{'a5' * 32},ok"] + ['pdq,' + "b6" * 32 + ',"unclosed'] + [f"pdq,{h},x" for h in random_list(5, 3)]
-    text = "signal_type,signal_str,note\n" + "\n".join(rows) + "\n"
-    report = engine.banks.import_hashes("U", text, source="u.csv", skip_invalid=True)
-    assert report.imported == 1
-    assert [(p.source, p.message) for p in report.skipped] == [
-        ("u.csv:3", "unreadable CSV row (lines 3-8: a quote not closed?): unexpected end of data")]
-    with pytest.raises(HashListError):  # and without --skip-invalid, nothing is imported
-        engine.banks.import_hashes("U", text.replace("a5" * 32, "a6" * 32), source="u.csv")
+    later = random_list(5, 3)
+    cases = {  # CSV body lines -> (bad line, its problem)
+        "never closed": ([f"pdq,{'a5' * 32},ok", f"pdq,{'b6' * 32},\"unclosed"] + [f"pdq,{h},x" for h in later],
+                         (3, "unreadable CSV row: unexpected end of data (a quote opened here runs on to line 8; "
+                             "the lines after it are read on their own)")),
+        "closed by a stray quote": ([f"pdq,{'a5' * 32},ok", f"pdq,{'b6' * 32},\"flyer", f"pdq,{later[0]},poster 24x36\""]
+                                    + [f"pdq,{h},x" for h in later[1:]],
+                                    (3, "a quoted field holds what look like rows (a quote opened here runs on to "
+                                        "line 4; the lines after it are read on their own)")),
+    }
+    for bank, (name, (rows, problem)) in enumerate(cases.items()):
+        text = "signal_type,signal_str,note\n" + "\n".join(rows) + "\n"
+        with pytest.raises(HashListError) as refused:  # without --skip-invalid, nothing is imported
+            engine.banks.import_hashes("U", text, source="u.csv")
+        assert refused.value.problems == [problem], name
+        engine.banks.create(f"U{bank}", "block")
+        report = engine.banks.import_hashes(f"U{bank}", text, source="u.csv", skip_invalid=True)
+        assert [p.source for p in report.skipped] == ["u.csv:3"] and report.imported == 6, name
+        assert sorted(engine.banks.reference_ids(f"U{bank}")) == sorted(["a5" * 32, *later]), name
+
+
+def test_a_quoted_note_across_lines_or_with_other_line_breaks_round_trips(engine):
+    """Only \n ends a line: a note may hold \r, form feed, U+2028 or NEL, quoted or not, and a
+    quoted note may span lines; export quotes what needs it, and the line numbers are wc -l's."""
+    engine.banks.create("N", "block")
+    hexes = random_list(4, 5)
+    notes = ["para one\u2028para two", "form\ffeed, nel\x85inside", "two\nlines", "cr\ronly"]
+    text = ("signal_type,signal_str,reference_id,note\n"
+            + "".join(f'pdq,{hx},r{i},"{note}"\n' for i, (hx, note) in enumerate(zip(hexes, notes)))
+            + "pdq,nothex,bad,x\n")
+    with pytest.raises(HashListError) as refused:
+        engine.banks.import_hashes("N", text, source="n.csv")
+    assert [line for line, _ in refused.value.problems] == [7]  # the note with a line break takes two lines
+    assert engine.banks.import_hashes("N", text, skip_invalid=True).imported == 4
+    out = io.StringIO()
+    engine.banks.export("N", out, "csv")
+    engine.banks.create("N2", "block")
+    assert engine.banks.import_hashes("N2", out.getvalue()).imported == 4
+    assert {r.id: r.metadata.get("note") for r in engine.banks.references("N2")} == {
+        f"r{i}": note for i, note in enumerate(notes)}
+
+
+def test_header_naming_a_column_twice_and_an_empty_quality_are_refused(engine):
+    engine.banks.create("H", "block")
+    with pytest.raises(HashListError) as refused:
+        engine.banks.import_hashes("H", f"signal_type,signal_str,note,signal_str\npdq,{'a1' * 32},x,{'b2' * 32}\n")
+    assert refused.value.problems == [(1, "CSV header names signal_str more than once")]
+    with pytest.raises(HashListError) as refused:
+        engine.banks.import_hashes("H", f"pdq {'a1' * 32} quality=\n")
+    assert refused.value.problems == [(1, "quality must be an integer from 0 to 100, got ''")]

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 from typing import Iterable, Iterator, NamedTuple, TextIO
 
 from ..ids import check_reference_id
 from ..signals import LIST_TYPES, PDQ
 
 FORMATS = ("csv", "txt")
+# a line inside a quoted field that starts as a row does: a list's signal type, a comma, hex
+_ROW_START = re.compile(rf"\n\s*({'|'.join(map(re.escape, LIST_TYPES))})\s*,\s*[0-9a-fA-F]{{8}}", re.IGNORECASE)
 CSV_METADATA = ("source_url", "note", "collab", "category", "tags")
 
 
@@ -110,13 +113,18 @@ def _collect(rows: Iterable[tuple]):
 
 
 def _lines(text: str, block: int = 1 << 20) -> Iterator[str]:
-    """The lines of `text` with their ends, as `str.splitlines` finds them, a block at a time (a
-    list of 10M lines, or `io.StringIO`'s 4-byte-per-character copy, would cost gigabytes)."""
+    """The lines of `text`, each with its "\n" (the last may have none), a block at a time (a list
+    of 10M lines, or `io.StringIO`'s 4-byte-per-character copy, would cost gigabytes). Only "\n"
+    ends a line, as for `wc -l`: `str.splitlines` also breaks at \r, \f, \x1c-\x1e, NEL and
+    U+2028/9, which a quoted note may hold. A CRLF line keeps its "\r" (csv and txt take it off)."""
     start = 0
     while start < len(text):
         end = text.find("\n", start + block)
         end = len(text) if end < 0 else end + 1
-        yield from text[start:end].splitlines(keepends=True)
+        *whole, rest = text[start:end].split("\n")
+        yield from (line + "\n" for line in whole)
+        if rest:
+            yield rest
         start = end
 
 
@@ -129,62 +137,81 @@ def _txt_rows(text: str):
         if len(parts) < 2 or (len(parts) > 2 and not parts[2].startswith("quality=")):
             yield number, f"expected 'SIGNAL_TYPE HASH' (or `moderate hash` output), got {len(parts)} fields"
             continue
-        quality = _quality(parts[2].removeprefix("quality=") if len(parts) > 2 else "")
+        quality = _quality(parts[2].removeprefix("quality=") if len(parts) > 2 else None)
         if isinstance(quality, str):
             yield number, quality
             continue
         yield number, parts[0], parts[1], None, {}, quality
 
 
-def _quality(text: str) -> int | str:
-    """A PDQ quality column (100 when empty), or the problem with it."""
+def _quality(text: str | None) -> int | str:
+    """A PDQ hash's quality (100 when not given), or the problem with it."""
     try:
-        quality = int(text) if text else 100
+        quality = 100 if text is None else int(text)
     except ValueError:
         quality = -1
     return quality if 0 <= quality <= 100 else f"quality must be an integer from 0 to 100, got {text!r}"
 
 
 def _csv_rows(text: str):
+    source, taken = _lines(text), []
+
+    def read(lines):  # the lines the current row took, to read them again if it is a runaway quote
+        for line in lines:
+            taken.append(line)
+            yield line
+
     # strict: a quote never closed is an error at the end of the file, not a last field holding
-    # every line after it (which would import as one row's note, the rest of the list lost)
-    reader = csv.reader(_lines(text), strict=True)
+    # every line after it
+    reader, before = csv.reader(read(source), strict=True), 0  # lines read by earlier readers
     header: list[str] | None = None
     while True:
-        first = reader.line_num + 1
+        taken.clear()
+        first = before + reader.line_num + 1
         try:
-            row = next(reader)
+            row, problem = next(reader), None
         except StopIteration:
             return
-        except csv.Error as exc:  # a field over the csv module's limit (128 kB), a NUL byte
-            yield first, f"unreadable CSV row{_through(first, reader.line_num)}: {exc}"
+        except csv.Error as exc:  # a field over the csv module's limit (128 kB), a NUL byte, a quote not closed
+            row, problem = None, f"unreadable CSV row: {exc}"
+        last = before + reader.line_num
+        if header is not None and row is not None and len(row) != len(header):
+            problem = f"expected {len(header)} columns as in the header, got {len(row)}"
+        if last > first and (problem or _holds_rows(row)):
+            # A quote opened on line `first` ran on through `last`: that line is the bad one, and
+            # the lines it took are read again as rows of their own.
+            yield first, (f"{problem or 'a quoted field holds what look like rows'} "
+                          f"(a quote opened here runs on to line {last}; the lines after it are read on their own)")
+            again, before = taken[1:], first
+            reader = csv.reader(read(itertools.chain(again, source)), strict=True)
             continue
-        number = reader.line_num
+        if problem:
+            yield first, problem
+            continue
         if not row or not any(cell.strip() for cell in row) or (header is None and row[0].lstrip().startswith("#")):
             continue  # comments only before the header: after it, a first column may start with '#'
 
         if header is None:
             header = [cell.strip().lower() for cell in row]
-            if "signal_type" not in header or "signal_str" not in header:
-                yield number, "CSV header must name signal_type and signal_str columns"
+            twice = sorted({name for name in header if name and header.count(name) > 1})
+            if "signal_type" not in header or "signal_str" not in header or twice:
+                yield first, (f"CSV header names {', '.join(twice)} more than once" if twice else
+                              "CSV header must name signal_type and signal_str columns")
                 return
-            continue
-        if len(row) != len(header):
-            yield first, f"expected {len(header)} columns as in the header, got {len(row)}{_through(first, number)}"
             continue
         record = dict(zip(header, (cell.strip() for cell in row)))
         metadata = {key: record[key] for key in CSV_METADATA if record.get(key)}
-        quality = _quality(record.get("quality", ""))
+        quality = _quality(record.get("quality") or None)  # an empty cell: a row that gives none
         if isinstance(quality, str):
             yield first, quality
             continue
         yield first, record["signal_type"], record["signal_str"], record.get("reference_id"), metadata, quality
 
 
-def _through(first: int, last: int) -> str:
-    """A row read across lines (a quoted field holding line breaks, or a quote never closed, which
-    takes every line after it): which lines it took, so that a skipped row's lines are known."""
-    return f" (lines {first}-{last}: a quote not closed?)" if last > first else ""
+def _holds_rows(row: list[str] | None) -> bool:
+    """Whether a field read across lines holds a line that starts like a hash-list row
+    (`pdq,<hex>`...): a quote left open on one line and closed by a stray one lines later."""
+    return bool(row) and any(_ROW_START.search(cell) for cell in row if "\n" in cell)
 
 
 def write(rows: Iterable[dict], out: TextIO, fmt: str = "csv") -> int:
@@ -192,7 +219,8 @@ def write(rows: Iterable[dict], out: TextIO, fmt: str = "csv") -> int:
     count = 0
     if fmt == "csv":
         columns = ["signal_type", "signal_str", "bank", "reference_id", "quality", *CSV_METADATA, "added_at", "added_by"]
-        writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+        # RFC 4180's CRLF: the csv module then quotes a field holding a lone \r as well as \n
+        writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\r\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
