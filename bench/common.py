@@ -44,7 +44,8 @@ class Scale:
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)  # filler references of the scale section's banks
     scale_queries: int = 400  # held-out queries the scale section checks per bank size
     hashlist_sizes: tuple[int, ...] = (1_000_000, 10_000_000)  # random PDQ codes of the hashlists lookups
-    hashlist_import: int = 1_000_000  # random PDQ lines the hashlists section imports
+    hashlist_import: int = 1_000_000  # random PDQ lines the hashlists section imports (and a mixed CSV as long)
+    hashlist_import_large: int = 10_000_000  # then this many more, the sustained rate (0: not run)
 
 
 FULL = Scale("full", photos=8, rounds=3, cli_runs=3, lookup_sizes=(100_000, 1_000_000), queries=250,
@@ -55,7 +56,7 @@ QUICK = Scale("quick", photos=4, rounds=2, cli_runs=1, lookup_sizes=(20_000, 100
               import_hashes=20_000, startup_runs=5, opencv_photos=4,
               provenance_runs=3, load_seconds=15, robustness_photos=12,
               embedding_refs=5_000, dedup_files=500, scale_sizes=(1_000,), scale_queries=132,
-              hashlist_sizes=(200_000,), hashlist_import=20_000)
+              hashlist_sizes=(200_000,), hashlist_import=20_000, hashlist_import_large=0)
 
 
 @dataclass
