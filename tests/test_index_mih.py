@@ -218,3 +218,31 @@ def test_over_budget_searches_ask_for_a_scan_before_reading_buckets(implementati
     assert tables.search(words, codes[0], 31, budget=cost - 1) is None
     positions, distances = tables.search(words, codes[0], 31, budget=cost)
     assert positions.tolist() == list(range(400)) and set(distances.tolist()) == {0}
+
+
+def test_the_compiled_loop_refuses_what_would_read_outside_its_buffers():
+    """Inputs mih.py never builds, from a fuzzing pass under AddressSanitizer: each read outside a
+    buffer or returned nothing silently before they were checked."""
+    if BUILT is None:
+        pytest.skip("moderate.signals._mih was not built")
+    one = lambda dtype, value=0: np.full(1, value, dtype)  # noqa: E731
+    codes, query = np.zeros((1, 4), np.uint64), np.zeros(4, np.uint64)
+
+    def search(offsets, entries=5, probe=0, row=0, probes=None):
+        return BUILT(np.asarray(offsets, np.uint32), np.zeros(entries, np.int32), np.zeros(entries, np.uint32), codes,
+                     query, one(np.int64, probe) if probes is None else probes, one(np.int64, row),
+                     one(np.uint32), one(np.int64), 256, 1 << 40)
+
+    assert [len(column) for column in search([0, 5])] == [40, 40]  # the valid call: 5 entries of code 0
+    for damaged in (dict(probe=2**63 - 1), dict(probe=-1), dict(probe=1), dict(row=2**63 - 2), dict(row=-1),
+                    dict(row=1)):
+        with pytest.raises(IndexError):
+            search([0, 5], **damaged)
+    with pytest.raises(IndexError):
+        search([5, 0])  # a bucket that ends before it starts
+    misaligned = np.zeros(17, np.uint8)[1:].view(np.int64)  # a view one byte into its buffer
+    with pytest.raises(ValueError, match="aligned"):
+        search([0, 5], probes=misaligned)
+    stored = planted(2, 300)[0]
+    positions, _ = mih.MultiIndex.build(stored, 16).search(stored.view(np.uint64), stored[0], -1, 1 << 40)
+    assert positions.size == 0  # a negative radius finds nothing (it raised from np.concatenate)

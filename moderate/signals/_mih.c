@@ -48,7 +48,7 @@ typedef struct {
     const int32_t *positions;
     const uint64_t *words, *query;
     const int64_t *probes, *rows, *allowed;
-    Py_ssize_t n, n_flat, n_codes;
+    Py_ssize_t n, n_offsets, n_flat, n_codes;
     int max_distance;
     long long budget;
 } Search;
@@ -76,12 +76,21 @@ TARGETS static int run(const Search *s, Grow *found, Grow *distances) {
     Grow near = {0};
     int status = start && length ? DONE : NO_MEMORY;
     long long entries = n;
-    /* 1: bucket bounds, each probe's offsets read AHEAD probes early. */
+    /* 1: bucket bounds, each probe's offsets read AHEAD probes early. Every input is read once into
+     * a local, checked, then used: the GIL is released, so a caller's thread could change them. */
     for (Py_ssize_t i = 0; i < n && status == DONE; i++) {
-        if (i + AHEAD < n) PREFETCH(&s->offsets[s->probes[i + AHEAD]]);
-        uint32_t a = s->offsets[s->probes[i]], b = s->offsets[s->probes[i] + 1];
-        start[i] = s->rows[i] + a, length[i] = b >= a ? b - a : 0;
-        if (start[i] < 0 || start[i] + length[i] > s->n_flat) status = DAMAGED;
+        if (i + AHEAD < n) {
+            int64_t ahead = s->probes[i + AHEAD];
+            if (ahead >= 0 && ahead < s->n_offsets) PREFETCH(&s->offsets[ahead]);
+        }
+        int64_t probe = s->probes[i], row = s->rows[i];
+        if (probe < 0 || probe >= s->n_offsets - 1 || row < 0 || row > s->n_flat) {
+            status = DAMAGED;
+            break;
+        }
+        uint32_t a = s->offsets[probe], b = s->offsets[probe + 1];
+        start[i] = row + a, length[i] = b - a;  /* row + a: both under 2^32 + n_flat, no overflow */
+        if (b < a || start[i] + length[i] > s->n_flat) status = DAMAGED;
         entries += length[i];
     }
     if (status == DONE && entries > s->budget) status = OVER_BUDGET;
@@ -104,11 +113,12 @@ TARGETS static int run(const Search *s, Grow *found, Grow *distances) {
     return status;
 }
 
+/* A C-contiguous buffer of whole, aligned `itemsize`-byte items (read as the documented type). */
 static int get(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
-    if (view->len % itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %zd-byte items", name, view->len,
-                     itemsize);
+    if (view->len % itemsize || (uintptr_t)view->buf % (uintptr_t)itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of aligned %zd-byte items", name,
+                     view->len, itemsize);
         PyBuffer_Release(view);
         return -1;
     }
@@ -124,8 +134,8 @@ PyDoc_STRVAR(search_doc,
              "in the flattened positions (int32) and following (uint32); an entry is kept when its next\n"
              "substring is within allowed[i] (int64) bits of nexts[i] (uint32), then when its code, words\n"
              "(uint64, 4 per code), is within max_distance bits of query (4 uint64). In probe order; a code\n"
-             "found through several tables comes once per table. ValueError or IndexError for buffers of the\n"
-             "wrong size or tables pointing outside them.");
+             "found through several tables comes once per table. ValueError for buffers of the wrong size or\n"
+             "alignment; IndexError for a probe, a bucket or a position outside the tables or codes.");
 
 static PyObject *search(PyObject *self, PyObject *args) {
     (void)self;
@@ -144,17 +154,12 @@ static PyObject *search(PyObject *self, PyObject *args) {
     s.offsets = views[0].buf, s.positions = views[1].buf, s.following = views[2].buf, s.words = views[3].buf;
     s.query = views[4].buf, s.probes = views[5].buf, s.rows = views[6].buf, s.nexts = views[7].buf;
     s.allowed = views[8].buf;
-    s.n = views[5].len / 8, s.n_flat = views[1].len / 4, s.n_codes = views[3].len / 32;
+    s.n = views[5].len / 8, s.n_offsets = views[0].len / 4, s.n_flat = views[1].len / 4, s.n_codes = views[3].len / 32;
     if (views[4].len != 32 || views[2].len != views[1].len || views[6].len != views[5].len ||
         views[7].len / 4 != s.n || views[8].len / 8 != s.n) {
         PyErr_SetString(PyExc_ValueError, "search: query must be 32 bytes and probes, rows, nexts, allowed agree");
         goto release;
     }
-    for (Py_ssize_t i = 0; i < s.n; i++)
-        if (s.probes[i] < 0 || s.probes[i] + 1 >= views[0].len / 4) {
-            PyErr_Format(PyExc_IndexError, "search: probe %zd out of range", i);
-            goto release;
-        }
     Grow found = {0}, distances = {0};
     int status;
     Py_BEGIN_ALLOW_THREADS
@@ -164,7 +169,8 @@ static PyObject *search(PyObject *self, PyObject *args) {
     if (status == NO_MEMORY)
         PyErr_NoMemory();
     else if (status == DAMAGED)
-        PyErr_SetString(PyExc_IndexError, "search: the tables point outside the codes (a damaged index)");
+        PyErr_SetString(PyExc_IndexError,
+                        "search: a probe, bucket or position points outside the tables or codes (a damaged index)");
     else if (status == OVER_BUDGET)
         result = Py_NewRef(Py_None);
     else /* "" rather than NULL when nothing is found: y# turns NULL into None */

@@ -159,6 +159,8 @@ class MultiIndex:
         """(positions, distances) of the codes within `max_distance` bits of `query` ((32,) uint8),
         ascending by position; `words` is the (N, 4) uint64 view of the codes. None when the probes
         plus bucket entries would exceed `budget` (then a linear scan is cheaper)."""
+        if max_distance < 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         count, tables, table_of, rows, allowed = self._probes(max_distance)
         if count > min(budget, MAX_PROBES):
             return None
