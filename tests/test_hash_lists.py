@@ -68,6 +68,7 @@ def test_a_listed_digest_and_a_reference_images_digest_share_one_exact_path(engi
     assert ("digest.exact", "astro") in {r[:2] for r in reasons(engine.check(photos["astronaut"]))}
 
 
+@pytest.mark.usefixtures("duplicates_found")
 def test_a_reference_with_pdq_and_digest_rows_is_one_reference_and_exports_both(engine, photos, tmp_path):
     engine.banks.create("TX", "block")
     pdq = engine.hash(photos["rocket"])[0].pdq[0].hex
@@ -262,6 +263,22 @@ def fresh(engine: Engine) -> Engine:
     return again
 
 
+@pytest.fixture(params=["sorted", "looked up"])
+def duplicates_found(request, monkeypatch):
+    """An import finds what the bank holds either way: the bank's hashes sorted once, or each row
+    looked up (a small chunk in a big bank: substring tables, which small banks get here too)."""
+    import moderate.banks
+    from moderate.signals import pdq
+
+    monkeypatch.setattr(pdq, "MIH_FROM", 1)
+    monkeypatch.setattr(moderate.banks._Held, "LOOKUPS_PER_CODE", 0 if request.param == "sorted" else 1 << 30)
+    lookups = []
+    original = moderate.banks._Held._looked_up
+    monkeypatch.setattr(moderate.banks._Held, "_looked_up", lambda *args: lookups.append(1) or original(*args))
+    yield
+    assert bool(lookups) == (request.param == "looked up")  # the path asked for was taken (an empty bank sorts)
+
+
 def test_a_reference_split_across_chunks_is_one_reference(engine, photos, monkeypatch):
     import moderate.banks
 
@@ -365,6 +382,36 @@ def test_a_reference_whose_id_extends_another_is_not_taken_with_it(engine, photo
             assert view.check(photos[name]).verdict == "block", name
 
 
+@pytest.mark.usefixtures("duplicates_found")
+def test_small_imports_into_a_bank_find_what_it_holds_and_what_they_added(engine, photos, monkeypatch):
+    """Duplicates across imports and across chunks of one import, named and unnamed, PDQ (usable
+    and flat) and digests: the same counts whichever way they are found."""
+    import moderate.banks
+
+    engine.banks.create("S", "block")
+    hexes = random_list(40, 21)
+    engine.banks.import_hashes("S", "".join(f"pdq {hx}\n" for hx in hexes[:30]) + f"md5 {md5(photos['coffee'])}\n")
+    monkeypatch.setattr(moderate.banks, "IMPORT_ROWS", 3)  # rows added by one chunk are held for the next
+    text = ("signal_type,signal_str,reference_id,quality\n"
+            f"pdq,{hexes[0]},,\n"            # held: unnamed, usable
+            f"pdq,{hexes[1]},,20\n"          # held: a flat copy of a usable hash adds nothing
+            f"pdq,{hexes[30]},,20\n"         # new, flat
+            f"pdq,{hexes[30]},,\n"           # new: a usable copy of the flat one just added
+            f"pdq,{hexes[31]},,\n"           # new
+            f"pdq,{hexes[31]},,\n"           # held: added two rows up, in the chunk before
+            f"md5,{md5(photos['coffee'])},,\n"   # held digest
+            f"photo_md5,{md5(photos['rocket'])},,\n"  # new digest
+            f"video_md5,{md5(photos['rocket'])},,\n"  # held: the same MD5 under another name
+            f"pdq,{hexes[2]},named,\n")      # held by another reference: a named row is its own
+    report = engine.banks.import_hashes("S", text)
+    assert (report.imported, report.already_present) == (5, 5)
+    again = engine.banks.import_hashes("S", text)
+    assert (again.imported, again.already_present) == (0, 10)
+    ids = engine.banks.reference_ids("S")
+    assert engine.check(photos["rocket"]).verdict == "block" and fresh(engine).banks.get("S").references == len(ids) == 35, ids
+
+
+@pytest.mark.usefixtures("duplicates_found")
 def test_a_flat_copy_of_a_hash_never_hides_a_usable_one(engine, photos):
     engine.banks.create("Q", "block")
     hx = engine.hash(photos["rocket"])[0].pdq[0].hex
