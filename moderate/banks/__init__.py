@@ -657,7 +657,7 @@ class Banks:
         # An unnamed usable PDQ row whose hash the bank holds only as a flat copy is new, but its
         # reference (named by the hash) exists: it is numbered after that reference's records.
         usable_new = [item._replace(quality=0) for item in listed if not item.reference_id and item.signal == PDQ.name
-                      and item.quality >= MIN_REFERENCE_QUALITY and _key(item) not in present]
+                      and item.quality >= MIN_REFERENCE_QUALITY and _key(item) not in present] if held.holds_flat() else []
         flat_named = {value for _, value, _ in held.present(usable_new)} if usable_new else set()
         named = sorted({item.reference_id for item in listed if item.reference_id} | flat_named)
         taken = self._taken(snapshot, bank, named) if named else set()
@@ -926,6 +926,11 @@ class _Held:
             new = np.sort(_keys_of(kept, [(kind, value) for k, kind, value in kept_values if k == kept]))
             self.sorted[kept] = np.insert(held, np.searchsorted(held, new), new)
 
+    def holds_flat(self) -> bool:
+        """Whether the bank may hold PDQ hashes too flat to match (known once sorted; a bank of
+        usable hashes only, the usual case, then skips looking for them)."""
+        return self.sorted is None or len(self.sorted[PDQ.name]) > len(self.sorted[self.USABLE])
+
     def _sorted(self) -> dict[str, np.ndarray]:
         if self.sorted is None:
             pdq, digests = self.snapshot.pdq, self.snapshot.indexes[DIGEST.name]
@@ -937,7 +942,8 @@ class _Held:
                                digests.record_ids.prefix_mask(prefix(self.bank))]))}
             for kept in self.sorted:
                 values = [(kind, value) for k, kind, value in self.added if k == kept]
-                self.sorted[kept] = np.sort(np.concatenate([self.sorted[kept], _keys_of(kept, values)]))
+                if values:
+                    self.sorted[kept] = np.sort(np.concatenate([self.sorted[kept], _keys_of(kept, values)]))
         return self.sorted
 
     def _looked_up(self, kept: str, item: hashlist.ListedHash) -> bool:
