@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+from collections import Counter
 from typing import Iterable, Iterator, NamedTuple, TextIO
 
 from ..ids import check_reference_id
@@ -193,7 +194,7 @@ def _csv_rows(text: str):
 
         if header is None:
             header = [cell.strip().lower() for cell in row]
-            twice = sorted({name for name in header if name and header.count(name) > 1})
+            twice = sorted(name for name, count in Counter(header).items() if name and count > 1)
             if "signal_type" not in header or "signal_str" not in header or twice:
                 yield first, (f"CSV header names {', '.join(twice)} more than once" if twice else
                               "CSV header must name signal_type and signal_str columns")
