@@ -271,7 +271,9 @@ def duplicates_found(request, monkeypatch):
     from moderate.signals import pdq
 
     monkeypatch.setattr(pdq, "MIH_FROM", 1)
-    monkeypatch.setattr(moderate.banks._Held, "LOOKUPS_PER_CODE", 0 if request.param == "sorted" else 1 << 30)
+    per_code = 0 if request.param == "sorted" else 1 << 30
+    monkeypatch.setattr(moderate.banks._Held, "LOOKUPS_PER_CODE", per_code)
+    monkeypatch.setattr(pdq, "LOOKUPS_PER_CODE", per_code)  # `PdqIndex.positions_of`, which the rows' holders ask
     lookups = []
     original = moderate.banks._Held._looked_up
     monkeypatch.setattr(moderate.banks._Held, "_looked_up", lambda *args: lookups.append(1) or original(*args))

@@ -148,6 +148,21 @@ def test_without_renumbers_like_a_build(tables_only):
     assert set(smaller.search(queries, 52)) == oracle(codes[~drop], queries, 52)
 
 
+def test_exact_positions_are_the_same_from_the_tables_and_from_a_sort(monkeypatch):
+    """`positions_of` looks a few codes up in the tables and sorts for many: same answers, flat
+    (unmatchable) codes and repeated codes included."""
+    codes, _ = planted(14, 2000)
+    codes[100:103] = codes[7]  # one code at four positions
+    index = PdqIndex.of_codes(codes, [f"B::{i}::0" for i in range(len(codes))]).indexed()
+    index = PdqIndex(index.codes, index.records, np.arange(len(codes)) % 3 > 0, index.tables)  # a third flat
+    wanted = np.concatenate([codes[[7, 0, 1999]], np.full((1, 32), 5, np.uint8)])
+    answers = []
+    for per_code in (0, 1):  # sorted, then looked up
+        monkeypatch.setattr(pdq, "LOOKUPS_PER_CODE", per_code)
+        answers.append(index.positions_of(wanted))
+    assert answers[0] == answers[1] == [[7, 100, 101, 102], [0], [1999], []]
+
+
 def test_tables_are_built_from_mih_from_codes_and_outgrown_at_4x(monkeypatch, tables_only):
     monkeypatch.setattr(pdq, "MIH_FROM", 1000)
     codes = np.random.default_rng(5).integers(0, 256, size=(1200, 32), dtype=np.uint8)

@@ -28,7 +28,7 @@ from ..regions import Region
 from ..signals import DIGEST, KEYPOINTS, LIST_TYPES, PDQ, PdqHash
 from ..signals.digest import digest_keys
 from ..signals.base import ReferenceImage
-from ..signals.pdq import MIN_REFERENCE_QUALITY
+from ..signals.pdq import LOOKUPS_PER_CODE, MIN_REFERENCE_QUALITY
 from ..store.catalog import stored_signals
 from ..ids import check_reference_id, prefix, record_id, split_record_id
 from ..store import Store
@@ -247,7 +247,8 @@ class Banks:
         in_bank = snapshot.pdq.bank_mask(name)
         digests = snapshot.indexes[DIGEST.name]
         listed = digests.listing & digests.record_ids.prefix_mask(prefix(name))
-        references = int((in_bank & snapshot.pdq.first_hash_mask()).sum() + digests.listing_mask(name).sum())
+        references = int((in_bank & snapshot.pdq.first_hash_mask()).sum()
+                         + (listed & digests.record_ids.first_hash_mask()).sum())  # what `listing_mask` gives
         return Bank(
             name=name, action=record.get("action", "block"), description=record.get("description", ""),
             enabled=bool(record.get("enabled", True)), created_at=record.get("created_at", ""),
@@ -891,7 +892,7 @@ class _Held:
     17 s sorting."""
 
     USABLE = "usable"
-    LOOKUPS_PER_CODE = 1 / 512  # rows a chunk may have per bank code and still be looked up row by row
+    LOOKUPS_PER_CODE = LOOKUPS_PER_CODE  # rows a chunk may have per bank code and still be looked up row by row
 
     def __init__(self, snapshot, bank: str):
         self.snapshot, self.bank = snapshot, bank
@@ -948,15 +949,15 @@ class _Held:
 
     def _looked_up(self, kept: str, item: hashlist.ListedHash) -> bool:
         """Whether the bank held `item` (as `kept`) before this import."""
+        pdq = self.snapshot.pdq
         if kept == DIGEST.name:
             index = self.snapshot.indexes[DIGEST.name]
             [positions] = index.positions([(item.kind, item.value)])
-            return any(index.record_ids.id_at(p).startswith(prefix(self.bank)) for p in positions)
-        pdq = self.snapshot.pdq
-        code = np.frombuffer(bytes.fromhex(item.value), np.uint8)
-        positions, _ = pdq.tables.search(np.asarray(pdq.codes).view(np.uint64), code, 0, 1 << 62)
-        return any(pdq.id_at(p).startswith(prefix(self.bank))
-                   and (kept != self.USABLE or pdq.matchable is None or bool(pdq.matchable[p])) for p in positions.tolist())
+        else:
+            index = pdq
+            [positions] = pdq.positions_of(np.frombuffer(bytes.fromhex(item.value), np.uint8))
+        return any(index.record_ids.id_at(p).startswith(prefix(self.bank))
+                   and (kept != self.USABLE or pdq.matchable is None or bool(pdq.matchable[p])) for p in positions)
 
     def _kinds_of(self, row: tuple) -> list[str]:
         """The kinds kept a written pack row counts in: a PDQ row among every code, and among usable
