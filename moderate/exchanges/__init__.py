@@ -1,7 +1,8 @@
 """Exchanges: hash lists pulled from industry programs into banks, one bank per exchange.
 
-The exchange side is python-threatexchange's `SignalExchangeAPI`: ThreatExchange, NCMEC, StopNCII, a local file of `TYPE HASH` lines, and
-pytx's built-in samples. What is kept where (all in the data folder, never in Chroma):
+The exchange side is python-threatexchange's `SignalExchangeAPI`: ThreatExchange, NCMEC,
+StopNCII, a local file of `TYPE HASH` lines, and pytx's built-in samples. What is kept where (all
+in the data folder, never in Chroma):
 - `exchanges/config.json`: the configured exchanges: type, bank, action, the exchange's own
   settings, and where the credentials are (an environment variable's name or a file's path, never
   the secret itself);
@@ -13,9 +14,9 @@ A fetched entry becomes one reference whose id is the exchange's key for it (`pd
 exchanges keyed by the signal itself, the entry's id for NCMEC), so a re-fetch or an update
 replaces rather than duplicates. PDQ hashes and file digests (pytx's `video_md5`: an entry's MD5
 is its file's, whatever it holds) become the reference's hashes, so an exact copy is found by the
-digest signal; other signal types are counted as skipped. An entry deleted upstream (pytx's `None` update) removes its reference. An
-exchange whose checkpoint records no position (a file, the samples) delivers its whole list on
-every fetch: a reference it no longer lists is removed.
+digest signal; other signal types are counted as skipped. An entry deleted upstream (pytx's
+`None` update) removes its reference. An exchange whose checkpoint records no position (a file,
+the samples) delivers its whole list on every fetch: a reference it no longer lists is removed.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class Exchange:
 @dataclass
 class FetchReport:
     """What one `fetch` did: references added, replaced (their hashes changed upstream) and
-    removed; entries already in the bank unchanged; skipped entries per signal type (neither PDQ nor a file digest);
-    batches committed; the checkpoint reached (pytx's fields), and `error` when it stopped early
+    removed; entries already in the bank unchanged; skipped entries per signal type (neither PDQ
+    nor a file digest); batches committed; the checkpoint reached (pytx's fields), and `error` when it stopped early
     (what was committed before stays, the next fetch resumes)."""
 
     exchange: str
