@@ -150,7 +150,6 @@ def _rows(results: dict, queries) -> list[Row]:
 def _index_scale(data, queries, out: dict) -> list[Row]:
     """Retrieval time in a pooled descriptor index grown to bank scale with noisy copies."""
     from moderate import Engine
-    from moderate.ids import RecordIds
     from moderate.signals.keypoints import KeypointIndex
     from moderate.signals.keypoints.index import _ivf_bytes
     from moderate.media import decode
@@ -166,18 +165,18 @@ def _index_scale(data, queries, out: dict) -> list[Row]:
     rows = []
     rng = np.random.default_rng(0)
     for target in (100_000, 1_000_000):
-        copies = max(1, target // len(real.descriptors))
-        noisy = np.repeat(real.descriptors, copies, axis=0)
-        bits = rng.integers(0, 256, size=(len(noisy), 2))
-        for column in range(2):  # flip about 16 bits per copy: other corners, not the same ones
-            noisy[np.arange(len(noisy)), bits[:, column] // 8] ^= (1 << (bits[:, column] % 8)).astype(np.uint8)
-        noisy[:, :8] ^= rng.integers(0, 256, size=(len(noisy), 8), dtype=np.uint8) & 0x11
-        images = len(real) * copies
-        index = KeypointIndex(
-            RecordIds.build([f"B::{i}::0" for i in range(images)]), np.repeat(real.sizes, copies, axis=0), noisy,
-            np.repeat(real.points, copies, axis=0),
-            (np.repeat(real.owner, copies) * copies + np.tile(np.arange(copies), len(real.owner))).astype(np.int32),
-            np.repeat(real.mirrored, copies))
+        copies = max(1, target // len(real.pooled))
+        records = []
+        for copy in range(copies):
+            noisy = real.descriptors.copy()
+            bits = rng.integers(0, 256, size=(len(noisy), 2))
+            for column in range(2):  # flip about 16 bits per copy: other corners, not the same ones
+                noisy[np.arange(len(noisy)), bits[:, column] // 8] ^= (1 << (bits[:, column] % 8)).astype(np.uint8)
+            noisy[:, :8] ^= rng.integers(0, 256, size=(len(noisy), 8), dtype=np.uint8) & 0x11
+            records += [(f"B::{image}-{copy}::0", replace(_image(real, image), descriptors=noisy[real.rows(image)]))
+                        for image in range(len(real))]
+        index = KeypointIndex.build(records)
+        images = len(index)
         start = time.perf_counter()
         index.nearest(described[0].descriptors[:2])
         build_s = time.perf_counter() - start
@@ -189,7 +188,7 @@ def _index_scale(data, queries, out: dict) -> list[Row]:
         reloaded.nearest(described[0].descriptors[:2])
         load_ms = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
-        index = index.appended([("B::new::0", _first_image(real))])
+        index = index.appended([("B::new::0", _image(real, 0))])
         append_ms = (time.perf_counter() - start) * 1000
         allowed = np.ones(len(index), bool)
         times = []
@@ -197,21 +196,19 @@ def _index_scale(data, queries, out: dict) -> list[Row]:
             start = time.perf_counter()
             retrieve(index, query, allowed, 4, 12)
             times.append((time.perf_counter() - start) * 1000)
-        out[f"index_{target}"] = {"descriptors": len(noisy), "images": images, "build_s": build_s,
+        out[f"index_{target}"] = {"descriptors": len(index.pooled), "images": images, "build_s": build_s,
                                   "load_ms": load_ms, "append_ms": append_ms, "median_ms": statistics.median(times)}
-        rows.append(Row("robustness", f"keypoint retrieval, {len(noisy):,} descriptors ({images:,} images)",
+        rows.append(Row("robustness", f"keypoint retrieval, {len(index.pooled):,} pooled descriptors ({images:,} images)",
                         f"{statistics.median(times):.0f} ms", "", "", "", None))
-        rows.append(Row("robustness", f"keypoint index at {len(noisy):,}: build / load saved / add a reference",
+        rows.append(Row("robustness", f"keypoint index at {len(index.pooled):,}: build / load saved / add a reference",
                         f"{build_s:.1f} s / {load_ms:.0f} ms / {append_ms:.0f} ms"))
     return rows
 
 
-def _first_image(index):
-    """The keypoints of an index's first image, as a reference would add them."""
+def _image(index, image: int):
+    """The keypoints of one indexed image, as a reference would add them."""
     from moderate.signals import KeypointSet
 
-    plain = (index.owner == 0) & ~index.mirrored
-    mirrored = (index.owner == 0) & index.mirrored
-    width, height = (int(v) for v in index.sizes[0])
-    return KeypointSet(width, height, index.points[plain], index.descriptors[plain], index.points[mirrored],
-                       index.descriptors[mirrored])
+    rows = index.rows(image)
+    width, height = (int(v) for v in index.sizes[image])
+    return KeypointSet(width, height, index.points[rows], index.descriptors[rows])

@@ -50,9 +50,9 @@ def descriptors() -> np.ndarray:
                 x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
                 crop = image.crop((x, y, x + cw, y + ch)).resize((rng.randint(320, 1024), rng.randint(320, 1024)))
             pixels = np.asarray(crop)
-            reference = KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])
-            out += [reference.descriptors, reference.mirrored_descriptors,
-                    KEYPOINTS.compute(pixels, pixels.shape[1], pixels.shape[0]).descriptors]
+            query = KEYPOINTS.compute(pixels, pixels.shape[1], pixels.shape[0])
+            out += [KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0]).descriptors,
+                    query.descriptors, query.mirrored_descriptors]
     return np.concatenate(out)
 
 

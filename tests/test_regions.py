@@ -170,17 +170,49 @@ def test_keypoint_record_round_trips(photos):
 
     frame = decode(photos["coffee"]).frames[0]
     described = KEYPOINTS.reference(frame.pixels, frame.width, frame.height)
-    assert 100 < len(described) <= KEYPOINTS.reference_features and len(described.mirrored_descriptors) > 100
+    assert 100 < len(described) <= KEYPOINTS.reference_features and len(described.mirrored_descriptors) == 0
     again = KeypointSet.from_bytes(described.to_bytes())
     assert np.array_equal(again.descriptors, described.descriptors)
-    assert np.array_equal(again.mirrored_points, described.mirrored_points)
-    assert len(described.to_bytes()) < 45_000  # corners and descriptors, never the picture
+    assert np.array_equal(again.points, described.points)
+    assert len(described.to_bytes()) < 22_000  # one orientation's corners and descriptors, never the picture
+    query = KEYPOINTS.compute(frame.pixels, frame.width, frame.height)
+    again = KeypointSet.from_bytes(query.to_bytes())
+    assert len(again.mirrored_descriptors) > 100 and np.array_equal(again.mirrored_points, query.mirrored_points)
+
+
+def test_references_keep_their_strongest_corners_first_and_queries_their_mirror(photos):
+    """The pool takes a reference's first corners, so they must be its strongest; and a query's
+    mirrored description must be what describing the mirrored picture gives, mapped back."""
+    import cv2
+
+    from moderate.signals import KEYPOINTS
+    from moderate.signals.keypoints.features import grayscale
+
+    frame = decode(photos["astronaut"]).frames[0]
+    gray = grayscale(frame.pixels, KEYPOINTS.reference_size)
+    orb = cv2.ORB_create(nfeatures=KEYPOINTS.reference_features, scaleFactor=1.2, nlevels=8, fastThreshold=10)
+    found, _ = orb.compute(gray, orb.detect(gray, None))
+    strongest = {k.pt for k in sorted(found, key=lambda k: -k.response)[:KeypointIndex.POOLED]}
+    described = KEYPOINTS.reference(frame.pixels, gray.shape[1], gray.shape[0])
+    assert {tuple(map(float, p)) for p in described.points[:KeypointIndex.POOLED]} == strongest
+
+    query = KEYPOINTS.compute(frame.pixels, frame.width, frame.height)
+    flipped = KEYPOINTS.compute(np.ascontiguousarray(frame.pixels[:, ::-1]), frame.width, frame.height)
+    # the same descriptors, up to the mirrored pyramid's resampling (measured 0.93-0.98 on four photos)
+    same = faiss_flat(flipped.descriptors).search(np.ascontiguousarray(query.mirrored_descriptors), 1)
+    assert np.mean(same[0][:, 0] <= 30) > 0.9
+    unmirrored = faiss_flat(flipped.descriptors).search(np.ascontiguousarray(query.descriptors), 1)
+    assert np.mean(unmirrored[0][:, 0] <= 30) < 0.1
+    near = same[0][:, 0] == 0
+    mapped = frame.width - 1 - flipped.points[same[1][near, 0], 0]
+    assert np.median(np.abs(mapped - query.mirrored_points[near, 0])) < 1.0
 
 
 def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_dir, photos, tmp_path, monkeypatch):
     from moderate.signals.keypoints import KeypointIndex
 
-    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1500)  # the bank-scale path, with a few photos
+    monkeypatch.setattr(KeypointIndex, "POOLED", 500)  # every corner pooled: these few photos reach each regime
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 800)  # the bank-scale path, with a few photos
     engine = Engine(data_dir)
     engine.banks.create("BIG")
     engine.banks.add("BIG", [photos[n] for n in ("astronaut", "coffee")])
@@ -191,7 +223,7 @@ def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_
     reader = Engine(data_dir)
     keypoints = reader.catalog.current().keypoints
     assert reader.check(crop).reasons[0].reference_id == "rocket"
-    assert type(keypoints._faiss()).__name__ == "IndexBinaryIVF" and keypoints._faiss().ntotal == len(keypoints.descriptors)
+    assert type(keypoints._faiss()).__name__ == "IndexBinaryIVF" and keypoints._faiss().ntotal == len(keypoints.pooled)
     engine.banks.remove("BIG", "rocket")
     assert Engine(data_dir).check(crop).verdict == "allow"
 
@@ -227,6 +259,7 @@ def test_inverted_lists_are_the_shipped_words_and_find_what_exhaustive_search_fi
     bank holds, and a query's nearest pooled corners are found as exhaustive search finds them."""
     from moderate.signals.keypoints.index import _words
 
+    monkeypatch.setattr(KeypointIndex, "POOLED", 500)  # every corner pooled: these few photos reach each regime
     monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1000)  # the bank-scale path, with a few photos
     monkeypatch.setattr(KeypointIndex, "WORDS_FROM", 1500)
     described = []
@@ -235,18 +268,18 @@ def test_inverted_lists_are_the_shipped_words_and_find_what_exhaustive_search_fi
         described.append((f"B::{name}::0", KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])))
     small = KeypointIndex.build(described[:1])
     grown = KeypointIndex.build(described[:2]).appended(described[2:])  # past IVF_FROM through appends
-    assert len(small.descriptors) < KeypointIndex.WORDS_FROM <= len(grown.descriptors)
+    assert len(small.pooled) < KeypointIndex.WORDS_FROM <= len(grown.pooled)
     ivf = grown._faiss()
-    assert type(ivf).__name__ == "IndexBinaryIVF" and ivf.nlist == len(_words()) and ivf.ntotal == len(grown.descriptors)
+    assert type(ivf).__name__ == "IndexBinaryIVF" and ivf.nlist == len(_words()) and ivf.ntotal == len(grown.pooled)
     rebuilt = KeypointIndex.build(described)._faiss()
     assert [ivf.invlists.list_size(w) for w in range(ivf.nlist)] == [rebuilt.invlists.list_size(w) for w in range(ivf.nlist)]
     pixels = np.asarray(Image.open(photos["rocket"]).convert("RGB"))[40:380, 60:560]
     query = KEYPOINTS.compute(pixels, pixels.shape[1], pixels.shape[0])
-    exact = faiss_flat(grown.descriptors).search(np.ascontiguousarray(query.descriptors), 1)
+    exact = faiss_flat(grown.descriptors[grown.pooled]).search(np.ascontiguousarray(query.descriptors), 1)
     found = grown.nearest(query.descriptors, 16)
     matched = exact[0][:, 0] <= 40  # corners the crop shares with its reference
     assert matched.sum() > 50
-    assert np.mean([exact[1][i, 0] in found[1][i] for i in np.flatnonzero(matched)]) >= 0.9
+    assert np.mean([grown.pooled[exact[1][i, 0]] in found[1][i] for i in np.flatnonzero(matched)]) >= 0.9
 
 
 def test_corners_written_as_documents_by_earlier_versions_are_still_read(data_dir, photos, tmp_path):
@@ -309,8 +342,9 @@ def test_removing_references_carries_the_inverted_file_renumbered(photos, monkey
     inverted file loses the removed rows and renumbers the rest as a rebuild would file them."""
     import faiss
 
-    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1000)
-    monkeypatch.setattr(KeypointIndex, "WORDS_FROM", 1500)
+    monkeypatch.setattr(KeypointIndex, "POOLED", 500)  # every corner pooled: these few photos reach each regime
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 600)
+    monkeypatch.setattr(KeypointIndex, "WORDS_FROM", 1000)
     described = []
     for name in ("astronaut", "coffee", "rocket", "chelsea"):
         pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
@@ -333,7 +367,8 @@ def test_removing_references_carries_the_inverted_file_renumbered(photos, monkey
 def test_a_self_trained_inverted_file_is_trained_again_once_the_pool_has_doubled(photos, monkeypatch):
     """Below WORDS_FROM the inverted file is trained on the pool; appends carry it only while the
     pool is at most twice what it was trained on, so its lists never grow without bound."""
-    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 600)
+    monkeypatch.setattr(KeypointIndex, "POOLED", 500)  # every corner pooled: these few photos reach each regime
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 400)
     monkeypatch.setattr(KeypointIndex, "IVF_LIST", 100)
     described = []
     for name in ("astronaut", "coffee", "rocket", "chelsea", "camera", "motorcycle"):
@@ -353,3 +388,29 @@ def test_a_self_trained_inverted_file_is_trained_again_once_the_pool_has_doubled
         assert grown._faiss().ntotal == len(grown.descriptors)
         assert len(grown.descriptors) <= 2 * grown._faiss().nlist * 100  # never searched outgrown
     assert carried >= 1 and grown._faiss().nlist > trained.nlist
+
+
+def test_only_the_strongest_corners_are_pooled_and_candidates_are_verified_with_all(photos):
+    """The pool holds each reference's first `POOLED` corners; what it finds is verified against
+    every corner of the reference, so check, `explain` and a PDQ candidate's verification agree."""
+    from moderate.signals.keypoints.verification import localize, retrieve
+
+    described = []
+    for name in ("astronaut", "coffee", "rocket", "chelsea"):
+        pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
+        described.append((f"B::{name}::0", KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])))
+    index = KeypointIndex.build(described[:2]).appended(described[2:])
+    starts = np.searchsorted(index.owner, np.arange(len(index)))
+    counts = np.bincount(index.owner, minlength=len(index))
+    expected = np.concatenate([np.arange(s, s + min(c, KeypointIndex.POOLED)) for s, c in zip(starts, counts)])
+    assert np.array_equal(index.pooled, expected) and counts.min() > KeypointIndex.POOLED
+    pixels = np.asarray(Image.open(photos["rocket"]).convert("RGB"))[40:380, 60:560]
+    query = KEYPOINTS.compute(pixels, pixels.shape[1], pixels.shape[0])
+    _, rows = index.nearest(query.descriptors, 16)
+    assert np.isin(rows[rows >= 0], index.pooled).all()
+    found = retrieve(index, query, np.ones(len(index), bool), 4, 12)
+    assert [index.images.id_at(f.image) for f in found] == ["B::rocket::0"]
+    assert found[0].inliers == localize(index, found[0].image, query).inliers > KeypointIndex.POOLED // 4
+    kept = index.without(np.array([False, True, False, False]))
+    rebuilt = KeypointIndex.build(described[:1] + described[2:])
+    assert np.array_equal(kept.pooled, rebuilt.pooled) and np.array_equal(kept.descriptors, rebuilt.descriptors)

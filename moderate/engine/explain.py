@@ -240,19 +240,18 @@ def matched_points(explanation: Explanation, reference, query) -> list[tuple[tup
                 zip(corners, [(r.x, r.y), (r.x + r.w, r.y), (r.x + r.w, r.y + r.h), (r.x, r.y + r.h)])]
     mapping = cv2.getPerspectiveTransform(corners, np.float32(located.polygon))
     ours = KEYPOINTS.reference(reference.pixels, reference.width, reference.height)
-    mirrored = located.variant == "mirrored"
-    points, descriptors = ((ours.mirrored_points, ours.mirrored_descriptors) if mirrored
-                           else (ours.points, ours.descriptors))
     theirs = KEYPOINTS.compute(query.pixels, query.width, query.height)
-    if len(descriptors) < 2 or len(theirs) < 2:
+    points, descriptors = ((theirs.mirrored_points, theirs.mirrored_descriptors) if located.variant == "mirrored"
+                           else (theirs.points, theirs.descriptors))
+    if len(ours) < 2 or len(descriptors) < 2:
         return []
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(descriptors, theirs.descriptors, k=2)
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(ours.descriptors, descriptors, k=2)
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance <= MAX_HAMMING and m[0].distance < RATIO * m[1].distance]
     if not good:
         return []
-    source = np.float32([points[m.queryIdx] for m in good]).reshape(-1, 1, 2)
+    source = np.float32([ours.points[m.queryIdx] for m in good]).reshape(-1, 1, 2)
     expected = cv2.perspectiveTransform(source, mapping).reshape(-1, 2)
-    target = np.float32([theirs.points[m.trainIdx] for m in good])
+    target = np.float32([points[m.trainIdx] for m in good])
     tolerance = REPROJECTION * max(query.width, query.height) / 1024
     agreeing = sorted((m.distance, i) for i, m in enumerate(good) if np.hypot(*(expected[i] - target[i])) <= tolerance)
     shown = agreeing[:: max(1, -(-len(agreeing) // MAX_LINES))]  # spread over all, not only the closest

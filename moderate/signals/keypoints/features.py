@@ -17,8 +17,11 @@ _MAGIC = b"MKP1"
 class KeypointSet:
     """Corners of one image: positions in the image's own pixels, and their ORB descriptors.
 
-    `mirrored` is a parallel set from the mirror image, with positions mapped back into the
-    unmirrored image (so a homography fitted to them includes the flip).
+    `mirrored_*` describe the same corners as seen in the mirror image, positions mapped back into
+    the unmirrored image (so a homography fitted to them includes the flip). Queries carry them
+    (ORB is not mirror-invariant; describing the mirror costs 6 ms at 1024 px, the corners being
+    found once); references keep one orientation, strongest corners first. References written by
+    earlier versions carry a mirrored set of their own, which is not read any more.
     """
 
     width: int
@@ -60,21 +63,39 @@ def grayscale(pixels: np.ndarray, longest: int | None = None) -> np.ndarray:
     return gray
 
 
-def orb(gray: np.ndarray, features: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """(points, descriptors); with `grid`, corners are spread over grid x grid cells."""
+def orb(gray: np.ndarray, features: int, grid: int, mirror: bool = False) -> tuple[np.ndarray, ...]:
+    """(points (N, 2) float32, descriptors (N, 32) uint8), the strongest corners first; with `grid`,
+    corners are spread over grid x grid cells. With `mirror`, also (points, descriptors) of the same
+    corners described in the mirror image, points mapped back (FAST and the Harris score are
+    mirror-symmetric, so the corners are found once; only their orientation and BRIEF tests are
+    mirrored, measured identical to describing the flipped picture afresh)."""
     import cv2
 
+    none = (np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8))
     if min(gray.shape) < MIN_SIDE:  # ORB's pyramid cannot even be built for a 1xN picture
-        return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+        return none * (2 if mirror else 1)
     cv2.setNumThreads(1)  # workers parallelize across processes; threads here only add hand-offs
     orb = cv2.ORB_create(nfeatures=features * 3 if grid else features, scaleFactor=1.2, nlevels=8, fastThreshold=10)
     found = orb.detect(gray, None)
     if grid and found:
         found = _spread(found, gray.shape, features, grid)
-    found, descriptors = orb.compute(gray, found)
+    described = _described(orb, gray, found)
+    if not mirror:
+        return described
+    right = gray.shape[1] - 1
+    flipped = [cv2.KeyPoint(right - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave,
+                            k.class_id) for k in found]
+    points, descriptors = _described(orb, np.ascontiguousarray(gray[:, ::-1]), flipped)
+    points[:, 0] = right - points[:, 0]
+    return described + (points, descriptors)
+
+
+def _described(orb, gray: np.ndarray, found: list) -> tuple[np.ndarray, np.ndarray]:
+    found, descriptors = orb.compute(gray, found)  # drops corners too near the border, groups by level
     if descriptors is None or not found:
         return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
-    return np.array([k.pt for k in found], np.float32), descriptors
+    order = np.argsort([-k.response for k in found], kind="stable")
+    return np.array([k.pt for k in found], np.float32)[order], descriptors[order]
 
 
 def _spread(found, shape: tuple[int, int], features: int, grid: int) -> list:

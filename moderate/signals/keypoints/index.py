@@ -13,10 +13,12 @@ from ...ids import RecordIds
 
 @dataclass(frozen=True, eq=False)
 class KeypointIndex:
-    """Every reference image's ORB descriptors, pooled, for nearest-neighbour search.
+    """Every reference image's ORB corners, and the pool of its strongest ones for nearest-neighbour search.
 
     Row i of `descriptors` belongs to image `owner[i]` (record `images.id_at(owner[i])`), at
-    `points[i]` in that image's pixels, from its mirror image when `mirrored[i]`. Three regimes:
+    `points[i]` in that image's pixels. An image's rows are contiguous and in image order, its
+    strongest corner first. `pooled` (P,) are the rows searched: each image's first `POOLED`
+    (a candidate found through them is verified with all its rows). The pool has three regimes:
     - under `IVF_FROM` descriptors, exhaustive search;
     - up to `WORDS_FROM`, a faiss inverted file trained on the pool itself (about `IVF_LIST`
       descriptors a list, 8 probed), trained again by the writer whenever the pool has doubled
@@ -33,13 +35,14 @@ class KeypointIndex:
     sizes: np.ndarray = field(repr=False)  # (K, 2) int32: width, height of each image
     descriptors: np.ndarray = field(repr=False)  # (M, 32) uint8
     points: np.ndarray = field(repr=False)  # (M, 2) float32
-    owner: np.ndarray = field(repr=False)  # (M,) int32
-    mirrored: np.ndarray = field(repr=False)  # (M,) bool
+    owner: np.ndarray = field(repr=False)  # (M,) int32, non-decreasing
+    pooled: np.ndarray = field(repr=False)  # (P,) int64, increasing: the rows searched
 
+    POOLED = 200  # strongest corners of a reference in the pool (see `moderate.signals.keypoints`)
     IVF_FROM = 8192
     IVF_LIST = 300
     IVF_PROBE = 8  # lists probed per query descriptor of a self-trained inverted file
-    WORDS_FROM = 1 << 20  # about 1,000 references
+    WORDS_FROM = 1 << 20  # about 5,000 references
     WORD_PROBE = 16  # words probed per query descriptor
     # Chosen on the tuning split (tuning photos' edited crops among 1.1M pooled corners; share of
     # exhaustive search's nearest corners found): probe 8 / 16 / 24 / 32 -> 0.89 / 0.94 / 0.96 / 0.97.
@@ -54,7 +57,7 @@ class KeypointIndex:
     def build(cls, records: list) -> "KeypointIndex":
         """From (record id, KeypointSet) pairs."""
         empty = cls(RecordIds.build([]), np.zeros((0, 2), np.int32), np.zeros((0, 32), np.uint8),
-                    np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, bool))
+                    np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int64))
         return empty.appended(records) if records else empty
 
     def __len__(self) -> int:
@@ -64,30 +67,38 @@ class KeypointIndex:
     def record_ids(self) -> RecordIds:
         return self.images
 
+    def rows(self, image: int) -> slice:
+        """The rows of one image."""
+        first, stop = np.searchsorted(self.owner, [image, image + 1])
+        return slice(int(first), int(stop))
+
     def arrays(self) -> dict:
         """What the catalog saves: the arrays, and the trained inverted file once there is one
         (training and filling it from scratch takes 20-30 s at 1M descriptors, loading 50 ms)."""
         out = {"offsets": self.images.offsets, "ids": self.images.blob, "sizes": self.sizes,
-               "descriptors": self.descriptors, "points": self.points, "owner": self.owner, "mirrored": self.mirrored}
-        if len(self.descriptors) >= self.IVF_FROM:
+               "descriptors": self.descriptors, "points": self.points, "owner": self.owner, "pooled": self.pooled}
+        if len(self.pooled) >= self.IVF_FROM:
             out["ivf"] = lambda: _ivf_bytes(self)
         return out
 
     @classmethod
     def load(cls, files) -> "KeypointIndex":
-        """From what `arrays` saved; the inverted file is read on first search. ValueError if inconsistent."""
+        """From what `arrays` saved; the inverted file is read on first search. ValueError if
+        inconsistent, OSError if a file is missing (one saved by an earlier version: rebuilt)."""
         index = cls(RecordIds(files.array("offsets"), files.blob("ids")), files.array("sizes"),
-                    files.array("descriptors"), files.array("points"), files.array("owner"), files.array("mirrored"))
+                    files.array("descriptors"), files.array("points"), files.array("owner"), files.array("pooled"))
         index.images.check()
-        if len(index.images) != len(index.sizes) or len({len(index.descriptors), len(index.points), len(index.owner),
-                                                         len(index.mirrored)}) != 1:
+        if len(index.images) != len(index.sizes) or len({len(index.descriptors), len(index.points),
+                                                         len(index.owner)}) != 1:
             raise ValueError("keypoint index files do not agree")
+        if len(index.pooled) and not 0 <= int(index.pooled[-1]) < len(index.descriptors):
+            raise ValueError("keypoint pool outside the index")
         index.load_from(files.path("ivf"))
         return index
 
     def appended(self, records: list) -> "KeypointIndex":
         grown = self._appended(records)
-        if len(self.descriptors) >= self.IVF_FROM and _fits(self._faiss(), len(grown.descriptors)):
+        if len(self.pooled) >= self.IVF_FROM and _fits(self._faiss(), len(grown.pooled)):
             import faiss
 
             # Carry the inverted file (adding is cheap, training and filing are not) while it fits the
@@ -95,7 +106,7 @@ class KeypointIndex:
             # this snapshot (a server's in-flight checks) keep searching the old one, whose rows must
             # never run past this snapshot's arrays.
             index = _tuned(faiss.clone_binary_index(self._faiss()))
-            added = np.ascontiguousarray(grown.descriptors[len(self.descriptors):])
+            added = np.ascontiguousarray(grown.descriptors[grown.pooled[len(self.pooled):]])
             if _of_words(index):
                 _filed(index, added)
             else:
@@ -104,41 +115,44 @@ class KeypointIndex:
         return grown
 
     def _appended(self, records: list) -> "KeypointIndex":
-        first = len(self)
-        parts = [(k.descriptors, k.points, False, k) for _, k in records] + [
-            (k.mirrored_descriptors, k.mirrored_points, True, k) for _, k in records]
-        rows = [first + i for i in range(len(records))] * 2
+        first, rows = len(self), len(self.descriptors)
+        counts = np.array([len(k) for _, k in records], np.int64)
+        starts = rows + np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pool = [np.arange(start, start + min(count, self.POOLED)) for start, count in zip(starts, counts)]
         return KeypointIndex(
             self.images.appended([rid for rid, _ in records]),
             np.concatenate([self.sizes, np.array([[k.width, k.height] for _, k in records], np.int32).reshape(-1, 2)]),
-            np.concatenate([self.descriptors] + [d for d, _, _, _ in parts]),
-            np.concatenate([self.points] + [p for _, p, _, _ in parts]),
-            np.concatenate([self.owner] + [np.full(len(d), row, np.int32) for (d, _, _, _), row in zip(parts, rows)]),
-            np.concatenate([self.mirrored] + [np.full(len(d), m, bool) for d, _, m, _ in parts]),
+            np.concatenate([self.descriptors] + [k.descriptors for _, k in records]),
+            np.concatenate([self.points] + [k.points for _, k in records]),
+            np.concatenate([self.owner, np.repeat(np.arange(first, first + len(records), dtype=np.int32), counts)]),
+            np.concatenate([self.pooled, *pool]).astype(np.int64),
         )
 
     def without(self, drop: np.ndarray) -> "KeypointIndex":
-        """A copy without the images where `drop` is true (and their descriptors)."""
+        """A copy without the images where `drop` is true (and their corners)."""
         keep = ~np.asarray(drop, dtype=bool)
         renumber = np.cumsum(keep) - 1
         rows = keep[self.owner]
+        renumber_rows = np.cumsum(rows) - 1
+        pool = rows[self.pooled]
         kept = KeypointIndex(self.images.kept(keep), np.ascontiguousarray(self.sizes[keep]),
                              np.ascontiguousarray(self.descriptors[rows]), np.ascontiguousarray(self.points[rows]),
-                             renumber[self.owner[rows]].astype(np.int32), np.ascontiguousarray(self.mirrored[rows]))
-        if len(kept.descriptors) >= self.WORDS_FROM and not rows.all():
+                             renumber[self.owner[rows]].astype(np.int32), renumber_rows[self.pooled[pool]])
+        if len(kept.pooled) >= self.WORDS_FROM and not pool.all():
             # carry the words' inverted file: filing 10M descriptors anew takes minutes, this a second
-            object.__setattr__(kept, "_faiss_index", _without_rows(self._faiss(), rows))
+            object.__setattr__(kept, "_faiss_index", _without_rows(self._faiss(), pool))
         return kept
 
     def nearest(self, descriptors: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
         """(distances, rows), each (Q, k): the `k` nearest pooled descriptors of each query
         descriptor, nearest first; rows are -1 where the pool has fewer than `k`."""
-        if len(self.descriptors) == 0 or len(descriptors) == 0:
+        if len(self.pooled) == 0 or len(descriptors) == 0:
             return np.zeros((len(descriptors), k), np.int32), np.full((len(descriptors), k), -1, np.int64)
-        return self._faiss().search(np.ascontiguousarray(descriptors, dtype=np.uint8), k)
+        distances, positions = self._faiss().search(np.ascontiguousarray(descriptors, dtype=np.uint8), k)
+        return distances, np.where(positions >= 0, self.pooled[np.maximum(positions, 0)], -1)
 
     def load_from(self, path: Path) -> None:
-        """Use the inverted file saved at `path` if it covers exactly these descriptors (lazily).
+        """Use the inverted file saved at `path` if it covers exactly the pool (lazily).
 
         Writers save it with each snapshot and carry it through appends: training and filling it
         from scratch takes 20-30 s at 1M descriptors, loading it 50 ms."""
@@ -147,7 +161,7 @@ class KeypointIndex:
     def _faiss(self):
         cached = self.__dict__.get("_faiss_index")
         saved = self.__dict__.get("_ivf_file")
-        if cached is None and saved is not None and len(self.descriptors) >= self.IVF_FROM:
+        if cached is None and saved is not None and len(self.pooled) >= self.IVF_FROM:
             import faiss
 
             faiss.omp_set_num_threads(1)
@@ -156,14 +170,14 @@ class KeypointIndex:
             except RuntimeError:  # missing or damaged: rebuilt below
                 loaded = None
             # one of another regime or outgrown (saved by an older version, say) is rebuilt below
-            if loaded is not None and loaded.ntotal == len(self.descriptors) and _fits(loaded, len(self.descriptors)):
+            if loaded is not None and loaded.ntotal == len(self.pooled) and _fits(loaded, len(self.pooled)):
                 cached = _tuned(loaded)
                 object.__setattr__(self, "_faiss_index", cached)
         if cached is None:
             import faiss
 
             faiss.omp_set_num_threads(1)
-            data = np.ascontiguousarray(self.descriptors)
+            data = np.ascontiguousarray(self.descriptors[self.pooled])
             if len(data) < self.IVF_FROM:
                 cached = faiss.IndexBinaryFlat(256)
                 cached.add(data)
@@ -248,8 +262,8 @@ def _filed(index, descriptors: np.ndarray) -> None:
 
 
 def _without_rows(index, kept: np.ndarray):
-    """A copy of an inverted file without the rows where `kept` (M,) is false, the others
-    renumbered as the compacted arrays number them."""
+    """A copy of an inverted file without the pool positions where `kept` (P,) is false, the
+    others renumbered as the compacted pool numbers them."""
     import faiss
 
     copy = _tuned(faiss.clone_binary_index(index))

@@ -6,13 +6,14 @@ reference into the query. RANSAC finds that mapping and counts the matches consi
 (inliers); the reference's corners mapped through it are the matched polygon in the query.
 
 Two ways in:
-- `retrieve` finds candidates among every reference at once: each query descriptor votes for
-  the image of its nearest pooled descriptor when that neighbour is clearly nearer than the
-  nearest *other* corner (Lowe's ratio test across the pool, which drops corners common to many
-  images; copies of the same corner in duplicate references share the vote), and the most voted
-  images are verified with those same correspondences.
-- `localize` verifies one given image (a PDQ candidate, or `moderate explain`) with its own
-  nearest-neighbour matches.
+- `retrieve` finds candidates among every reference at once: each query descriptor, as is and as
+  seen in the mirror, votes for the image of its nearest pooled descriptor when that neighbour is
+  clearly nearer than the nearest *other* corner (Lowe's ratio test across the pool, which drops
+  corners common to many images; copies of the same corner in duplicate references share the
+  vote), and the most voted images are verified with `localize`.
+- `localize` verifies one given image (a retrieved candidate, a PDQ candidate, or `moderate
+  explain`) with its own nearest-neighbour matches among all its corners, not only the pooled ones:
+  a candidate is judged by the same evidence whichever way it was found.
 
 Measured on the robustness corpus (bench/robustness.py, 21 flagged photos, 20 distractors, 25
 edits each): distractor queries reach at most 8 inliers; every edited flagged photo but one
@@ -55,10 +56,11 @@ def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, cand
     same strength (the index contract python-threatexchange states: every matching entry is
     returned). `candidates` bounds the distinct pictures verified; copies of one are not counted.
     """
-    if len(query) == 0 or len(index.descriptors) == 0:  # references can all lack corners (flat stripes)
+    if len(query) == 0 or len(index.pooled) == 0:  # references can all lack corners (flat stripes)
         return []
-    distances, rows = index.nearest(query.descriptors, NEIGHBOURS)
-    voters, keys, reference_rows = _votes(index, distances, rows, allowed)
+    mirrored = np.repeat([False, True], [len(query.descriptors), len(query.mirrored_descriptors)])
+    distances, rows = index.nearest(np.concatenate([query.descriptors, query.mirrored_descriptors]), NEIGHBOURS)
+    voters, keys = _votes(index, distances, rows, allowed, mirrored)
     found, votes = np.unique(keys, return_counts=True)
     out: list[Localization] = []
     tried: list[tuple[set, bool]] = []  # (voting query descriptors, verified) per distinct picture
@@ -75,8 +77,7 @@ def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, cand
             if distinct == candidates:
                 continue  # only copies of pictures already verified are still fitted
             distinct += 1
-        located = _fit(index, int(key // 2), bool(key % 2), index.points[reference_rows[picked]],
-                       query.points[voters[picked]], query)
+        located = _localized(index, int(key // 2), query, bool(key % 2))
         verified = located is not None and located.inliers >= min_inliers
         tried.append((voting, verified))
         if verified:
@@ -84,15 +85,15 @@ def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, cand
     return out
 
 
-def _votes(index: KeypointIndex, distances: np.ndarray, rows: np.ndarray,
-           allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(query descriptor, image key, pooled row) of every vote.
+def _votes(index: KeypointIndex, distances: np.ndarray, rows: np.ndarray, allowed: np.ndarray,
+           mirrored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query descriptor, image key) of every vote.
 
     Lowe's ratio test compares the nearest pooled descriptor with the nearest *other corner*:
     neighbours no farther from the nearest one than the query is are the same corner in another
     copy of the picture (a duplicate reference, a re-encoded near-copy), and they share the vote
-    instead of cancelling it. A vote is for an image seen one way (as is, or mirrored): the two
-    ways fit different mappings, so the key is image * 2 + mirrored.
+    instead of cancelling it. A vote is for an image seen one way (the query as is, or mirrored):
+    the two ways fit different mappings, so the key is image * 2 + mirrored.
     """
     present = rows >= 0
     safe = np.where(present, rows, 0)
@@ -106,31 +107,34 @@ def _votes(index: KeypointIndex, distances: np.ndarray, rows: np.ndarray,
     good = present[:, 0] & (nearest[:, 0] <= MAX_HAMMING) & (nearest[:, 0] < RATIO * second)
     voting = same & good[:, None] & (distances <= MAX_HAMMING) & allowed[index.owner[safe]]
     query_rows, columns = np.nonzero(voting)
-    pooled_rows = rows[query_rows, columns]
-    keys = index.owner[pooled_rows].astype(np.int64) * 2 + index.mirrored[pooled_rows]
+    keys = index.owner[rows[query_rows, columns]].astype(np.int64) * 2 + mirrored[query_rows]
     _, first = np.unique(query_rows * (2 * len(index)) + keys, return_index=True)  # one vote per descriptor and key
-    return query_rows[first], keys[first], pooled_rows[first]
+    return query_rows[first], keys[first]
 
 
 def localize(index: KeypointIndex, image: int, query: KeypointSet) -> Localization | None:
-    """The best localization of one indexed image in the query, trying it as is and mirrored."""
-    best = None
-    for mirrored in (False, True):
-        rows = np.flatnonzero((index.owner == image) & (index.mirrored == mirrored))
-        if len(rows) < 2 or len(query) < 2:
-            continue
-        import faiss
+    """The best localization of one indexed image in the query, as is and mirrored."""
+    found = [f for f in (_localized(index, image, query, m) for m in (False, True)) if f is not None]
+    return max(found, key=lambda f: f.inliers, default=None)
 
-        own = faiss.IndexBinaryFlat(256)
-        own.add(np.ascontiguousarray(index.descriptors[rows]))
-        distances, nearest = own.search(np.ascontiguousarray(query.descriptors), 2)
-        good = np.flatnonzero((distances[:, 0] < RATIO * distances[:, 1]) & (distances[:, 0] <= MAX_HAMMING))
-        if len(good) < MIN_VOTES:
-            continue
-        located = _fit(index, image, mirrored, index.points[rows[nearest[good, 0]]], query.points[good], query)
-        if located is not None and (best is None or located.inliers > best.inliers):
-            best = located
-    return best
+
+def _localized(index: KeypointIndex, image: int, query: KeypointSet, mirrored: bool) -> Localization | None:
+    """One indexed image in the query seen one way: its corners matched to the query's (Lowe's
+    ratio test among the image's own corners), then RANSAC."""
+    points, descriptors = (query.mirrored_points, query.mirrored_descriptors) if mirrored else (
+        query.points, query.descriptors)
+    rows = index.rows(image)
+    if rows.stop - rows.start < 2 or len(descriptors) < 2:
+        return None
+    import faiss
+
+    own = faiss.IndexBinaryFlat(256)
+    own.add(np.ascontiguousarray(index.descriptors[rows]))
+    distances, nearest = own.search(np.ascontiguousarray(descriptors), 2)
+    good = np.flatnonzero((distances[:, 0] < RATIO * distances[:, 1]) & (distances[:, 0] <= MAX_HAMMING))
+    if len(good) < MIN_VOTES:
+        return None
+    return _fit(index, image, mirrored, index.points[rows][nearest[good, 0]], points[good], query)
 
 
 def _fit(index: KeypointIndex, image: int, mirrored: bool, reference_points: np.ndarray, query_points: np.ndarray,
