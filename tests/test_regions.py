@@ -390,10 +390,12 @@ def test_a_self_trained_inverted_file_is_trained_again_once_the_pool_has_doubled
     assert carried >= 1 and grown._faiss().nlist > trained.nlist
 
 
-def test_only_the_strongest_corners_are_pooled_and_candidates_are_verified_with_all(photos):
+def test_only_the_strongest_corners_are_pooled_and_candidates_are_verified_with_all(photos, monkeypatch):
     """The pool holds each reference's first `POOLED` corners; what it finds is verified against
-    every corner of the reference, so check, `explain` and a PDQ candidate's verification agree."""
+    every corner of the reference (more inliers than the pool holds of it)."""
     from moderate.signals.keypoints.verification import localize, retrieve
+
+    monkeypatch.setattr(KeypointIndex, "POOLED", 60)
 
     described = []
     for name in ("astronaut", "coffee", "rocket", "chelsea"):
@@ -410,7 +412,8 @@ def test_only_the_strongest_corners_are_pooled_and_candidates_are_verified_with_
     assert np.isin(rows[rows >= 0], index.pooled).all()
     found = retrieve(index, query, np.ones(len(index), bool), 4, 12)
     assert [index.images.id_at(f.image) for f in found] == ["B::rocket::0"]
-    assert found[0].inliers == localize(index, found[0].image, query).inliers > KeypointIndex.POOLED // 4
+    assert found[0].inliers > KeypointIndex.POOLED
+    assert found[0].inliers >= 0.8 * localize(index, found[0].image, query).inliers
     kept = index.without(np.array([False, True, False, False]))
     rebuilt = KeypointIndex.build(described[:1] + described[2:])
     assert np.array_equal(kept.pooled, rebuilt.pooled) and np.array_equal(kept.descriptors, rebuilt.descriptors)

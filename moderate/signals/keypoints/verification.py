@@ -61,6 +61,7 @@ def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, cand
     mirrored = np.repeat([False, True], [len(query.descriptors), len(query.mirrored_descriptors)])
     distances, rows = index.nearest(np.concatenate([query.descriptors, query.mirrored_descriptors]), NEIGHBOURS)
     voters, keys = _votes(index, distances, rows, allowed, mirrored)
+    pool = {False: (distances[~mirrored], rows[~mirrored]), True: (distances[mirrored], rows[mirrored])}
     found, votes = np.unique(keys, return_counts=True)
     out: list[Localization] = []
     tried: list[tuple[set, bool]] = []  # (voting query descriptors, verified) per distinct picture
@@ -77,7 +78,7 @@ def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, cand
             if distinct == candidates:
                 continue  # only copies of pictures already verified are still fitted
             distinct += 1
-        located = _localized(index, int(key // 2), query, bool(key % 2))
+        located = _localized(index, int(key // 2), query, bool(key % 2), pool[bool(key % 2)])
         verified = located is not None and located.inliers >= min_inliers
         tried.append((voting, verified))
         if verified:
@@ -118,9 +119,15 @@ def localize(index: KeypointIndex, image: int, query: KeypointSet) -> Localizati
     return max(found, key=lambda f: f.inliers, default=None)
 
 
-def _localized(index: KeypointIndex, image: int, query: KeypointSet, mirrored: bool) -> Localization | None:
-    """One indexed image in the query seen one way: its corners matched to the query's (Lowe's
-    ratio test among the image's own corners), then RANSAC."""
+def _localized(index: KeypointIndex, image: int, query: KeypointSet, mirrored: bool,
+               pool: tuple[np.ndarray, np.ndarray] | None = None) -> Localization | None:
+    """One indexed image in the query seen one way: its corners matched to the query's, then RANSAC.
+
+    A match passes Lowe's ratio test among the image's own corners and, given the query's pooled
+    neighbours `pool` ((Q, k) distances and rows, as `retrieve` searched them), also against the
+    nearest pooled corner of any other picture that is not a copy of the matched corner: the test
+    across the whole bank that keeps a query's background from matching by chance, with copies of
+    the picture (duplicate references) sharing a match rather than cancelling it."""
     points, descriptors = (query.mirrored_points, query.mirrored_descriptors) if mirrored else (
         query.points, query.descriptors)
     rows = index.rows(image)
@@ -132,9 +139,19 @@ def _localized(index: KeypointIndex, image: int, query: KeypointSet, mirrored: b
     own.add(np.ascontiguousarray(index.descriptors[rows]))
     distances, nearest = own.search(np.ascontiguousarray(descriptors), 2)
     good = np.flatnonzero((distances[:, 0] < RATIO * distances[:, 1]) & (distances[:, 0] <= MAX_HAMMING))
+    matched = rows.start + nearest[good, 0]
+    if pool is not None and len(good):
+        pooled_distances, pooled_rows = pool[0][good], pool[1][good]
+        present = pooled_rows >= 0
+        neighbours = index.descriptors[np.where(present, pooled_rows, 0)]  # (G, k, 32)
+        apart = np.bitwise_count(np.bitwise_xor(neighbours, index.descriptors[matched][:, None])).sum(axis=2)
+        rival = present & (index.owner[np.where(present, pooled_rows, 0)] != image) & (apart > distances[good, :1])
+        nearest_rival = np.where(rival, pooled_distances, np.inf).min(axis=1)
+        keep = distances[good, 0] < RATIO * nearest_rival
+        good, matched = good[keep], matched[keep]
     if len(good) < MIN_VOTES:
         return None
-    return _fit(index, image, mirrored, index.points[rows][nearest[good, 0]], points[good], query)
+    return _fit(index, image, mirrored, index.points[matched], points[good], query)
 
 
 def _fit(index: KeypointIndex, image: int, mirrored: bool, reference_points: np.ndarray, query_points: np.ndarray,
