@@ -180,9 +180,10 @@ def test_keypoint_record_round_trips(photos):
     assert len(again.mirrored_descriptors) > 100 and np.array_equal(again.mirrored_points, query.mirrored_points)
 
 
-def test_references_keep_their_strongest_corners_first_and_queries_their_mirror(photos):
-    """The pool takes a reference's first corners, so they must be its strongest; and a query's
-    mirrored description must be what describing the mirrored picture gives, mapped back."""
+def test_references_keep_each_levels_strongest_corners_first_and_queries_their_mirror(photos):
+    """The pool takes a reference's first corners, so they must be the strongest of every pyramid
+    level in turn; and a query's mirrored description must be what describing the mirrored
+    picture gives, mapped back."""
     import cv2
 
     from moderate.signals import KEYPOINTS
@@ -192,9 +193,14 @@ def test_references_keep_their_strongest_corners_first_and_queries_their_mirror(
     gray = grayscale(frame.pixels, KEYPOINTS.reference_size)
     orb = cv2.ORB_create(nfeatures=KEYPOINTS.reference_features, scaleFactor=1.2, nlevels=8, fastThreshold=10)
     found, _ = orb.compute(gray, orb.detect(gray, None))
-    strongest = {k.pt for k in sorted(found, key=lambda k: -k.response)[:KeypointIndex.POOLED]}
+    levels = sorted({k.octave for k in found})
+    per_level = {level: sorted((k for k in found if k.octave == level), key=lambda k: -k.response) for level in levels}
+    rounds = [sorted((per_level[level][rank] for level in levels if rank < len(per_level[level])),
+                     key=lambda k: -k.response) for rank in range(len(found))]  # each level's next strongest
+    first = [k.pt for round_ in rounds for k in round_][:KeypointIndex.POOLED]
+    assert len(levels) >= 4 and len(found) > KeypointIndex.POOLED
     described = KEYPOINTS.reference(frame.pixels, gray.shape[1], gray.shape[0])
-    assert {tuple(map(float, p)) for p in described.points[:KeypointIndex.POOLED]} == strongest
+    assert [tuple(map(float, p)) for p in described.points[:KeypointIndex.POOLED]] == [tuple(map(float, p)) for p in first]
 
     query = KEYPOINTS.compute(frame.pixels, frame.width, frame.height)
     flipped = KEYPOINTS.compute(np.ascontiguousarray(frame.pixels[:, ::-1]), frame.width, frame.height)

@@ -14,9 +14,9 @@ which halves what every reference costs on disk, in the pool and to describe.
 
 Queries pick corners over a 4x4 grid: the strongest corners of a busy background would otherwise
 take the whole budget and leave none on a small pasted picture (pasted recall 0.90 -> 0.95).
-A reference keeps at most `reference_features` (500), strongest first, about 20 kB: a description
-of corners, from which the image cannot be rebuilt. Only its strongest `KeypointIndex.POOLED` are
-pooled for retrieval; candidates are verified against all of them.
+A reference keeps at most `reference_features` (500), about 20 kB: a description of corners, from
+which the image cannot be rebuilt. Only its first `KeypointIndex.POOLED`, the strongest of each
+pyramid level in turn, are pooled for retrieval; candidates are verified against all of them.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class KeypointSignal(StoredSignal):
         return KeypointSet(width, height, points * factor, descriptors, mirror_points * factor, mirror_descriptors)
 
     def reference(self, pixels: np.ndarray, width: int, height: int) -> KeypointSet:
-        """Keypoints of a reference at `reference_size`, strongest first (queries carry the mirror)."""
+        """Keypoints of a reference at `reference_size`, level by level (queries carry the mirror)."""
         gray = grayscale(pixels, self.reference_size)
         points, descriptors = orb(gray, self.reference_features, 0)
         return KeypointSet(width, height, points * (width / gray.shape[1]), descriptors)

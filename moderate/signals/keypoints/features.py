@@ -64,7 +64,7 @@ def grayscale(pixels: np.ndarray, longest: int | None = None) -> np.ndarray:
 
 
 def orb(gray: np.ndarray, features: int, grid: int, mirror: bool = False) -> tuple[np.ndarray, ...]:
-    """(points (N, 2) float32, descriptors (N, 32) uint8), the strongest corners first; with `grid`,
+    """(points (N, 2) float32, descriptors (N, 32) uint8), in `_by_level` order; with `grid`,
     corners are spread over grid x grid cells. With `mirror`, also (points, descriptors) of the same
     corners described in the mirror image, points mapped back (FAST and the Harris score are
     mirror-symmetric, so the corners are found once; only their orientation and BRIEF tests are
@@ -94,8 +94,21 @@ def _described(orb, gray: np.ndarray, found: list) -> tuple[np.ndarray, np.ndarr
     found, descriptors = orb.compute(gray, found)  # drops corners too near the border, groups by level
     if descriptors is None or not found:
         return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
-    order = np.argsort([-k.response for k in found], kind="stable")
-    return np.array([k.pt for k in found], np.float32)[order], descriptors[order]
+    return np.array([k.pt for k in found], np.float32)[(order := _by_level(found))], descriptors[order]
+
+
+def _by_level(found: list) -> np.ndarray:
+    """Order of corners taking the pyramid's levels in turn, strongest first within each: the first
+    corners of a reference, which are pooled, then describe it at every scale, so a copy pasted
+    small still finds them (tuning split, 200 pooled of 500: pasted recall 17/21 strongest-first,
+    20/21 level by level; shrunk to 25%, 16/21 and 21/21)."""
+    response = np.array([-k.response for k in found])
+    level = np.array([k.octave for k in found])
+    rank = np.empty(len(found), np.int64)
+    for value in np.unique(level):
+        members = np.flatnonzero(level == value)
+        rank[members[np.argsort(response[members], kind="stable")]] = np.arange(len(members))
+    return np.lexsort((response, rank))
 
 
 def _spread(found, shape: tuple[int, int], features: int, grid: int) -> list:

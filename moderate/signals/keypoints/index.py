@@ -16,9 +16,10 @@ class KeypointIndex:
     """Every reference image's ORB corners, and the pool of its strongest ones for nearest-neighbour search.
 
     Row i of `descriptors` belongs to image `owner[i]` (record `images.id_at(owner[i])`), at
-    `points[i]` in that image's pixels. An image's rows are contiguous and in image order, its
-    strongest corner first. `pooled` (P,) are the rows searched: each image's first `POOLED`
-    (a candidate found through them is verified with all its rows). The pool has three regimes:
+    `points[i]` in that image's pixels. An image's rows are contiguous and in image order, the
+    strongest of each pyramid level in turn first. `pooled` (P,) are the rows searched: each
+    image's first `POOLED` (a candidate found through them is verified with all its rows). The
+    pool has three regimes:
     - under `IVF_FROM` descriptors, exhaustive search;
     - up to `WORDS_FROM`, a faiss inverted file trained on the pool itself (about `IVF_LIST`
       descriptors a list, 8 probed), trained again by the writer whenever the pool has doubled
@@ -38,7 +39,9 @@ class KeypointIndex:
     owner: np.ndarray = field(repr=False)  # (M,) int32, non-decreasing
     pooled: np.ndarray = field(repr=False)  # (P,) int64, increasing: the rows searched
 
-    POOLED = 200  # strongest corners of a reference in the pool (see `moderate.signals.keypoints`)
+    POOLED = 200  # first corners of a reference in the pool (see `moderate.signals.keypoints`); from cost:
+    # 2.5x fewer than all 500; tuning split, pasted 30-50%: 100 / 200 / 300 / 500 pooled found
+    # 33 / 34 / 37 / 41 of 42 strongest-first, and level by level 200 found 41 of 42
     IVF_FROM = 8192
     IVF_LIST = 300
     IVF_PROBE = 8  # lists probed per query descriptor of a self-trained inverted file
@@ -46,7 +49,10 @@ class KeypointIndex:
     WORD_PROBE = 16  # words probed per query descriptor
     # Chosen on the tuning split (tuning photos' edited crops among 1.1M pooled corners; share of
     # exhaustive search's nearest corners found): probe 8 / 16 / 24 / 32 -> 0.89 / 0.94 / 0.96 / 0.97.
-    WORD_SEARCH = 64  # HNSW candidate list when finding a query descriptor's nearest words
+    WORD_SEARCH = 32  # HNSW candidate list when finding a query descriptor's nearest words
+    # Tuning split (edited tuning photos against a 10k-reference pool of 1.8M): ef 64 / 32 / 24 / 16
+    # found 0.903 / 0.899 / 0.894 / 0.881 of exhaustive search's nearest corners; the word search
+    # was two thirds of the index's time at 64, and 32 costs 28% less.
     ADD_WORD_SEARCH = 16  # and a reference descriptor's nearest word: 0.940 against 0.941 at 64, 3x faster
 
     @classmethod
@@ -69,8 +75,11 @@ class KeypointIndex:
 
     def rows(self, image: int) -> slice:
         """The rows of one image."""
-        first, stop = np.searchsorted(self.owner, [image, image + 1])
-        return slice(int(first), int(stop))
+        starts = self.__dict__.get("_starts")
+        if starts is None:  # once per index: a search of a memory-mapped 5M-row owner costs 1.3 ms
+            starts = np.searchsorted(self.owner, np.arange(len(self) + 1))
+            object.__setattr__(self, "_starts", starts)
+        return slice(int(starts[image]), int(starts[image + 1]))
 
     def arrays(self) -> dict:
         """What the catalog saves: the arrays, and the trained inverted file once there is one
