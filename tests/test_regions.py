@@ -311,6 +311,43 @@ def test_corners_written_as_documents_by_earlier_versions_are_still_read(data_di
     assert verdict.verdict == "block" and any(r.signal == "keypoints" for r in verdict.reasons)
 
 
+
+def test_references_written_with_a_mirrored_set_by_earlier_versions_still_match(data_dir, photos, tmp_path):
+    """Earlier versions stored a reference's mirror corners beside its own, in detection order,
+    and saved no pool. Such a store still matches plain and mirrored crops once its saved index is
+    rebuilt, with every corner of the old record pooled (no fewer than it had)."""
+    import base64
+
+    from moderate.signals import KeypointSet
+    from moderate.signals.keypoints.features import grayscale, orb
+
+    engine = Engine(data_dir)
+    engine.banks.create("OLD")
+    engine.banks.add("OLD", [photos["rocket"]])
+    store = engine.store
+    [(rid, value, metadata)] = list(store.records(KEYPOINTS))
+    frame = decode(photos["rocket"]).frames[0]
+    gray = grayscale(frame.pixels, KEYPOINTS.reference_size)
+    mirror_points, mirror_descriptors = orb(np.ascontiguousarray(gray[:, ::-1]), KEYPOINTS.reference_features, 0)
+    mirror_points[:, 0] = (gray.shape[1] - 1 - mirror_points[:, 0]) * frame.width / gray.shape[1]
+    old = KeypointSet(value.width, value.height, value.points[::-1], value.descriptors[::-1], mirror_points,
+                      mirror_descriptors)
+    store.delete_records(KEYPOINTS, [rid])
+    with store._using(KEYPOINTS.collection, "writing an old record") as col:
+        col.add(ids=[rid], embeddings=[[1.0]],
+                metadatas=[{**metadata, "keypoints": base64.b64encode(old.to_bytes()).decode()}])
+    store.bump()
+    for pool in engine.catalog.dir.glob("*.keypoints-pooled.npy"):  # an index saved before pools existed
+        pool.unlink()
+    reader = Engine(data_dir)
+    keypoints = reader.catalog.current().keypoints
+    assert len(keypoints.pooled) == len(keypoints.descriptors) == len(value) > KeypointIndex.POOLED
+    crop = Image.open(photos["rocket"]).crop((60, 40, 560, 380))
+    for name, picture in (("crop", crop), ("mirrored", ImageOps.mirror(crop))):
+        verdict = reader.check(_save(picture, tmp_path / f"{name}.jpg"))
+        assert verdict.verdict == "block" and any(r.signal == "keypoints" for r in verdict.reasons), name
+
+
 def faiss_flat(descriptors):
     import faiss
 

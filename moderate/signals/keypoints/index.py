@@ -127,7 +127,11 @@ class KeypointIndex:
         first, rows = len(self), len(self.descriptors)
         counts = np.array([len(k) for _, k in records], np.int64)
         starts = rows + np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pool = [np.arange(start, start + min(count, self.POOLED)) for start, count in zip(starts, counts)]
+        # Records written before queries carried the mirror hold a mirrored set, and their corners in
+        # no useful order: every corner of theirs is pooled (no more than they pooled before).
+        pooled = [count if len(k.mirrored_descriptors) else min(count, self.POOLED)
+                  for (_, k), count in zip(records, counts)]
+        pool = [np.arange(start, start + n) for start, n in zip(starts, pooled)]
         return KeypointIndex(
             self.images.appended([rid for rid, _ in records]),
             np.concatenate([self.sizes, np.array([[k.width, k.height] for _, k in records], np.int32).reshape(-1, 2)]),
