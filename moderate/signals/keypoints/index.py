@@ -39,13 +39,14 @@ class KeypointIndex:
     owner: np.ndarray = field(repr=False)  # (M,) int32, non-decreasing
     pooled: np.ndarray = field(repr=False)  # (P,) int64, increasing: the rows searched
 
-    POOLED = 200  # first corners of a reference in the pool (see `moderate.signals.keypoints`); from cost:
-    # 2.5x fewer than all 500; tuning split, pasted 30-50%: 100 / 200 / 300 / 500 pooled found
-    # 33 / 34 / 37 / 41 of 42 strongest-first, and level by level 200 found 41 of 42
+    POOLED = 300  # first corners of a reference in the pool (see `moderate.signals.keypoints`). Tuning
+    # split, pasted 30-50%, strongest-first: 100 / 200 / 300 / 500 pooled found 33 / 34 / 37 / 41
+    # of 42; level by level, 200 found 41. 300 because 200 lost a photo pasted at 15% of a collage
+    # under the strict policy (tests/test_allowlist.py); 500 would scan 1.7x more per query.
     IVF_FROM = 8192
     IVF_LIST = 300
     IVF_PROBE = 8  # lists probed per query descriptor of a self-trained inverted file
-    WORDS_FROM = 1 << 20  # about 5,000 references
+    WORDS_FROM = 1 << 20  # about 3,500 references
     WORD_PROBE = 16  # words probed per query descriptor
     # Chosen on the tuning split (tuning photos' edited crops among 1.1M pooled corners; share of
     # exhaustive search's nearest corners found): probe 8 / 16 / 24 / 32 -> 0.89 / 0.94 / 0.96 / 0.97.
