@@ -216,6 +216,7 @@ def test_references_keep_each_levels_strongest_corners_first_and_queries_their_m
 
 def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_dir, photos, tmp_path, monkeypatch):
     from moderate.signals.keypoints import KeypointIndex
+    from moderate.signals.keypoints.index import _mapped
 
     monkeypatch.setattr(KeypointIndex, "POOLED", 500)  # every corner pooled: these few photos reach each regime
     monkeypatch.setattr(KeypointIndex, "IVF_FROM", 800)  # the bank-scale path, with a few photos
@@ -225,12 +226,14 @@ def test_inverted_file_is_saved_with_the_snapshot_and_carried_through_adds(data_
     saved = list((engine.catalog.dir).glob("*.keypoints-ivf"))
     assert len(saved) == 1  # written by the writer, so checks do not train it
     crop = _save(Image.open(photos["rocket"]).crop((60, 40, 560, 380)), tmp_path / "crop.jpg")
-    engine.banks.add("BIG", [photos["rocket"]])
+    assert Engine(data_dir).check(crop).verdict == "allow"  # a reader maps the saved file...
+    Engine(data_dir).banks.add("BIG", [photos["rocket"]])  # ...and a writer that loaded it carries it
     reader = Engine(data_dir)
     keypoints = reader.catalog.current().keypoints
     assert reader.check(crop).reasons[0].reference_id == "rocket"
     assert type(keypoints._faiss()).__name__ == "IndexBinaryIVF" and keypoints._faiss().ntotal == len(keypoints.pooled)
-    engine.banks.remove("BIG", "rocket")
+    assert _mapped(keypoints._faiss())  # read in place: a check does not load the lists into memory
+    Engine(data_dir).banks.remove("BIG", "rocket")
     assert Engine(data_dir).check(crop).verdict == "allow"
 
 

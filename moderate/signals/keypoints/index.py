@@ -115,7 +115,7 @@ class KeypointIndex:
             # grown pool; else the writer builds the one that fits when it saves. A copy: readers of
             # this snapshot (a server's in-flight checks) keep searching the old one, whose rows must
             # never run past this snapshot's arrays.
-            index = _tuned(faiss.clone_binary_index(self._faiss()))
+            index = _tuned(faiss.clone_binary_index(self._in_memory()))
             added = np.ascontiguousarray(grown.descriptors[grown.pooled[len(self.pooled):]])
             if _of_words(index):
                 _filed(index, added)
@@ -154,7 +154,7 @@ class KeypointIndex:
                              renumber[self.owner[rows]].astype(np.int32), renumber_rows[self.pooled[pool]])
         if len(kept.pooled) >= self.WORDS_FROM and not pool.all():
             # carry the words' inverted file: filing 10M descriptors anew takes minutes, this a second
-            object.__setattr__(kept, "_faiss_index", _without_rows(self._faiss(), pool))
+            object.__setattr__(kept, "_faiss_index", _without_rows(self._in_memory(), pool))
         return kept
 
     def nearest(self, descriptors: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -179,8 +179,8 @@ class KeypointIndex:
             import faiss
 
             faiss.omp_set_num_threads(1)
-            try:
-                loaded = faiss.read_index_binary(str(saved))
+            try:  # memory-mapped: a check starts in milliseconds and shares the pages with other processes
+                loaded = faiss.read_index_binary(str(saved), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
             except RuntimeError:  # missing or damaged: rebuilt below
                 loaded = None
             # one of another regime or outgrown (saved by an older version, say) is rebuilt below
@@ -209,6 +209,25 @@ class KeypointIndex:
                 _filed(cached, data)
             object.__setattr__(self, "_faiss_index", cached)
         return cached
+
+
+    def _in_memory(self):
+        """The inverted file, read into memory if it was mapped: faiss can neither copy nor
+        serialize mapped lists, and writers do both."""
+        index = self._faiss()
+        if _mapped(index):
+            import faiss
+
+            index = _tuned(faiss.read_index_binary(str(self.__dict__["_ivf_file"])))
+            object.__setattr__(self, "_faiss_index", index)
+        return index
+
+
+def _mapped(index) -> bool:
+    import faiss
+
+    return hasattr(index, "invlists") and isinstance(faiss.downcast_InvertedLists(index.invlists),
+                                                     faiss.OnDiskInvertedLists)
 
 
 def _fits(index, size: int) -> bool:
@@ -296,4 +315,4 @@ def _without_rows(index, kept: np.ndarray):
 def _ivf_bytes(keypoints: KeypointIndex) -> bytes:
     import faiss
 
-    return faiss.serialize_index_binary(keypoints._faiss()).tobytes()
+    return faiss.serialize_index_binary(keypoints._in_memory()).tobytes()
