@@ -20,7 +20,7 @@ class KeypointSet:
     `mirrored_*` describe the same corners as seen in the mirror image, positions mapped back into
     the unmirrored image (so a homography fitted to them includes the flip). Queries carry them
     (ORB is not mirror-invariant; describing the mirror costs 6 ms at 1024 px, the corners being
-    found once); references keep one orientation, strongest corners first. References written by
+    found once); references keep one orientation, in `_by_level` order. References written by
     earlier versions carry a mirrored set of their own, which is not read any more.
     """
 

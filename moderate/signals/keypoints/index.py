@@ -42,7 +42,8 @@ class KeypointIndex:
     POOLED = 300  # first corners of a reference in the pool (see `moderate.signals.keypoints`). Tuning
     # split, pasted 30-50%, strongest-first: 100 / 200 / 300 / 500 pooled found 33 / 34 / 37 / 41
     # of 42; level by level, 200 found 41. 300 because 200 lost a photo pasted at 15% of a collage
-    # under the strict policy (tests/test_allowlist.py); 500 would scan 1.7x more per query.
+    # under the strict policy (tests/test_allowlist.py), which 300 finds; 500 lost it too (that
+    # case sits at the edge) and would scan 1.7x more per query.
     IVF_FROM = 8192
     IVF_LIST = 300
     IVF_PROBE = 8  # lists probed per query descriptor of a self-trained inverted file
@@ -209,7 +210,6 @@ class KeypointIndex:
                 _filed(cached, data)
             object.__setattr__(self, "_faiss_index", cached)
         return cached
-
 
     def _in_memory(self):
         """The inverted file, read into memory if it was mapped: faiss can neither copy nor

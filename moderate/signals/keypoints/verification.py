@@ -10,10 +10,10 @@ Two ways in:
   seen in the mirror, votes for the image of its nearest pooled descriptor when that neighbour is
   clearly nearer than the nearest *other* corner (Lowe's ratio test across the pool, which drops
   corners common to many images; copies of the same corner in duplicate references share the
-  vote), and the most voted images are verified with `localize`.
-- `localize` verifies one given image (a retrieved candidate, a PDQ candidate, or `moderate
-  explain`) with its own nearest-neighbour matches among all its corners, not only the pooled ones:
-  a candidate is judged by the same evidence whichever way it was found.
+  vote), and the most voted images are verified against all their corners, not only the pooled
+  ones, each match passing the ratio test among the image's own corners and against the pool.
+- `localize` verifies one given image (a PDQ candidate, or `moderate explain`) the same way without
+  the pool's test (there was no search of the pool to test against).
 
 Measured on the robustness corpus (bench/robustness.py, 21 flagged photos, 20 distractors, 25
 edits each): distractor queries reach at most 8 inliers; every edited flagged photo but one
