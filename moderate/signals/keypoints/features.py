@@ -63,6 +63,10 @@ def grayscale(pixels: np.ndarray, longest: int | None = None) -> np.ndarray:
     return gray
 
 
+def _no_corners() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+
+
 def orb(gray: np.ndarray, features: int, grid: int, mirror: bool = False) -> tuple[np.ndarray, ...]:
     """(points (N, 2) float32, descriptors (N, 32) uint8), in `_by_level` order; with `grid`,
     corners are spread over grid x grid cells. With `mirror`, also (points, descriptors) of the same
@@ -71,9 +75,8 @@ def orb(gray: np.ndarray, features: int, grid: int, mirror: bool = False) -> tup
     mirrored, measured identical to describing the flipped picture afresh)."""
     import cv2
 
-    none = (np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8))
     if min(gray.shape) < MIN_SIDE:  # ORB's pyramid cannot even be built for a 1xN picture
-        return none * (2 if mirror else 1)
+        return _no_corners() * (2 if mirror else 1)
     cv2.setNumThreads(1)  # workers parallelize across processes; threads here only add hand-offs
     orb = cv2.ORB_create(nfeatures=features * 3 if grid else features, scaleFactor=1.2, nlevels=8, fastThreshold=10)
     found = orb.detect(gray, None)
@@ -93,7 +96,7 @@ def orb(gray: np.ndarray, features: int, grid: int, mirror: bool = False) -> tup
 def _described(orb, gray: np.ndarray, found: list) -> tuple[np.ndarray, np.ndarray]:
     found, descriptors = orb.compute(gray, found)  # drops corners too near the border, groups by level
     if descriptors is None or not found:
-        return np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8)
+        return _no_corners()
     return np.array([k.pt for k in found], np.float32)[(order := _by_level(found))], descriptors[order]
 
 

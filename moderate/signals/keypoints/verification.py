@@ -61,7 +61,8 @@ def retrieve(index: KeypointIndex, query: KeypointSet, allowed: np.ndarray, cand
     mirrored = np.repeat([False, True], [len(query.descriptors), len(query.mirrored_descriptors)])
     distances, rows = index.nearest(np.concatenate([query.descriptors, query.mirrored_descriptors]), NEIGHBOURS)
     voters, keys = _votes(index, distances, rows, allowed, mirrored)
-    pool = {False: (distances[~mirrored], rows[~mirrored]), True: (distances[mirrored], rows[mirrored])}
+    split = len(query.descriptors)  # the query's own corners, then their mirror: views, not copies
+    pool = {False: (distances[:split], rows[:split]), True: (distances[split:], rows[split:])}
     found, votes = np.unique(keys, return_counts=True)
     out: list[Localization] = []
     tried: list[tuple[set, bool]] = []  # (voting query descriptors, verified) per distinct picture
@@ -143,9 +144,10 @@ def _localized(index: KeypointIndex, image: int, query: KeypointSet, mirrored: b
     if pool is not None and len(good):
         pooled_distances, pooled_rows = pool[0][good], pool[1][good]
         present = pooled_rows >= 0
-        neighbours = index.descriptors[np.where(present, pooled_rows, 0)]  # (G, k, 32)
+        safe = np.where(present, pooled_rows, 0)
+        neighbours = index.descriptors[safe]  # (G, k, 32)
         apart = np.bitwise_count(np.bitwise_xor(neighbours, index.descriptors[matched][:, None])).sum(axis=2)
-        rival = present & (index.owner[np.where(present, pooled_rows, 0)] != image) & (apart > distances[good, :1])
+        rival = present & (index.owner[safe] != image) & (apart > distances[good, :1])
         nearest_rival = np.where(rival, pooled_distances, np.inf).min(axis=1)
         keep = distances[good, 0] < RATIO * nearest_rival
         good, matched = good[keep], matched[keep]
