@@ -263,32 +263,69 @@ def test_reading_the_banks_does_not_make_the_next_check_rewrite_the_index(banked
     assert checker.catalog.current().stamp == checker.store.stamp()
 
 
-def test_inverted_lists_are_the_shipped_words_and_find_what_exhaustive_search_finds(photos, monkeypatch):
-    """The inverted file never trains on a bank: its lists are the vocabulary's words whatever the
-    bank holds, and a query's nearest pooled corners are found as exhaustive search finds them."""
-    from moderate.signals.keypoints.index import _words
-
-    monkeypatch.setattr(KeypointIndex, "POOLED", 500)  # every corner pooled: these few photos reach each regime
-    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1000)  # the bank-scale path, with a few photos
+def _words_regime(photos, monkeypatch) -> tuple[list, KeypointIndex]:
+    """Four photos' described corners, and an index of them grown through appends past
+    `WORDS_FROM` (thresholds lowered so that a few photos reach the bank-scale path)."""
+    monkeypatch.setattr(KeypointIndex, "POOLED", 500)  # every corner pooled
+    monkeypatch.setattr(KeypointIndex, "IVF_FROM", 1000)
     monkeypatch.setattr(KeypointIndex, "WORDS_FROM", 1500)
     described = []
     for name in ("astronaut", "coffee", "rocket", "chelsea"):
         pixels = np.asarray(Image.open(photos[name]).convert("RGB"))
         described.append((f"B::{name}::0", KEYPOINTS.reference(pixels, pixels.shape[1], pixels.shape[0])))
-    small = KeypointIndex.build(described[:1])
-    grown = KeypointIndex.build(described[:2]).appended(described[2:])  # past IVF_FROM through appends
-    assert len(small.pooled) < KeypointIndex.WORDS_FROM <= len(grown.pooled)
+    return described, KeypointIndex.build(described[:2]).appended(described[2:])
+
+
+def _rocket_crop_query(photos):
+    pixels = np.asarray(Image.open(photos["rocket"]).convert("RGB"))[40:380, 60:560]
+    return KEYPOINTS.compute(pixels, pixels.shape[1], pixels.shape[0])
+
+
+def test_inverted_lists_are_the_shipped_words_and_find_what_exhaustive_search_finds(photos, monkeypatch):
+    """The inverted file never trains on a bank: its lists are the vocabulary's words whatever the
+    bank holds, and a query's nearest pooled corners are found as exhaustive search finds them."""
+    from moderate.signals.keypoints.index import _words
+
+    described, grown = _words_regime(photos, monkeypatch)
+    assert len(KeypointIndex.build(described[:1]).pooled) < KeypointIndex.WORDS_FROM <= len(grown.pooled)
     ivf = grown._faiss()
     assert type(ivf).__name__ == "IndexBinaryIVF" and ivf.nlist == len(_words()) and ivf.ntotal == len(grown.pooled)
     rebuilt = KeypointIndex.build(described)._faiss()
     assert [ivf.invlists.list_size(w) for w in range(ivf.nlist)] == [rebuilt.invlists.list_size(w) for w in range(ivf.nlist)]
-    pixels = np.asarray(Image.open(photos["rocket"]).convert("RGB"))[40:380, 60:560]
-    query = KEYPOINTS.compute(pixels, pixels.shape[1], pixels.shape[0])
+    query = _rocket_crop_query(photos)
     exact = faiss_flat(grown.descriptors[grown.pooled]).search(np.ascontiguousarray(query.descriptors), 1)
     found = grown.nearest(query.descriptors, 16)
     matched = exact[0][:, 0] <= 40  # corners the crop shares with its reference
     assert matched.sum() > 50
     assert np.mean([grown.pooled[exact[1][i, 0]] in found[1][i] for i in np.flatnonzero(matched)]) >= 0.9
+
+
+def test_a_query_corner_reads_its_nearest_words_only_up_to_the_scan_budget(photos, monkeypatch):
+    """Each query descriptor reads its nearest words' lists in order until `WORD_SCAN` entries
+    (its nearest word always): what a check reads stops growing with the pool. Counted by faiss's
+    own statistics of lists visited and distances computed."""
+    import faiss
+
+    _, grown = _words_regime(photos, monkeypatch)
+    ivf = grown._faiss()
+    query = np.ascontiguousarray(_rocket_crop_query(photos).descriptors)
+    sizes = np.array([ivf.invlists.list_size(w) for w in range(ivf.nlist)])
+    _, words = ivf.quantizer.search(query, KeypointIndex.WORD_PROBE)
+    stats = faiss.cvar.indexIVF_stats
+
+    def read(budget: int) -> tuple[int, int, np.ndarray]:
+        monkeypatch.setattr(KeypointIndex, "WORD_SCAN", budget)
+        stats.reset()
+        found, _ = grown.nearest(query, 2)
+        return stats.nlist, stats.ndis, found
+
+    lists, distances, unlimited = read(10 ** 9)
+    assert lists == words.size - (words < 0).sum() and distances == sizes[words[words >= 0]].sum()
+    assert np.array_equal(unlimited, ivf.search(query, 2)[0])  # the neighbours faiss's own probing finds
+    _, distances, _ = read(1)  # one entry: the nearest word that has a list, empty ones before it cost nothing
+    assert distances == sum(int(sizes[row[sizes[row] > 0][:1]].sum()) for row in words)
+    _, distances, _ = read(30)
+    assert distances <= len(query) * (30 + sizes.max()) and distances < sizes[words[words >= 0]].sum()
 
 
 def test_corners_written_as_documents_by_earlier_versions_are_still_read(data_dir, photos, tmp_path):

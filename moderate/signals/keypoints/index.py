@@ -27,7 +27,9 @@ class KeypointIndex:
     - from `WORDS_FROM` on, an inverted file whose lists are the shipped vocabulary's visual words
       (`vocabulary.npy`, trained on tuning photos by `python -m bench.vocabulary`), each descriptor
       in the list of its nearest word found through an HNSW graph over the words: nothing is ever
-      trained on a big bank (minutes at 10M), and lists grow as the pool over 16,384 words.
+      trained on a big bank (minutes at 10M). Lists grow as the pool over 16,384 words; a query
+      descriptor reads its nearest words' lists up to `WORD_SCAN` entries, so from about 10,000
+      references on a check reads no more as the bank grows.
     Before, one inverted file was trained on a bank's first references and appended to forever:
     1.8 s per check at 10,000 references.
     """
@@ -56,6 +58,14 @@ class KeypointIndex:
     # found 0.903 / 0.899 / 0.894 / 0.881 of exhaustive search's nearest corners; the word search
     # was two thirds of the index's time at 64, and 32 costs 28% less.
     ADD_WORD_SEARCH = 16  # and a reference descriptor's nearest word: 0.940 against 0.941 at 64, 3x faster
+    WORD_SCAN = 2000  # pooled descriptors read per query descriptor, at most: its words in order, nearest
+    # first, until this many (the nearest always), so a check's cost stops growing with the pool once
+    # a word's list averages WORD_SCAN / WORD_PROBE (about 10,000 references). Tuning split (hard
+    # edits of the robustness photos against the 100k scale bank, which holds ~1,200 crops of each):
+    # unlimited / 8,000 / 4,000 / 2,000 / 1,000 / 500 blocked 185 / 185 / 186 / 187 / 186 / 187 of 210
+    # and no distractor, in 567 / 214 / 159 / 131 / 122 / 119 ms per retrieval; at 10k, 190 / - / 190
+    # / 189 / 190 in 125 / - / 122 / 109 / 96 ms. Votes need a few of a copy's many corners, and
+    # those are in their nearest word; 2,000 keeps some depth for the corners that moved.
 
     @classmethod
     def empty(cls) -> "KeypointIndex":
@@ -163,8 +173,20 @@ class KeypointIndex:
         descriptor, nearest first; rows are -1 where the pool has fewer than `k`."""
         if len(self.pooled) == 0 or len(descriptors) == 0:
             return np.zeros((len(descriptors), k), np.int32), np.full((len(descriptors), k), -1, np.int64)
-        distances, positions = self._faiss().search(np.ascontiguousarray(descriptors, dtype=np.uint8), k)
+        index, data = self._faiss(), np.ascontiguousarray(descriptors, dtype=np.uint8)
+        distances, positions = self._scanned(index, data, k) if _of_words(index) else index.search(data, k)
         return distances, np.where(positions >= 0, self.pooled[np.maximum(positions, 0)], -1)
+
+    def _scanned(self, index, data: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The words' inverted file searched within `WORD_SCAN` entries per query descriptor."""
+        sizes = self.__dict__.get("_list_sizes")
+        if sizes is None:  # once per snapshot: 30 ms for 16,384 lists
+            sizes = np.array([index.invlists.list_size(word) for word in range(index.nlist)], np.int64)
+            object.__setattr__(self, "_list_sizes", sizes)
+        word_distances, words = index.quantizer.search(data, index.nprobe)
+        read = sizes[np.maximum(words, 0)]
+        words = np.where(np.cumsum(read, axis=1) - read < self.WORD_SCAN, words, -1)  # faiss skips -1
+        return index.search_preassigned(data, k, words, word_distances)
 
     def load_from(self, path: Path) -> None:
         """Use the inverted file saved at `path` if it covers exactly the pool (lazily).
@@ -239,8 +261,8 @@ def _fits(index, size: int) -> bool:
 
 
 def _of_words(index) -> bool:
-    """Whether an inverted file's lists are the vocabulary's words (else it was trained on its pool)."""
-    return index.nlist == len(_words())
+    """Whether an index is the inverted file of the vocabulary's words (else one trained on its pool, or exhaustive)."""
+    return getattr(index, "nlist", 0) == len(_words())  # an exhaustive index has no lists
 
 
 def _tuned(index):
