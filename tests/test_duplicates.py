@@ -113,3 +113,32 @@ def test_explain_and_check_agree_with_copies(engine, photos, tmp_path, copies):
     verdict = engine.check(crop)
     explained = engine.explain(crop, "r0")
     assert explained.matched and verdict.verdict == "block"
+
+
+VARIANTS = 24
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "coffee"])
+def test_variants_at_other_scales_in_another_bank_leave_the_reference_its_evidence(engine, photos, tmp_path, photo):
+    """Other crops and sizes of a flagged picture held elsewhere (another list's version, what a
+    review queue fed back) describe its corners a few bits apart from the reference's: those are
+    one corner seen twice and share a vote or a match, so the flagged reference keeps blocking with
+    about the strength it has alone."""
+    engine.banks.create("TERROR", action="block")
+    engine.banks.add("TERROR", [photos[photo]])
+    crop = _crop(photos[photo], tmp_path)
+    alone = _keypoint_reasons(engine.check(crop))[("TERROR", photo)]
+    engine.banks.create("SEEN", action="review")
+    image = Image.open(photos[photo]).convert("RGB")
+    w, h = image.size
+    for n in range(VARIANTS):
+        keep, scale = 0.95 - 0.25 * (n % 6) / 5, 0.6 + 0.9 * (n % 5) / 4
+        left, top = int(w * (1 - keep) * (n % 3) / 2), int(h * (1 - keep) * (n % 2))
+        variant = image.crop((left, top, left + int(w * keep), top + int(h * keep)))
+        out = io.BytesIO()
+        variant.resize((int(variant.width * scale), int(variant.height * scale)), Image.LANCZOS).save(out, "PNG")
+        engine.banks.add_bytes("SEEN", out.getvalue(), f"variant-{n}")
+    verdict = engine.check(crop)
+    found = _keypoint_reasons(verdict)
+    assert verdict.verdict == "block", verdict.reasons
+    assert found.get(("TERROR", photo), 0) >= 0.75 * alone, (alone, found)

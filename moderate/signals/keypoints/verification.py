@@ -33,8 +33,10 @@ RATIO = 0.8  # Lowe's ratio: the nearest neighbour must be clearly nearer than t
 MAX_HAMMING = 64  # of 256 bits; farther neighbours are not the same corner
 MIN_VOTES = 6  # fewer correspondences cannot support a homography worth fitting
 REPROJECTION = 8.0  # RANSAC inlier tolerance, in pixels of a 1024 px picture
-NEIGHBOURS = 16  # pooled neighbours read per query descriptor: the nearest corner and its copies
+NEIGHBOURS = 32  # pooled neighbours read per query descriptor: the nearest corner and its copies
 MAX_COPIES = 8  # fits per distinct candidate picture, copies included (bounds the cost of many copies)
+SAME_CORNER = 40  # bits: pooled descriptors this close to the nearest are one corner in two versions of
+# a picture (another crop, size or encoding), sharing a vote or a match rather than being its rival
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def _votes(index: KeypointIndex, distances: np.ndarray, rows: np.ndarray, allowe
     pooled = index.descriptors[safe]  # (Q, k, 32)
     apart = np.bitwise_count(np.bitwise_xor(pooled, pooled[:, :1])).sum(axis=2)  # from the nearest, in bits
     nearest = distances[:, :1]
-    same = present & (apart <= nearest)
+    same = present & (apart <= np.maximum(nearest, SAME_CORNER))
     same[:, 0] = present[:, 0]
     other = present & ~same
     second = np.where(other.any(axis=1), distances[np.arange(len(rows)), other.argmax(axis=1)], np.inf)
@@ -147,7 +149,7 @@ def _localized(index: KeypointIndex, image: int, query: KeypointSet, mirrored: b
         safe = np.where(present, pooled_rows, 0)
         neighbours = index.descriptors[safe]  # (G, k, 32)
         apart = np.bitwise_count(np.bitwise_xor(neighbours, index.descriptors[matched][:, None])).sum(axis=2)
-        rival = present & (index.owner[safe] != image) & (apart > distances[good, :1])
+        rival = present & (index.owner[safe] != image) & (apart > np.maximum(distances[good, :1], SAME_CORNER))
         nearest_rival = np.where(rival, pooled_distances, np.inf).min(axis=1)
         keep = distances[good, 0] < RATIO * nearest_rival
         good, matched = good[keep], matched[keep]
